@@ -1,0 +1,1 @@
+"""The webhook receiver Lambda: verify, persist once, acknowledge fast."""

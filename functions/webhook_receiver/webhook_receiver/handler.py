@@ -1,0 +1,103 @@
+"""Lambda entry point: adapts API Gateway HTTP API (payload v2) events to the receiver.
+
+The one table mapping errors to HTTP statuses lives here. 5xx means "we did not store it, retry";
+it is never used for a request that was refused on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+from typing import Any
+
+from geft.errors import GeftError, PersistenceError, SecretError
+from geft.observability import MetricUnit, logger, metrics
+from geft.repository import GuaranteeRepository
+from geft.secrets import JsonSecret
+from geft.webhook_events import ReplayWindow
+
+from webhook_receiver.config import ReceiverConfig
+from webhook_receiver.receiver import (
+    InvalidSignatureError,
+    MalformedRequestError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    RouteNotFoundError,
+    WebhookReceiver,
+    WebhookRequest,
+)
+
+_STATUS_BY_ERROR: tuple[tuple[type[GeftError], int, str], ...] = (
+    (RouteNotFoundError, 404, "not_found"),
+    (MethodNotAllowedError, 405, "method_not_allowed"),
+    (PayloadTooLargeError, 413, "payload_too_large"),
+    (MalformedRequestError, 400, "malformed_request"),
+    (InvalidSignatureError, 401, "invalid_signature"),
+    (SecretError, 503, "secret_unavailable"),
+    (PersistenceError, 503, "persistence_unavailable"),
+)
+_JSON_HEADERS = {"content-type": "application/json"}
+
+
+@functools.cache
+def _receiver() -> WebhookReceiver:
+    """Composition root, built on the first invoke and kept for the container's life."""
+    config = ReceiverConfig.from_env()
+    return WebhookReceiver(
+        webhook_path=config.webhook_path,
+        max_body_bytes=config.max_body_bytes,
+        secret=JsonSecret(config.webhook_secret_id, max_age_seconds=config.secret_max_age_seconds),
+        repository=GuaranteeRepository(config.table_name, retention_days=config.retention_days),
+        replay_window=ReplayWindow(config.replay_window_seconds, config.max_clock_skew_seconds),
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        receiver = _receiver()
+        acknowledgement = receiver.receive(to_request(event, receiver))
+    except GeftError as error:
+        return _error_response(error)
+    return _response(200, {"outcome": acknowledgement.outcome.value})
+
+
+def to_request(event: dict[str, Any], receiver: WebhookReceiver) -> WebhookRequest:
+    """Build the request, refusing the route, the method or the size before decoding a large body."""
+    http = event.get("requestContext", {}).get("http", {})
+    method = str(http.get("method", "")).upper()
+    path = str(event.get("rawPath") or http.get("path") or "")
+    receiver.check_route(method, path)
+    raw = event.get("body") or ""
+    if not isinstance(raw, str):
+        raise MalformedRequestError("body must be a string")
+    encoded = bool(event.get("isBase64Encoded"))
+    # Cheap upper bound first: base64 text is 4/3 of the bytes it carries.
+    receiver.check_size(len(raw) * 3 // 4 if encoded else len(raw))
+    try:
+        body = base64.b64decode(raw, validate=True) if encoded else raw.encode("utf-8")
+    except (binascii.Error, ValueError, UnicodeEncodeError) as error:
+        raise MalformedRequestError("body could not be decoded") from error
+    headers = {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
+    return WebhookRequest(method=method, path=path, headers=headers, body=body)
+
+
+def _error_response(error: GeftError) -> dict[str, Any]:
+    for error_type, status, code in _STATUS_BY_ERROR:
+        if isinstance(error, error_type):
+            if status >= 500:
+                logger.exception("webhook not stored; answering 5xx so Flinks retries", error_code=code)
+            elif status != 401:  # 401s are counted as SignatureRejected where they are decided
+                metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
+            response = _response(status, {"error": {"code": code, "message": str(error)}})
+            if status == 405:
+                response["headers"]["allow"] = "POST"
+            return response
+    raise error  # an error without a mapping is a bug: let Lambda report it
+
+
+def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": dict(_JSON_HEADERS), "body": json.dumps(body)}

@@ -1,0 +1,61 @@
+"""Plain domain types shared by the functions. DynamoDB item shapes stay inside repository.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class GuaranteeStatus(StrEnum):
+    """The states a guarantee item moves through; see README "Item states"."""
+
+    RECEIVED = "RECEIVED"  # stored by the receiver, waiting for the processor
+    DECIDING = "DECIDING"  # claimed under a lease; a confirm may be in flight
+    CONFIRMED = "CONFIRMED"  # Flinks acknowledged our decision (terminal)
+    FAILED = "FAILED"  # permanently failed, with a reason (terminal)
+
+
+TERMINAL_STATUSES = frozenset({GuaranteeStatus.CONFIRMED, GuaranteeStatus.FAILED})
+
+
+class RecordType(StrEnum):
+    GUARANTEE = "GUARANTEE"
+    SESSION = "SESSION"
+    QUARANTINE = "QUARANTINE"
+
+
+@dataclass(frozen=True)
+class GuaranteeRef:
+    """Identifies one guarantee: a session can in principle see a second one (a Next Best Offer)."""
+
+    session_id: str
+    guarantee_key: str
+
+
+@dataclass(frozen=True)
+class StoredGuarantee:
+    ref: GuaranteeRef
+    status: GuaranteeStatus
+    raw_body: str
+    received_at_ms: int
+    attempts: int = 0
+    confirm_attempted: bool = False
+    lease_expires_at_ms: int = 0
+    claim_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GuaranteeOutcome:
+    """What the processor writes when it finishes with a guarantee: the bank's audit trail."""
+
+    status: GuaranteeStatus
+    decision: str | None = None
+    rule: str | None = None
+    inputs: dict[str, object] = field(default_factory=dict)
+    decided_at_ms: int | None = None
+    confirmed_at_ms: int | None = None
+    flinks_session_id: str | None = None
+    flinks_reference_id: str | None = None
+    recovered_from_details: bool = False
+    failure_reason: str | None = None
+    webhook_to_confirm_ms: int | None = None

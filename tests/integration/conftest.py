@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from geft_local.template_resources import CreatedResources, function_environment, parameter_values
+
+from tests.support.lambda_context import FakeLambdaContext
+
+
+@pytest.fixture
+def function_env(
+    template: dict[str, Any], stack: CreatedResources, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., dict[str, str]]:
+    """Apply the environment the template gives a function (Globals + its own), with overrides."""
+
+    def apply(logical_id: str, **overrides: str) -> dict[str, str]:
+        environment = function_environment(template, logical_id, stack, parameter_values(template))
+        environment.update(overrides)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        return environment
+
+    return apply
+
+
+@pytest.fixture
+def invoke_receiver(function_env: Callable[..., dict[str, str]]) -> Iterator[Callable[..., dict[str, Any]]]:
+    from webhook_receiver import handler
+
+    function_env("WebhookReceiverFunction")
+    handler._receiver.cache_clear()
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
+        return response
+
+    yield invoke
+    handler._receiver.cache_clear()
+
+
+@pytest.fixture
+def table_items(aws: Any, stack: CreatedResources) -> Callable[[], list[dict[str, Any]]]:
+    """Every item of the guarantees table, deserialized."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    client = aws.client("dynamodb")
+    deserializer = TypeDeserializer()
+
+    def scan() -> list[dict[str, Any]]:
+        items = client.scan(TableName=stack.ref("GuaranteesTable"), ConsistentRead=True)["Items"]
+        return [{key: deserializer.deserialize(value) for key, value in item.items()} for item in items]
+
+    return scan
