@@ -1,0 +1,774 @@
+"""FlinksClient against the local Flinks sandbox over real HTTP on 127.0.0.1 (no patching of requests)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+import requests
+from geft.backoff import RetryPolicy
+from geft.errors import (
+    FlinksAuthError,
+    FlinksPermanentError,
+    FlinksProtocolError,
+    FlinksSessionNotFoundError,
+    FlinksTransientError,
+)
+from geft.flinks_client import ConfirmResult, FlinksClient, FlinksCredentials
+from geft_local.flinks_sandbox import FlinksSandbox, Scenario
+
+USERNAME = "geft-client"
+PASSWORD = "pa55-word-not-in-logs"
+CONFIRM = "/guarantees/confirm"
+DETAILS = "/details"
+AUTHORIZE = "/api/v1/authorize"
+
+SandboxFactory = Callable[..., FlinksSandbox]
+ClientFactory = Callable[..., FlinksClient]
+
+
+class RecordingSleep:
+    """Injected ``sleep``: records each backoff instead of waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[SandboxFactory]:
+    with ExitStack() as stack:
+
+        def factory(**options: Any) -> FlinksSandbox:
+            options = {"username": USERNAME, "password": PASSWORD, "hang_s": 1.0, **options}
+            return stack.enter_context(FlinksSandbox(**options))
+
+        yield factory
+
+
+@pytest.fixture
+def sandbox(make_sandbox: SandboxFactory) -> FlinksSandbox:
+    return make_sandbox()
+
+
+@pytest.fixture
+def sleep() -> RecordingSleep:
+    return RecordingSleep()
+
+
+@pytest.fixture
+def make_client(sleep: RecordingSleep) -> Iterator[ClientFactory]:
+    clients: list[FlinksClient] = []
+
+    def factory(sandbox: FlinksSandbox, **options: Any) -> FlinksClient:
+        credentials = options.pop("credentials", FlinksCredentials(USERNAME, PASSWORD))
+        options = {
+            "sleep": sleep,
+            "rand": lambda: 1.0,
+            "connect_timeout": 1.0,
+            "read_timeout": 2.0,
+            **options,
+        }
+        client = FlinksClient(sandbox.base_url, lambda: credentials, **options)
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+def deadline_in(seconds: float) -> float:
+    return time.monotonic() + seconds
+
+
+# -- authorize and headers -----------------------------------------------------------------------------
+
+
+def test_basic_transport_authorizes_when_only_basic_is_accepted(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    # GIVEN a sandbox that accepts credentials only in the Basic header
+    sandbox = make_sandbox(accepted_transports=["basic"])
+    session_id = sandbox.add_session()
+    client = make_client(sandbox, credential_transport="basic")
+
+    # WHEN
+    details = client.for_session(session_id, deadline=deadline_in(10)).details()
+
+    # THEN
+    assert details["sessionId"] == session_id
+    (authorize,) = sandbox.calls(AUTHORIZE)
+    assert authorize.response_status == 200
+    assert authorize.headers["authorization"] == "Basic [redacted]"
+    assert authorize.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert authorize.body == "grant_type=client_credentials"
+
+
+def test_basic_transport_is_refused_when_only_form_is_accepted(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    # GIVEN
+    sandbox = make_sandbox(accepted_transports=["form"])
+    session_id = sandbox.add_session()
+    client = make_client(sandbox, credential_transport="basic")
+
+    # WHEN / THEN
+    with pytest.raises(FlinksAuthError) as caught:
+        client.for_session(session_id, deadline=deadline_in(10)).details()
+    assert caught.value.status_code == 401
+    assert PASSWORD not in str(caught.value)
+    assert sandbox.authorize_count == 1
+    assert sandbox.calls(DETAILS) == []
+
+
+def test_form_transport_authorizes_when_only_form_is_accepted(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    # GIVEN a sandbox that accepts credentials only as Username/Password form fields
+    sandbox = make_sandbox(accepted_transports=["form"])
+    session_id = sandbox.add_session()
+    client = make_client(sandbox, credential_transport="form")
+
+    # WHEN
+    details = client.for_session(session_id, deadline=deadline_in(10)).details()
+
+    # THEN
+    assert details["sessionId"] == session_id
+    (authorize,) = sandbox.calls(AUTHORIZE)
+    assert "authorization" not in authorize.headers
+    assert authorize.body == f"grant_type=client_credentials&Username={USERNAME}&Password=%5Bredacted%5D"
+
+
+def test_form_transport_is_refused_when_only_basic_is_accepted(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    # GIVEN
+    sandbox = make_sandbox(accepted_transports=["basic"])
+    session_id = sandbox.add_session()
+    client = make_client(sandbox, credential_transport="form")
+
+    # WHEN / THEN
+    with pytest.raises(FlinksAuthError):
+        client.for_session(session_id, deadline=deadline_in(10)).details()
+
+
+def test_wrong_password_is_an_auth_error_without_retry(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+    client = make_client(sandbox, credentials=FlinksCredentials(USERNAME, "wrong-password"))
+
+    # WHEN / THEN
+    with pytest.raises(FlinksAuthError) as caught:
+        client.for_session(session_id, deadline=deadline_in(10)).confirm(True)
+    assert "wrong-password" not in str(caught.value)
+    assert sandbox.authorize_count == 1
+    assert sandbox.calls(CONFIRM) == []
+
+
+def test_client_id_and_api_key_go_on_every_call(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    # GIVEN a sandbox that requires both identity headers
+    sandbox = make_sandbox(client_id="client-42", api_key="api-key-secret")
+    session_id = sandbox.add_session()
+    credentials = FlinksCredentials(USERNAME, PASSWORD, client_id="client-42", api_key="api-key-secret")
+    client = make_client(sandbox, credentials=credentials)
+    calls = client.for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    calls.details()
+    calls.confirm(True)
+    calls.status()
+
+    # THEN
+    entries = sandbox.calls()
+    assert [entry.endpoint for entry in entries] == ["authorize", "details", "confirm", "status"]
+    assert all(entry.headers["x-client-id"] == "client-42" for entry in entries)
+    assert all(entry.headers["x-api-key"] == "[redacted]" for entry in entries)
+    assert all(entry.response_status == 200 for entry in entries)
+
+
+def test_identity_headers_absent_when_credentials_have_none(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    # GIVEN a sandbox that requires an API key, and credentials without one
+    sandbox = make_sandbox(api_key="api-key-secret")
+    session_id = sandbox.add_session()
+    client = make_client(sandbox)
+
+    # WHEN / THEN
+    with pytest.raises(FlinksAuthError):
+        client.for_session(session_id, deadline=deadline_in(10)).details()
+    (authorize,) = sandbox.calls(AUTHORIZE)
+    assert "x-api-key" not in authorize.headers
+    assert "x-client-id" not in authorize.headers
+
+
+def test_one_authorize_per_session_for_details_and_confirm(
+    make_sandbox: SandboxFactory, make_client: ClientFactory
+) -> None:
+    # GIVEN tokens bound to the first session they touch, and two sessions
+    sandbox = make_sandbox(bind_tokens_to_session=True)
+    first, second = sandbox.add_session(), sandbox.add_session()
+    client = make_client(sandbox)
+
+    # WHEN each session reads details and confirms
+    for session_id in (first, second):
+        calls = client.for_session(session_id, deadline=deadline_in(10))
+        calls.details()
+        result = calls.confirm(True)
+        assert result == ConfirmResult(session_id, sandbox.session_state(session_id)["referenceId"], True)
+
+    # THEN one token per session, never shared
+    assert sandbox.authorize_count == 2
+    assert client.stats.authorize_calls == 2
+    assert client.stats.requests_sent == 6
+    assert sandbox.confirms_for(first) == [True]
+    assert sandbox.confirms_for(second) == [True]
+
+
+def test_401_reauthorizes_once_and_retries_the_call(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN a confirm that meets one stale-token 401
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["401"]}))
+    client = make_client(sandbox)
+    calls = client.for_session(session_id, deadline=deadline_in(10))
+    calls.details()
+
+    # WHEN
+    result = calls.confirm(False)
+
+    # THEN
+    assert result.body_readable
+    assert sandbox.authorize_count == 2
+    assert [entry.response_status for entry in sandbox.calls(CONFIRM)] == [401, 200]
+    assert sandbox.confirms_for(session_id) == [False]
+
+
+def test_expired_token_on_the_server_is_replaced_once(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN the sandbox expires every token between details and confirm
+    session_id = sandbox.add_session()
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls.details()
+    sandbox.expire_tokens()
+
+    # WHEN
+    calls.confirm(True)
+
+    # THEN
+    assert sandbox.authorize_count == 2
+    assert sandbox.confirms_for(session_id) == [True]
+
+
+def test_second_401_is_an_auth_error(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["401", "401"]}))
+    client = make_client(sandbox)
+
+    # WHEN / THEN
+    with pytest.raises(FlinksAuthError) as caught:
+        client.for_session(session_id, deadline=deadline_in(10)).details()
+    assert caught.value.status_code == 401
+    assert sandbox.authorize_count == 2
+    assert len(sandbox.calls(DETAILS)) == 2
+
+
+def test_token_expiry_by_monotonic_time_reauthorizes(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN a client clock we can move past the token's 299 s lifetime
+    clock = [1000.0]
+    session_id = sandbox.add_session()
+    client = make_client(sandbox, monotonic=lambda: clock[0])
+    calls = client.for_session(session_id, deadline=clock[0] + 3600)
+    calls.details()
+
+    # WHEN
+    clock[0] += 300
+    calls.status()
+
+    # THEN
+    assert sandbox.authorize_count == 2
+    assert [entry.endpoint for entry in sandbox.calls()] == ["authorize", "details", "authorize", "status"]
+
+
+def test_authorize_5xx_is_retried_and_4xx_is_an_auth_error(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN authorize answers 503, then 400
+    sandbox = make_sandbox(authorize_faults=["503", "400"])
+    session_id = sandbox.add_session()
+    client = make_client(sandbox)
+
+    # WHEN / THEN the 503 is retried, the 400 is final
+    with pytest.raises(FlinksAuthError) as caught:
+        client.for_session(session_id, deadline=deadline_in(10)).details()
+    assert caught.value.status_code == 400
+    assert [entry.response_status for entry in sandbox.calls(AUTHORIZE)] == [503, 400]
+    assert len(sleep.delays) == 1
+
+
+# -- confirm body --------------------------------------------------------------------------------------
+
+
+def test_confirm_sends_a_json_boolean(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    calls.confirm(False)
+
+    # THEN the sandbox (which answers 400 to a string "false") took it, and the bytes are a JSON boolean
+    (confirm,) = sandbox.calls(CONFIRM)
+    assert confirm.response_status == 200
+    assert confirm.headers["content-type"] == "application/json"
+    assert json.loads(confirm.body) == {"guaranteeAccepted": False}
+    assert json.loads(confirm.body)["guaranteeAccepted"] is False
+    assert sandbox.decision_of(session_id) is False
+    assert calls.status()["status"] == "Failed"
+
+
+def test_confirm_refuses_a_non_boolean_before_any_request(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN / THEN
+    with pytest.raises(TypeError):
+        calls.confirm("true")  # type: ignore[arg-type]
+    assert sandbox.calls() == []
+
+
+# -- fault matrix --------------------------------------------------------------------------------------
+
+
+def test_confirm_500_once_checks_details_then_resends(
+    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN a 500, after which Flinks may or may not have recorded the decision
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["500"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    result = calls.confirm(True)
+
+    # THEN /details showed no decision, so the confirm was sent again, once
+    assert result.body_readable
+    assert not result.already_recorded
+    assert [entry.response_status for entry in sandbox.calls(CONFIRM)] == [500, 200]
+    assert len(sandbox.calls(DETAILS)) == 1
+    assert sandbox.confirms_for(session_id) == [True]
+    assert sleep.delays == [pytest.approx(0.2)]
+
+
+def test_details_500_once_succeeds_after_retry(
+    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["500"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    details = calls.details()
+
+    # THEN
+    assert details["guaranteeDetails"]["guaranteeAccepted"] is None
+    assert [entry.response_status for entry in sandbox.calls(DETAILS)] == [500, 200]
+    assert len(sleep.delays) == 1
+    assert sandbox.authorize_count == 1
+
+
+@pytest.mark.parametrize("endpoint", ["confirm", "details"])
+def test_503_retry_after_is_honoured(
+    endpoint: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: ["503:retry-after=1"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    if endpoint == "confirm":
+        calls.confirm(True)
+    else:
+        calls.details()
+
+    # THEN the wait is the server's Retry-After, not the jittered backoff; 503 needs no /details check
+    assert sleep.delays == [1.0]
+    path = CONFIRM if endpoint == "confirm" else DETAILS
+    assert [entry.response_status for entry in sandbox.calls(path)] == [503, 200]
+    assert len(sandbox.calls()) == 3
+
+
+def test_429_retry_after_is_honoured(
+    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"status": ["429:retry-after=2"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    calls.status()
+
+    # THEN
+    assert sleep.delays == [2.0]
+
+
+def test_confirm_timeout_is_retried_after_checking_details(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN a confirm that hangs (1 s) past the client's 0.2 s read timeout
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["timeout"]}))
+    calls = make_client(sandbox, read_timeout=0.2).for_session(session_id, deadline=deadline_in(10))
+    started = time.monotonic()
+
+    # WHEN
+    result = calls.confirm(True)
+
+    # THEN
+    assert time.monotonic() - started < 0.9
+    assert result.body_readable
+    confirms = sandbox.calls(CONFIRM)
+    assert [entry.fault for entry in confirms] == ["timeout", None]
+    assert confirms[1].response_status == 200
+    assert len(sandbox.calls(DETAILS)) == 1
+    assert sandbox.confirms_for(session_id) == [True]
+
+
+def test_details_timeout_is_retried(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["timeout"]}))
+    calls = make_client(sandbox, read_timeout=0.2).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    details = calls.details()
+
+    # THEN
+    assert details["sessionId"] == session_id
+    assert len(sandbox.calls(DETAILS)) == 2
+
+
+def test_lost_confirm_answer_is_recovered_from_details_without_resending(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN Flinks records the confirm but the answer never arrives
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["lost"]}, reference_id="REF-1"))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    result = calls.confirm(True)
+
+    # THEN exactly one confirm reached Flinks
+    assert result == ConfirmResult(session_id, "REF-1", body_readable=False, already_recorded=True)
+    assert len(sandbox.calls(CONFIRM)) == 1
+    assert len(sandbox.calls(DETAILS)) == 1
+    assert sandbox.confirms_for(session_id) == [True]
+
+
+def test_reset_confirm_is_resent_after_details_shows_no_decision(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN the connection drops before Flinks acts
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["reset"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    result = calls.confirm(False)
+
+    # THEN
+    assert result.body_readable
+    assert [entry.fault for entry in sandbox.calls(CONFIRM)] == ["reset", None]
+    assert sandbox.confirms_for(session_id) == [False]
+
+
+def test_opposite_recorded_decision_is_permanent(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN someone else already rejected, and our accept meets a 500
+    session_id = sandbox.add_session()
+    client = make_client(sandbox)
+    client.for_session(session_id, deadline=deadline_in(10)).confirm(False)
+    sandbox.add_faults(session_id, "confirm", ["500"])
+
+    # WHEN / THEN
+    with pytest.raises(FlinksPermanentError, match="opposite"):
+        client.for_session(session_id, deadline=deadline_in(10)).confirm(True)
+    assert sandbox.confirms_for(session_id) == [False]
+
+
+@pytest.mark.parametrize("endpoint", ["confirm", "details"])
+def test_404_is_session_not_found_without_retry(
+    endpoint: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: ["404"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN / THEN
+    with pytest.raises(FlinksSessionNotFoundError) as caught:
+        calls.confirm(True) if endpoint == "confirm" else calls.details()
+    assert caught.value.status_code == 404
+    assert "Session Not Found" in str(caught.value)
+    assert len(sandbox.calls(CONFIRM if endpoint == "confirm" else DETAILS)) == 1
+    assert sleep.delays == []
+
+
+def test_unknown_session_is_not_found(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario.preset("not-found"))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN / THEN
+    with pytest.raises(FlinksSessionNotFoundError):
+        calls.details()
+    with pytest.raises(FlinksSessionNotFoundError):
+        calls.confirm(True)
+    assert sandbox.confirms_for(session_id) == []
+
+
+@pytest.mark.parametrize("endpoint", ["confirm", "details"])
+def test_400_is_permanent_without_retry(
+    endpoint: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: ["400"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN / THEN
+    with pytest.raises(FlinksPermanentError) as caught:
+        calls.confirm(True) if endpoint == "confirm" else calls.details()
+    assert type(caught.value) is FlinksPermanentError
+    assert caught.value.status_code == 400
+    assert "Bad Request" in str(caught.value)
+    assert len(sandbox.calls(CONFIRM if endpoint == "confirm" else DETAILS)) == 1
+    assert sleep.delays == []
+
+
+def test_malformed_details_once_is_retried(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["malformed"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    details = calls.details()
+
+    # THEN
+    assert details["currency"] == "CAD"
+    assert len(sandbox.calls(DETAILS)) == 2
+
+
+def test_persistently_malformed_details_is_a_protocol_error(
+    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN more malformed answers than attempts
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["malformed"] * 6}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN / THEN
+    with pytest.raises(FlinksProtocolError) as caught:
+        calls.details()
+    assert isinstance(caught.value, FlinksTransientError)
+    assert caught.value.status_code == 200
+    assert len(sandbox.calls(DETAILS)) == 5
+    assert sleep.delays == pytest.approx([0.2, 0.4, 0.8, 1.6])
+
+
+def test_malformed_confirm_answer_still_means_confirmed(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["malformed"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    result = calls.confirm(True)
+
+    # THEN
+    assert result == ConfirmResult(session_id=None, reference_id=None, body_readable=False)
+    assert len(sandbox.calls(CONFIRM)) == 1
+    assert sandbox.confirms_for(session_id) == [True]
+
+
+def test_persistent_503_gives_up_with_the_status(
+    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"status": ["503"] * 5}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN / THEN
+    with pytest.raises(FlinksTransientError) as caught:
+        calls.status()
+    assert type(caught.value) is FlinksTransientError
+    assert caught.value.status_code == 503
+    assert len(sandbox.calls("/status")) == 5
+    assert len(sleep.delays) == 4
+
+
+def test_outage_then_recover_preset(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario.preset("outage-then-recover"))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    calls.details()
+    calls.confirm(True)
+
+    # THEN
+    assert [entry.response_status for entry in sandbox.calls(DETAILS)] == [500, 200]
+    assert [entry.response_status for entry in sandbox.calls(CONFIRM)] == [503, 503, 200]
+    assert sandbox.confirms_for(session_id) == [True]
+    assert calls.status()["statusDetails"] == "EFT0301"
+
+
+# -- deadline ------------------------------------------------------------------------------------------
+
+
+def test_deadline_exhaustion_fails_fast_with_real_sleeps(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN an outage longer than the deadline, real sleeps, and a generous attempt budget
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["503"] * 50}))
+    client = make_client(sandbox, sleep=time.sleep, rand=lambda: 1.0, retry=RetryPolicy(max_attempts=50))
+    calls = client.for_session(session_id, deadline=deadline_in(0.5))
+    started = time.monotonic()
+
+    # WHEN / THEN
+    with pytest.raises(FlinksTransientError) as caught:
+        calls.details()
+    assert time.monotonic() - started < 0.6
+    assert caught.value.status_code == 503
+
+
+def test_retry_after_beyond_the_deadline_gives_up_without_waiting(
+    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["503:retry-after=30"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(2))
+
+    # WHEN / THEN
+    with pytest.raises(FlinksTransientError, match="deadline") as caught:
+        calls.confirm(True)
+    assert caught.value.status_code == 503
+    assert sleep.delays == []
+    assert sandbox.confirms_for(session_id) == []
+
+
+def test_read_timeout_is_clipped_to_the_deadline(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN a hang (1 s) longer than the time left (0.3 s), with a generous read timeout
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["timeout"]}))
+    calls = make_client(sandbox, read_timeout=5.0).for_session(session_id, deadline=deadline_in(0.3))
+    started = time.monotonic()
+
+    # WHEN / THEN
+    with pytest.raises(FlinksTransientError):
+        calls.details()
+    assert time.monotonic() - started < 0.6
+
+
+def test_past_deadline_sends_nothing(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+    client = make_client(sandbox)
+
+    # WHEN / THEN
+    with pytest.raises(FlinksTransientError, match="deadline"):
+        client.for_session(session_id, deadline=time.monotonic() - 1).details()
+    assert sandbox.calls() == []
+    assert client.stats.requests_sent == 0
+
+
+# -- validation, TLS, concurrency -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["not-a-uuid", "../../api/v1/authorize", "3f2b1c4e9a7d4e0f8b6a1c2d3e4f5a6b", "", "{uuid}"]
+)
+def test_non_uuid_session_id_is_rejected_before_any_request(
+    bad_id: str, sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN
+    client = make_client(sandbox)
+
+    # WHEN / THEN
+    with pytest.raises(ValueError, match="UUID"):
+        client.for_session(bad_id, deadline=deadline_in(10))
+    assert sandbox.calls() == []
+    assert client.stats.requests_sent == 0
+
+
+def test_tls_verification_is_on(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+    # GIVEN / WHEN
+    client = make_client(sandbox)
+
+    # THEN
+    assert client.http.verify is True
+
+
+def test_injected_session_with_verification_off_is_refused(sandbox: FlinksSandbox) -> None:
+    # GIVEN
+    insecure = requests.Session()
+    insecure.verify = False
+
+    # WHEN / THEN
+    with pytest.raises(ValueError, match="TLS"):
+        FlinksClient(sandbox.base_url, lambda: FlinksCredentials(USERNAME, PASSWORD), http=insecure)
+    insecure.close()
+
+
+def test_credentials_repr_hides_secrets() -> None:
+    # GIVEN
+    credentials = FlinksCredentials("user", "hunter2-password", client_id="cid", api_key="key-material")
+
+    # WHEN
+    shown = f"{credentials!r} {credentials}"
+
+    # THEN
+    assert "hunter2-password" not in shown
+    assert "key-material" not in shown
+    assert "cid" in shown
+
+
+def test_threads_share_one_client_and_counters_add_up(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN eight sessions and one client shared by eight threads
+    session_ids = [sandbox.add_session() for _ in range(8)]
+    client = make_client(sandbox)
+    errors: list[BaseException] = []
+
+    def work(session_id: str) -> None:
+        try:
+            calls = client.for_session(session_id, deadline=deadline_in(10))
+            calls.details()
+            calls.confirm(True)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(session_id,)) for session_id in session_ids]
+
+    # WHEN
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    # THEN
+    assert errors == []
+    assert client.stats.snapshot() == {"authorize_calls": 8, "requests_sent": 24, "retries": 0}
+    assert sandbox.authorize_count == 8
+    assert all(sandbox.confirms_for(session_id) == [True] for session_id in session_ids)

@@ -1,0 +1,802 @@
+"""The local Flinks sandbox enforces the documented API, and its webhook emitter signs and re-delivers.
+
+Loopback HTTP only (127.0.0.1); each test starts its own sandbox on a free port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from geft.signature import compute_signature, verify_signature
+from geft_local.flinks_sandbox import FlinksSandbox, Scenario, emit_guarantee_webhook, sign_body
+
+USERNAME = "sandbox-test-user"
+PASSWORD = "sandbox-test-password"
+FORM = "application/x-www-form-urlencoded"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[FlinksSandbox]:
+    with FlinksSandbox(username=USERNAME, password=PASSWORD, hang_s=0.5) as running:
+        yield running
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+def authorize(sandbox: FlinksSandbox, http: requests.Session) -> dict[str, str]:
+    response = http.post(
+        f"{sandbox.base_url}/api/v1/authorize",
+        data={"grant_type": "client_credentials"},
+        auth=(USERNAME, PASSWORD),
+        timeout=5,
+    )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def session_url(sandbox: FlinksSandbox, session_id: str, endpoint: str) -> str:
+    return f"{sandbox.base_url}/api/v2/sessions/{session_id}/{endpoint}"
+
+
+def confirm(
+    sandbox: FlinksSandbox, http: requests.Session, session_id: str, body: bytes, headers: dict[str, str]
+) -> requests.Response:
+    return http.post(
+        session_url(sandbox, session_id, "guarantees/confirm"),
+        data=body,
+        headers={"Content-Type": "application/json", **headers},
+        timeout=5,
+    )
+
+
+# -- authorize -----------------------------------------------------------------------------------------
+
+
+def test_authorize_issues_a_bearer_token_for_basic_credentials(
+    sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN / WHEN
+    response = http.post(
+        f"{sandbox.base_url}/api/v1/authorize",
+        data={"grant_type": "client_credentials"},
+        auth=(USERNAME, PASSWORD),
+        timeout=5,
+    )
+
+    # THEN
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert uuid.UUID(body["access_token"]).version == 4
+    assert (body["token_type"], body["expires_in"]) == ("bearer", 299)
+
+
+def test_authorize_accepts_form_fields(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN / WHEN
+    response = http.post(
+        f"{sandbox.base_url}/api/v1/authorize",
+        data={"grant_type": "client_credentials", "Username": USERNAME, "Password": PASSWORD},
+        timeout=5,
+    )
+
+    # THEN
+    assert response.status_code == 200
+    (entry,) = sandbox.calls("/api/v1/authorize")
+    assert PASSWORD not in entry.body
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"json": {"grant_type": "client_credentials"}}, 415),
+        ({"data": {"grant_type": "password"}}, 400),
+        ({"data": {}, "headers": {"Content-Type": FORM}}, 400),
+        ({"data": "grant_type=client_credentials&grant_type=client_credentials"}, 400),
+    ],
+)
+def test_authorize_enforces_content_type_and_grant_type(
+    kwargs: dict[str, Any], status: int, sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN valid credentials but a malformed request
+    headers = {"Content-Type": FORM, **kwargs.pop("headers", {})}
+    if "json" in kwargs:
+        headers = {}
+
+    # WHEN
+    response = http.post(
+        f"{sandbox.base_url}/api/v1/authorize",
+        auth=(USERNAME, PASSWORD),
+        headers=headers,
+        timeout=5,
+        **kwargs,
+    )
+
+    # THEN
+    assert response.status_code == status
+    assert sandbox.tokens_issued == 0
+
+
+def test_authorize_requires_post(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN / WHEN
+    response = http.get(f"{sandbox.base_url}/api/v1/authorize", auth=(USERNAME, PASSWORD), timeout=5)
+
+    # THEN
+    assert response.status_code == 405
+    assert sandbox.authorize_count == 1
+
+
+@pytest.mark.parametrize(
+    "auth", [(USERNAME, "wrong"), ("someone-else", PASSWORD), None], ids=["bad-password", "bad-user", "none"]
+)
+def test_authorize_refuses_bad_credentials_with_401_json(
+    auth: tuple[str, str] | None, sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN / WHEN
+    response = http.post(
+        f"{sandbox.base_url}/api/v1/authorize",
+        data={"grant_type": "client_credentials"},
+        auth=auth,
+        timeout=5,
+    )
+
+    # THEN
+    assert response.status_code == 401
+    assert response.json()["title"] == "Authentication Required"
+
+
+def test_authorize_transport_can_be_restricted(http: requests.Session) -> None:
+    # GIVEN a sandbox accepting only form fields
+    with FlinksSandbox(username=USERNAME, password=PASSWORD, accepted_transports=["form"]) as sandbox:
+        # WHEN correct credentials arrive in a Basic header
+        response = http.post(
+            f"{sandbox.base_url}/api/v1/authorize",
+            data={"grant_type": "client_credentials"},
+            auth=(USERNAME, PASSWORD),
+            timeout=5,
+        )
+
+    # THEN
+    assert response.status_code == 401
+
+
+# -- session endpoints ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ["details", "status"])
+def test_session_endpoints_require_a_known_bearer(
+    endpoint: str, sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+
+    # WHEN
+    missing = http.get(session_url(sandbox, session_id, endpoint), timeout=5)
+    unknown = http.get(
+        session_url(sandbox, session_id, endpoint),
+        headers={"Authorization": f"Bearer {uuid.uuid4()}"},
+        timeout=5,
+    )
+
+    # THEN
+    for response in (missing, unknown):
+        assert response.status_code == 401
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        problem = response.json()
+        assert (problem["title"], problem["status"]) == ("Authentication Required", 401)
+        assert problem["type"]
+
+
+def test_expired_token_is_refused(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+    headers = authorize(sandbox, http)
+    sandbox.expire_tokens()
+
+    # WHEN
+    response = http.get(session_url(sandbox, session_id, "details"), headers=headers, timeout=5)
+
+    # THEN
+    assert response.status_code == 401
+
+
+def test_session_id_must_be_a_uuid(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    headers = authorize(sandbox, http)
+
+    # WHEN
+    response = http.get(session_url(sandbox, "not-a-uuid", "details"), headers=headers, timeout=5)
+
+    # THEN
+    assert response.status_code == 400
+
+
+def test_unknown_session_is_404_session_not_found(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    headers = authorize(sandbox, http)
+
+    # WHEN
+    response = confirm(sandbox, http, str(uuid.uuid4()), b'{"guaranteeAccepted": true}', headers)
+
+    # THEN
+    assert response.status_code == 404
+    assert response.json()["title"] == "Session Not Found"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b'{"guaranteeAccepted": "true"}', "application/json", 400),
+        (b'{"guaranteeAccepted": 1}', "application/json", 400),
+        (b'{"guaranteeAccepted": true, "extra": 1}', "application/json", 400),
+        (b'{"guaranteeAccepted": true, "guaranteeAccepted": false}', "application/json", 400),
+        (b"[true]", "application/json", 400),
+        (b"guaranteeAccepted=true", "application/json", 400),
+        (b'{"guaranteeAccepted": true}', "text/plain", 415),
+        (b'{"guaranteeAccepted": true}', FORM, 415),
+    ],
+)
+def test_confirm_enforces_a_json_boolean_body(
+    body: bytes, content_type: str, status: int, sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+    headers = {**authorize(sandbox, http), "Content-Type": content_type}
+
+    # WHEN
+    response = confirm(sandbox, http, session_id, body, headers)
+
+    # THEN
+    assert response.status_code == status
+    assert sandbox.decision_of(session_id) is None
+    assert sandbox.confirms_for(session_id) == []
+
+
+def test_confirm_records_the_decision_and_journals_a_repeat(
+    sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(reference_id="REF-9"))
+    headers = authorize(sandbox, http)
+
+    # WHEN two confirms arrive, the second one contradicting the first
+    first = confirm(sandbox, http, session_id, b'{"guaranteeAccepted": true}', headers)
+    second = confirm(sandbox, http, session_id, b'{"guaranteeAccepted": false}', headers)
+
+    # THEN both are answered 200, the first decision stands, and both are counted
+    assert first.json() == {"sessionId": session_id, "referenceId": "REF-9"}
+    assert second.status_code == 200
+    assert sandbox.decision_of(session_id) is True
+    assert sandbox.confirms_for(session_id) == [True, False]
+    assert [entry.repeat for entry in sandbox.calls("/guarantees/confirm")] == [False, True]
+
+
+def test_details_current_shape_and_status_lifecycle(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(amount="120.50", available_balance=900))
+    headers = authorize(sandbox, http)
+    status_url = session_url(sandbox, session_id, "status")
+
+    # WHEN
+    initial = http.get(status_url, headers=headers, timeout=5).json()
+    before = http.get(session_url(sandbox, session_id, "details"), headers=headers, timeout=5).json()
+    reading = http.get(status_url, headers=headers, timeout=5).json()
+    confirm(sandbox, http, session_id, b'{"guaranteeAccepted": true}', headers)
+    after = http.get(session_url(sandbox, session_id, "details"), headers=headers, timeout=5).json()
+    final = http.get(status_url, headers=headers, timeout=5).json()
+
+    # THEN
+    assert initial == {
+        "sessionId": session_id,
+        "referenceId": initial["referenceId"],
+        "amount": 120.5,
+        "status": "Initiated",
+        "statusDetails": "EFT0101",
+    }
+    assert before["step"]["current"] == "GuaranteeOffer"
+    assert (before["currency"], before["amount"]) == ("CAD", 120.5)
+    assert before["payor"]["account"]["availableBalance"] == 900
+    assert before["guaranteeDetails"] == {
+        "guaranteeOffered": True,
+        "guaranteeAccepted": None,
+        "highestDebitAmountToGuarantee": 120.5,
+        "overallRiskLevel": "Low",
+        "transactionRiskLevel": "Low",
+        "userRiskLevel": "Low",
+        "otherRiskLevel": "Low",
+    }
+    assert reading["status"] == "InProgress"
+    assert after["guaranteeDetails"]["guaranteeAccepted"] is True
+    assert (final["status"], final["statusDetails"]) == ("Completed", "EFT0301")
+
+
+def test_reject_fails_the_session_and_status_is_settable(
+    sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+    headers = authorize(sandbox, http)
+    status_url = session_url(sandbox, session_id, "status")
+
+    # WHEN
+    confirm(sandbox, http, session_id, b'{"guaranteeAccepted": false}', headers)
+    rejected = http.get(status_url, headers=headers, timeout=5).json()
+    sandbox.set_status(session_id, "Expired", "EFT0601")
+    expired = http.get(status_url, headers=headers, timeout=5).json()
+
+    # THEN
+    assert (rejected["status"], rejected["statusDetails"]) == ("Failed", "EFT0402")
+    assert (expired["status"], expired["statusDetails"]) == ("Expired", "EFT0601")
+
+
+def test_legacy_details_shape(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario.preset("shortfall", legacy_details_shape=True))
+
+    # WHEN
+    details = http.get(
+        session_url(sandbox, session_id, "details"), headers=authorize(sandbox, http), timeout=5
+    ).json()
+
+    # THEN
+    assert "guaranteeDetails" not in details
+    assert set(details["guarantee"]) == {"status", "approvedAt", "coverage"}
+    assert details["guarantee"]["coverage"] == 100
+    assert set(details["payor"]["verifiedAccount"]) >= {"institutionName", "accountType", "accountNumber"}
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        (
+            "accept",
+            {"guaranteeOffered": True, "overallRiskLevel": "Low", "highestDebitAmountToGuarantee": 250},
+        ),
+        ("high-risk", {"overallRiskLevel": "High"}),
+        ("shortfall", {"highestDebitAmountToGuarantee": 100}),
+        ("no-guarantee", {"guaranteeOffered": False, "highestDebitAmountToGuarantee": None}),
+    ],
+)
+def test_presets_shape_the_guarantee(
+    preset: str, expected: dict[str, Any], sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario.preset(preset))
+
+    # WHEN
+    details = http.get(
+        session_url(sandbox, session_id, "details"), headers=authorize(sandbox, http), timeout=5
+    ).json()
+
+    # THEN
+    assert details["amount"] == 250
+    assert details["guaranteeDetails"].items() >= expected.items()
+
+
+def test_status_can_be_served_without_auth_when_configured(http: requests.Session) -> None:
+    # GIVEN the reading of the docs where /status needs no token
+    with FlinksSandbox(status_requires_auth=False) as sandbox:
+        session_id = sandbox.add_session()
+
+        # WHEN
+        response = http.get(session_url(sandbox, session_id, "status"), timeout=5)
+
+    # THEN
+    assert response.status_code == 200
+
+
+def test_journal_redacts_secrets(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+    headers = authorize(sandbox, http)
+    token = headers["Authorization"].split(" ", 1)[1]
+    http.get(
+        session_url(sandbox, session_id, "details"), headers={**headers, "x-api-key": "k-123"}, timeout=5
+    )
+
+    # WHEN
+    journal = json.dumps([entry.to_json() for entry in sandbox.calls()])
+
+    # THEN
+    assert token not in journal
+    assert PASSWORD not in journal
+    assert "k-123" not in journal
+    assert sandbox.calls("/details")[0].headers["authorization"] == "Bearer [redacted]"
+
+
+# -- faults, latency, lifecycle ------------------------------------------------------------------------
+
+
+def test_fault_plan_plays_in_order_then_behaves(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(
+        scenario=Scenario(faults={"details": ["503:retry-after=7", "malformed", "404", "429"]})
+    )
+    headers = authorize(sandbox, http)
+    url = session_url(sandbox, session_id, "details")
+
+    # WHEN
+    answers = [http.get(url, headers=headers, timeout=5) for _ in range(5)]
+
+    # THEN
+    assert [answer.status_code for answer in answers] == [503, 200, 404, 429, 200]
+    assert answers[0].headers["Retry-After"] == "7"
+    with pytest.raises(ValueError, match="Expecting value"):
+        answers[1].json()
+    assert answers[4].json()["sessionId"] == session_id
+    assert [entry.fault for entry in sandbox.calls("/details")] == [
+        "503:retry-after=7",
+        "malformed",
+        "404",
+        "429",
+        None,
+    ]
+
+
+def test_reset_fault_drops_the_connection_without_acting(
+    sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["reset"]}))
+    headers = authorize(sandbox, http)
+
+    # WHEN / THEN
+    with pytest.raises(requests.ConnectionError):
+        confirm(sandbox, http, session_id, b'{"guaranteeAccepted": true}', headers)
+    assert sandbox.decision_of(session_id) is None
+    assert sandbox.calls("/guarantees/confirm")[0].response_status is None
+
+
+def test_timeout_fault_hangs_then_answers_504(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN a 0.5 s hang
+    session_id = sandbox.add_session(scenario=Scenario(faults={"status": ["timeout"]}))
+    headers = authorize(sandbox, http)
+    started = time.monotonic()
+
+    # WHEN
+    response = http.get(session_url(sandbox, session_id, "status"), headers=headers, timeout=5)
+
+    # THEN
+    assert response.status_code == 504
+    assert 0.45 <= time.monotonic() - started < 2.0
+
+
+def test_session_latency_is_added(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(latency_ms=150))
+    headers = authorize(sandbox, http)
+    started = time.monotonic()
+
+    # WHEN
+    http.get(session_url(sandbox, session_id, "status"), headers=headers, timeout=5)
+
+    # THEN
+    assert time.monotonic() - started >= 0.15
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        {"faults": {"confirm": ["teapot"]}},
+        {"faults": {"cancel": ["500"]}},
+        {"faults": {"confirm": "500"}},
+        {"amount": "lots"},
+        {"latency_ms": 10**9},
+        {"guarantee_offered": "yes"},
+    ],
+)
+def test_scenario_rejects_nonsense(scenario: dict[str, Any]) -> None:
+    # GIVEN / WHEN / THEN
+    with pytest.raises(ValueError):  # noqa: PT011 - each case fails on a different field
+        Scenario.from_json(scenario)
+
+
+def test_stop_wakes_a_hang_and_frees_the_port(http: requests.Session) -> None:
+    # GIVEN a request stuck in a long hang
+    sandbox = FlinksSandbox(hang_s=20.0).start()
+    port = sandbox.port
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["timeout"]}))
+    headers = authorize_default(sandbox, http)
+    outcome: list[object] = []
+
+    def stuck() -> None:
+        try:
+            outcome.append(http.get(session_url(sandbox, session_id, "details"), headers=headers, timeout=30))
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=stuck)
+    caller.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+
+    # WHEN
+    sandbox.stop()
+
+    # THEN
+    assert time.monotonic() - started < 1.0
+    caller.join(5)
+    assert isinstance(outcome[0], requests.ConnectionError)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+
+
+def authorize_default(sandbox: FlinksSandbox, http: requests.Session) -> dict[str, str]:
+    response = http.post(
+        f"{sandbox.base_url}/api/v1/authorize",
+        data={"grant_type": "client_credentials"},
+        auth=("sandbox-user", "sandbox-pass"),
+        timeout=5,
+    )
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+# -- admin API -----------------------------------------------------------------------------------------
+
+
+def test_admin_api_registers_a_session_and_reports_its_calls(
+    sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN a session registered over HTTP, as the local stack would
+    created = http.post(
+        f"{sandbox.base_url}/_sandbox/sessions",
+        json={"preset": "shortfall", "reference_id": "STACK-1", "faults": {"confirm": ["500"]}},
+        timeout=5,
+    )
+    session_id = created.json()["sessionId"]
+    headers = authorize(sandbox, http)
+
+    # WHEN
+    failed = confirm(sandbox, http, session_id, b'{"guaranteeAccepted": false}', headers)
+    confirmed = confirm(sandbox, http, session_id, b'{"guaranteeAccepted": false}', headers)
+    state = http.get(f"{sandbox.base_url}/_sandbox/sessions/{session_id}", timeout=5).json()
+
+    # THEN
+    assert created.status_code == 201
+    assert (failed.status_code, confirmed.status_code) == (500, 200)
+    assert state["registered"] is True
+    assert state["referenceId"] == "STACK-1"
+    assert state["decision"] is False
+    assert state["confirms"] == [False]
+    assert [call["response_status"] for call in state["calls"]] == [500, 200]
+
+
+def test_admin_api_with_explicit_id_status_and_faults(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    session_id = str(uuid.uuid4())
+    base = f"{sandbox.base_url}/_sandbox/sessions"
+
+    # WHEN
+    created = http.post(base, json={"session_id": session_id, "amount": 75}, timeout=5)
+    status = http.post(
+        f"{base}/{session_id}/status", json={"status": "Canceled", "statusDetails": "EFT0501"}, timeout=5
+    )
+    faults = http.post(f"{base}/{session_id}/faults", json={"details": ["502"]}, timeout=5)
+    duplicate = http.post(base, json={"session_id": session_id}, timeout=5)
+
+    # THEN
+    assert created.json() == {"sessionId": session_id}
+    assert status.json()["status"] == "Canceled"
+    assert faults.json()["pendingFaults"] == {"details": ["502"]}
+    assert duplicate.status_code == 400
+
+
+def test_admin_api_reports_unregistered_sessions(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    created = http.post(f"{sandbox.base_url}/_sandbox/sessions", json={"preset": "not-found"}, timeout=5)
+    session_id = created.json()["sessionId"]
+
+    # WHEN
+    state = http.get(f"{sandbox.base_url}/_sandbox/sessions/{session_id}", timeout=5).json()
+
+    # THEN
+    assert state == {"sessionId": session_id, "registered": False, "confirms": [], "calls": []}
+
+
+@pytest.mark.parametrize(
+    "body", [{"bogus_field": 1}, {"faults": {"confirm": ["teapot"]}}, {"preset": "nope"}, [1, 2]]
+)
+def test_admin_api_rejects_bad_scenarios(
+    body: object, sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN / WHEN
+    response = http.post(f"{sandbox.base_url}/_sandbox/sessions", json=body, timeout=5)
+
+    # THEN
+    assert response.status_code == 400
+    assert response.json()["detail"]
+
+
+def test_admin_health(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN / WHEN
+    response = http.get(f"{sandbox.base_url}/_sandbox/health", timeout=5)
+
+    # THEN
+    assert response.json() == {"ok": True}
+    assert sandbox.calls() == []
+
+
+def test_runs_as_a_process_and_stops_on_sigterm(http: requests.Session) -> None:
+    # GIVEN
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "local")}
+    command = [
+        sys.executable,
+        "-m",
+        "geft_local.flinks_sandbox",
+        "--port",
+        "0",
+        "--username",
+        "u",
+        "--password",
+        "p",
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        base_url = line.removeprefix("FLINKS_SANDBOX_URL=")
+
+        # WHEN
+        token = http.post(
+            f"{base_url}/api/v1/authorize",
+            data={"grant_type": "client_credentials"},
+            auth=("u", "p"),
+            timeout=5,
+        )
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    # THEN
+    assert line.startswith("FLINKS_SANDBOX_URL=http://127.0.0.1:")
+    assert token.status_code == 200
+    assert code == 0
+
+
+# -- webhook emitter -----------------------------------------------------------------------------------
+
+
+class _Receiver:
+    """A tiny webhook receiver: answers the planned statuses in order (then 200) and keeps what arrived."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = list(statuses)
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02})
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/flinks"
+
+    def __enter__(self) -> _Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_sign_body_matches_an_independent_hmac_and_the_service_verifier() -> None:
+    # GIVEN
+    body = '{"type":"GuaranteeEmitted","referenceId":"Café"}'.encode()
+    secret = "whsec-ünïcode"
+
+    # WHEN
+    header = sign_body(body, secret)
+
+    # THEN
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest().upper()
+    assert header == f"sha256={expected}"
+    assert header == compute_signature(body, secret)
+    assert verify_signature(body, header, [secret])
+    assert not verify_signature(body + b" ", header, [secret])
+
+
+def test_emitter_redelivers_the_same_signed_bytes_until_2xx(sandbox: FlinksSandbox) -> None:
+    # GIVEN a receiver that fails the first two deliveries
+    session_id = sandbox.add_session(scenario=Scenario(reference_id="REF-7", amount="99.95"))
+    with _Receiver([500, 503]) as receiver:
+        # WHEN
+        result = sandbox.emit_guarantee_webhook(receiver.url, "whsec-1", session_id, attempts=3, timeout=2)
+
+    # THEN
+    assert result.delivered
+    assert [status for status, _ in result.attempts] == [500, 503, 200]
+    assert all(elapsed >= 0 for _, elapsed in result.attempts)
+    bodies = {body for _, body in receiver.received}
+    assert len(receiver.received) == 3
+    assert len(bodies) == 1
+    (body,) = bodies
+    for headers, _ in receiver.received:
+        assert headers["content-type"] == "application/json; charset=utf-8"
+        expected = hmac.new(b"whsec-1", body, hashlib.sha256).hexdigest().upper()
+        assert headers["x-webhook-signature"] == f"sha256={expected}"
+    document = json.loads(body)
+    assert document["type"] == "GuaranteeEmitted"
+    assert document["sessionId"] == session_id
+    assert (document["referenceId"], document["amount"]) == ("REF-7", 99.95)
+    assert document["when"].endswith("Z")
+
+
+def test_emitter_gives_up_after_the_attempts() -> None:
+    # GIVEN a receiver that always fails
+    with _Receiver([401, 401, 401, 401]) as receiver:
+        # WHEN
+        result = emit_guarantee_webhook(
+            receiver.url, "wrong", str(uuid.uuid4()), body={"custom": True}, attempts=3, spacing_s=0.01
+        )
+
+    # THEN
+    assert not result.delivered
+    assert [status for status, _ in result.attempts] == [401, 401, 401]
+    assert [json.loads(body) for _, body in receiver.received] == [{"custom": True}] * 3
+
+
+def test_emitter_counts_connection_errors_as_failed_attempts() -> None:
+    # GIVEN a port nobody listens on
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+
+    # WHEN
+    result = emit_guarantee_webhook(
+        f"http://127.0.0.1:{port}/hook", "s", str(uuid.uuid4()), attempts=2, timeout=1
+    )
+
+    # THEN
+    assert not result.delivered
+    assert [status for status, _ in result.attempts] == [None, None]
+
+
+def test_emitter_sends_raw_bytes_untouched() -> None:
+    # GIVEN bytes a re-serializer would change
+    raw = b'{ "sessionId" : "x",  "when":"2026-01-31T14:05:12Z" }'
+    with _Receiver([]) as receiver:
+        # WHEN
+        result = emit_guarantee_webhook(receiver.url, "s", "x", raw_body=raw, attempts=1)
+
+    # THEN
+    assert result.delivered
+    ((headers, body),) = receiver.received
+    assert body == raw
+    assert headers["x-webhook-signature"] == sign_body(raw, "s")
