@@ -23,6 +23,7 @@ from typing import Any  # noqa: E402
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402
+from geft_local.moto_atomic import make_conditional_writes_atomic  # noqa: E402
 from geft_local.template_resources import (  # noqa: E402
     CreatedResources,
     create_resources,
@@ -31,6 +32,8 @@ from geft_local.template_resources import (  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from tests.support.constants import TEST_FLINKS_CREDENTIALS, TEST_WEBHOOK_SECRET  # noqa: E402
+
+make_conditional_writes_atomic()
 
 
 @pytest.fixture(scope="session")
