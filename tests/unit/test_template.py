@@ -1,0 +1,681 @@
+"""What the validators miss in template.yaml: wiring, IAM scope, stream settings, alarms, dashboard.
+
+sam validate, cfn-lint and checkov check shapes; these tests pin the meaning (a typo such as
+``ReportBatchItemFailure`` or a role that can read the other function's secret passes all three).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from geft_local.streams import matches_any
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Actions that have no resource-level permissions in IAM: "*" is the only possible resource.
+NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "dynamodb:ListStreams"}
+KMS_CONDITIONS = frozenset({"HasTableKmsKey", "HasSecretsKmsKey", "HasQueueKmsKey"})
+XRAY = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
+SERVICE = {"service": "flinks-geft"}
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    return dict(template["Resources"][logical_id].get("Properties", {}))
+
+
+def render(value: Any) -> str:
+    """A reference as a short readable string: ``Table.Arn``, ``WebhookSecret``, ``*``."""
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return ".".join(value["Fn::GetAtt"])
+    return str(value)
+
+
+def as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def statements(
+    template: dict[str, Any], role_id: str, true_conditions: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """The role's inline policy statements once ``Fn::If`` is resolved for ``true_conditions``."""
+    chosen = []
+    for policy in props(template, role_id)["Policies"]:
+        for entry in policy["PolicyDocument"]["Statement"]:
+            statement = entry
+            if "Fn::If" in entry:
+                condition, when_true, when_false = entry["Fn::If"]
+                statement = when_true if condition in true_conditions else when_false
+            if statement != {"Ref": "AWS::NoValue"}:
+                chosen.append(statement)
+    return chosen
+
+
+def grants(
+    template: dict[str, Any], role_id: str, true_conditions: frozenset[str] = frozenset()
+) -> set[tuple[str, str]]:
+    return {
+        (action, render(resource))
+        for statement in statements(template, role_id, true_conditions)
+        if statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    }
+
+
+def all_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement of every role, with and without the customer managed keys."""
+    roles = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
+    return [
+        s
+        for role in roles
+        for keys in (frozenset(), KMS_CONDITIONS)
+        for s in statements(template, role, keys)
+    ]
+
+
+def dimensions(alarm: dict[str, Any]) -> dict[str, str]:
+    return {d["Name"]: render(d["Value"]) for d in alarm.get("Dimensions", [])}
+
+
+def dashboard(template: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard body as JSON, every ``${...}`` replaced by 0 (some sit where a number goes)."""
+    body = props(template, "PipelineDashboard")["DashboardBody"]["Fn::Sub"]
+    return dict(json.loads(re.sub(r"\$\{[^}]+\}", "0", body)))
+
+
+def dashboard_metrics(template: dict[str, Any]) -> list[list[Any]]:
+    return [
+        metric
+        for widget in dashboard(template)["widgets"]
+        if widget["type"] == "metric"
+        for metric in widget["properties"]["metrics"]
+    ]
+
+
+def deploy_overrides(environment: str) -> dict[str, str]:
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    overrides = config[environment]["deploy"]["parameters"]["parameter_overrides"]
+    return dict(entry.split("=", 1) for entry in overrides)
+
+
+# ----------------------------------------------------------------- runtime and handlers
+
+
+def test_globals_pin_runtime_and_architecture(template: dict[str, Any]) -> None:
+    function_globals = template["Globals"]["Function"]
+
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Tracing"] == "Active"
+    layer = template["Resources"]["SharedLayer"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+
+
+@pytest.mark.parametrize(
+    ("function_id", "module_file"),
+    [
+        ("WebhookReceiverFunction", "functions/webhook_receiver/webhook_receiver/handler.py"),
+        ("DecisionProcessorFunction", "functions/decision_processor/decision_processor/handler.py"),
+    ],
+)
+def test_handler_points_at_a_module_defining_it(
+    template: dict[str, Any], function_id: str, module_file: str
+) -> None:
+    # GIVEN the function's CodeUri and Handler
+    function = props(template, function_id)
+    module, _, name = function["Handler"].rpartition(".")
+
+    # WHEN the handler is resolved the way the Lambda runtime does
+    source = REPO / function["CodeUri"] / (module.replace(".", "/") + ".py")
+
+    # THEN the module exists and defines the function at top level
+    assert source == REPO / module_file
+    tree = ast.parse(source.read_text())
+    assert name in {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_receiver_answers_only_the_webhook_route(template: dict[str, Any]) -> None:
+    receiver = props(template, "WebhookReceiverFunction")
+
+    (event,) = receiver["Events"].values()
+    assert event["Type"] == "HttpApi"
+    assert event["Properties"] == {
+        "ApiId": {"Ref": "WebhookHttpApi"},
+        "Method": "ANY",
+        "Path": "/webhooks/flinks",
+    }
+    assert receiver["Environment"]["Variables"]["WEBHOOK_PATH"] == "/webhooks/flinks"
+
+
+# ----------------------------------------------------------------- secrets and IAM
+
+
+@pytest.mark.parametrize(
+    ("function_id", "variable", "secret_id"),
+    [
+        ("WebhookReceiverFunction", "WEBHOOK_SECRET_ARN", "WebhookSecret"),
+        ("DecisionProcessorFunction", "FLINKS_CREDENTIALS_SECRET_ARN", "FlinksApiSecret"),
+    ],
+)
+def test_each_function_gets_its_own_secret(
+    template: dict[str, Any], function_id: str, variable: str, secret_id: str
+) -> None:
+    assert props(template, function_id)["Environment"]["Variables"][variable] == {"Ref": secret_id}
+
+
+@pytest.mark.parametrize(
+    ("role_id", "foreign_secret"),
+    [("DecisionProcessorRole", "WebhookSecret"), ("WebhookReceiverRole", "FlinksApiSecret")],
+)
+def test_no_role_reads_the_other_functions_secret(
+    template: dict[str, Any], role_id: str, foreign_secret: str
+) -> None:
+    for keys in (frozenset(), KMS_CONDITIONS):
+        assert foreign_secret not in {resource for _, resource in grants(template, role_id, keys)}
+
+
+def test_functions_use_their_explicit_roles_only(template: dict[str, Any]) -> None:
+    for function_id, role_id in (
+        ("WebhookReceiverFunction", "WebhookReceiverRole"),
+        ("DecisionProcessorFunction", "DecisionProcessorRole"),
+    ):
+        function = props(template, function_id)
+        assert function["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}
+        assert "Policies" not in function  # SAM policy templates would widen the role
+        assert "ManagedPolicyArns" not in props(template, role_id)
+
+
+def test_receiver_role_grants_exactly(template: dict[str, Any]) -> None:
+    assert grants(template, "WebhookReceiverRole") == {
+        ("dynamodb:PutItem", "GuaranteesTable.Arn"),
+        ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
+        ("secretsmanager:GetSecretValue", "WebhookSecret"),
+        ("logs:CreateLogStream", "WebhookReceiverLogGroup.Arn"),
+        ("logs:PutLogEvents", "WebhookReceiverLogGroup.Arn"),
+        *XRAY,
+    }
+
+
+def test_processor_role_grants_exactly(template: dict[str, Any]) -> None:
+    assert grants(template, "DecisionProcessorRole") == {
+        ("dynamodb:DescribeStream", "GuaranteesTable.StreamArn"),
+        ("dynamodb:GetRecords", "GuaranteesTable.StreamArn"),
+        ("dynamodb:GetShardIterator", "GuaranteesTable.StreamArn"),
+        ("dynamodb:ListStreams", "*"),
+        ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
+        ("dynamodb:GetItem", "GuaranteesTable.Arn"),
+        ("secretsmanager:GetSecretValue", "FlinksApiSecret"),
+        ("sqs:SendMessage", "DecisionDeadLetterQueue.Arn"),
+        ("logs:CreateLogStream", "DecisionProcessorLogGroup.Arn"),
+        ("logs:PutLogEvents", "DecisionProcessorLogGroup.Arn"),
+        *XRAY,
+    }
+
+
+@pytest.mark.parametrize(
+    ("role_id", "expected_key_grants"),
+    [
+        (
+            "WebhookReceiverRole",
+            {
+                *{(a, "TableKmsKeyArn") for a in ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")},
+                ("kms:DescribeKey", "TableKmsKeyArn"),
+                ("kms:Decrypt", "SecretsKmsKeyArn"),
+            },
+        ),
+        (
+            "DecisionProcessorRole",
+            {
+                *{(a, "TableKmsKeyArn") for a in ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")},
+                ("kms:DescribeKey", "TableKmsKeyArn"),
+                ("kms:Decrypt", "SecretsKmsKeyArn"),
+                ("kms:GenerateDataKey", "QueueKmsKeyArn"),
+                ("kms:Decrypt", "QueueKmsKeyArn"),
+            },
+        ),
+    ],
+)
+def test_customer_managed_keys_add_only_kms_on_those_keys(
+    template: dict[str, Any], role_id: str, expected_key_grants: set[tuple[str, str]]
+) -> None:
+    # GIVEN the role without and with the optional customer managed keys
+    without_keys = grants(template, role_id)
+
+    # WHEN every key parameter is set
+    with_keys = grants(template, role_id, KMS_CONDITIONS)
+
+    # THEN the difference is exactly the kms actions each function needs, on its keys only
+    assert with_keys - without_keys == expected_key_grants
+    assert without_keys <= with_keys
+
+
+def test_star_resource_only_where_iam_offers_nothing_narrower(template: dict[str, Any]) -> None:
+    for statement in all_statements(template):
+        if "*" in as_list(statement["Resource"]):
+            assert set(as_list(statement["Action"])) <= NO_RESOURCE_LEVEL, statement["Sid"]
+            assert statement["Sid"].endswith("HasNoResourceLevelPermissions")
+
+
+def test_no_role_can_delete_scan_query_or_use_wildcard_actions(template: dict[str, Any]) -> None:
+    actions = {action for statement in all_statements(template) for action in as_list(statement["Action"])}
+
+    forbidden = [a for a in actions if re.search(r"Delete|Scan|Query|\*", a.split(":", 1)[1])]
+    assert forbidden == []
+    assert all(statement["Effect"] == "Allow" for statement in all_statements(template))
+
+
+# ----------------------------------------------------------------- stream
+
+
+def test_stream_event_source_settings(template: dict[str, Any]) -> None:
+    (event,) = props(template, "DecisionProcessorFunction")["Events"].values()
+    stream = event["Properties"]
+    parameters = template["Parameters"]
+
+    assert event["Type"] == "DynamoDB"
+    assert stream["Stream"] == {"Fn::GetAtt": ["GuaranteesTable", "StreamArn"]}
+    assert stream["StartingPosition"] == "TRIM_HORIZON"
+    assert stream["BatchSize"] == {"Ref": "StreamBatchSize"}
+    assert stream["MaximumBatchingWindowInSeconds"] == 0
+    assert stream["BisectBatchOnFunctionError"] is True
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["DestinationConfig"] == {
+        "OnFailure": {"Type": "SQS", "Destination": {"Fn::GetAtt": ["DecisionDeadLetterQueue", "Arn"]}}
+    }
+    # -1 means "forever" for both: the parameters must not allow it
+    retries = parameters[render(stream["MaximumRetryAttempts"])]
+    assert retries["MinValue"] >= 0
+    assert retries["Default"] <= 10
+    record_age = parameters[render(stream["MaximumRecordAgeInSeconds"])]
+    assert record_age["MinValue"] >= 60
+    assert record_age["MaxValue"] <= 604800
+    assert template["Resources"]["GuaranteesTable"]["Properties"]["StreamSpecification"] == {
+        "StreamViewType": "NEW_IMAGE"
+    }
+
+
+def _stream_record(event_name: str, record_type: str, status: str) -> dict[str, Any]:
+    image = {"recordType": {"S": record_type}, "status": {"S": status}}
+    return {"eventName": event_name, "dynamodb": {"NewImage": image}}
+
+
+@pytest.mark.parametrize(
+    ("record", "admitted"),
+    [
+        pytest.param(_stream_record("INSERT", "GUARANTEE", "RECEIVED"), True, id="new-guarantee"),
+        pytest.param(_stream_record("MODIFY", "GUARANTEE", "RECEIVED"), False, id="own-write"),
+        pytest.param(_stream_record("MODIFY", "GUARANTEE", "CONFIRMED"), False, id="own-confirm"),
+        pytest.param(_stream_record("INSERT", "GUARANTEE", "DECIDING"), False, id="not-received"),
+        pytest.param(_stream_record("INSERT", "SESSION_STATUS", "RECEIVED"), False, id="session-status"),
+        pytest.param(_stream_record("INSERT", "QUARANTINE", "RECEIVED"), False, id="quarantine"),
+        pytest.param(_stream_record("REMOVE", "GUARANTEE", "RECEIVED"), False, id="ttl-removal"),
+    ],
+)
+def test_filter_admits_only_newly_received_guarantees(
+    template: dict[str, Any], record: dict[str, Any], admitted: bool
+) -> None:
+    (event,) = props(template, "DecisionProcessorFunction")["Events"].values()
+    patterns = [json.loads(entry["Pattern"]) for entry in event["Properties"]["FilterCriteria"]["Filters"]]
+
+    assert patterns == [
+        {
+            "eventName": ["INSERT"],
+            "dynamodb": {"NewImage": {"recordType": {"S": ["GUARANTEE"]}, "status": {"S": ["RECEIVED"]}}},
+        }
+    ]
+    assert matches_any(patterns, record) is admitted
+
+
+# ----------------------------------------------------------------- state
+
+
+def test_table_is_on_demand_recoverable_encrypted_and_expiring(template: dict[str, Any]) -> None:
+    table = template["Resources"]["GuaranteesTable"]
+    properties = table["Properties"]
+
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert properties["DeletionProtectionEnabled"] == {"Fn::If": ["IsProd", True, False]}
+    condition, with_key, without_key = properties["SSESpecification"]["Fn::If"]
+    assert condition == "HasTableKmsKey"
+    assert with_key == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "TableKmsKeyArn"}}
+    assert without_key == {"SSEEnabled": False}  # the AWS owned key: still encrypted at rest
+
+
+def test_dead_letter_queue_is_encrypted_and_keeps_messages_14_days(template: dict[str, Any]) -> None:
+    queue = props(template, "DecisionDeadLetterQueue")
+
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queue["KmsMasterKeyId"] == {
+        "Fn::If": ["HasQueueKmsKey", {"Ref": "QueueKmsKeyArn"}, "alias/aws/sqs"]
+    }
+
+
+@pytest.mark.parametrize("secret_id", ["WebhookSecret", "FlinksApiSecret"])
+def test_secrets_take_the_optional_key(template: dict[str, Any], secret_id: str) -> None:
+    secret = props(template, secret_id)
+
+    assert secret["KmsKeyId"] == {
+        "Fn::If": ["HasSecretsKmsKey", {"Ref": "SecretsKmsKeyArn"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert "GenerateSecretString" in secret
+    assert "Set it to JSON" in secret["Description"]
+
+
+# ----------------------------------------------------------------- functions, API, logs
+
+
+@pytest.mark.parametrize(
+    ("function_id", "memory", "timeout", "concurrency"),
+    [
+        ("WebhookReceiverFunction", 512, 6, "ReceiverReservedConcurrency"),
+        ("DecisionProcessorFunction", 512, 60, "ProcessorReservedConcurrency"),
+    ],
+)
+def test_function_sizing_and_optional_reserved_concurrency(
+    template: dict[str, Any], function_id: str, memory: int, timeout: int, concurrency: str
+) -> None:
+    function = props(template, function_id)
+
+    assert (function["MemorySize"], function["Timeout"]) == (memory, timeout)
+    condition, reserved, unreserved = function["ReservedConcurrentExecutions"]["Fn::If"]
+    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": concurrency}, "0"]}]}
+    assert (reserved, unreserved) == ({"Ref": concurrency}, {"Ref": "AWS::NoValue"})
+    assert template["Parameters"][concurrency]["Default"] == 0
+
+
+@pytest.mark.parametrize(
+    ("function_id", "log_group_id"),
+    [
+        ("WebhookReceiverFunction", "WebhookReceiverLogGroup"),
+        ("DecisionProcessorFunction", "DecisionProcessorLogGroup"),
+    ],
+)
+def test_each_function_logs_to_its_declared_log_group(
+    template: dict[str, Any], function_id: str, log_group_id: str
+) -> None:
+    assert props(template, function_id)["LoggingConfig"] == {"LogGroup": {"Ref": log_group_id}}
+    assert props(template, log_group_id)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_api_throttles_and_writes_json_access_logs_without_bodies(template: dict[str, Any]) -> None:
+    api = props(template, "WebhookHttpApi")
+    access_log = api["AccessLogSettings"]
+
+    assert api["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    assert access_log["DestinationArn"] == {"Fn::GetAtt": ["WebhookApiAccessLogGroup", "Arn"]}
+    assert props(template, "WebhookApiAccessLogGroup")["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    # $context.error.messageString is already a quoted JSON string
+    line = json.loads(access_log["Format"].replace("$context.error.messageString", '"-"'))
+    assert set(line) == {
+        *("requestId", "requestTime", "ip", "routeKey", "status", "latency"),
+        *("integrationLatency", "responseLength", "errorMessage"),
+    }
+    assert not re.search(r"body|header|querystring", access_log["Format"], re.IGNORECASE)
+
+
+# ----------------------------------------------------------------- alarms
+
+# (alarm, namespace, metric, dimensions, statistic, threshold)
+ALARMS = [
+    ("SignatureRejectedAlarm", "FlinksGeft", "SignatureRejected", SERVICE, "Sum", "1"),
+    ("QuarantinedAlarm", "FlinksGeft", "Quarantined", SERVICE, "Sum", "1"),
+    ("ConfirmFailedAlarm", "FlinksGeft", "ConfirmFailed", SERVICE, "Sum", "1"),
+    ("ReceiverErrorsAlarm", "AWS/Lambda", "Errors", {"FunctionName": "WebhookReceiverFunction"}, "Sum", "1"),
+    (
+        "ReceiverThrottlesAlarm",
+        "AWS/Lambda",
+        "Throttles",
+        {"FunctionName": "WebhookReceiverFunction"},
+        "Sum",
+        "1",
+    ),
+    (
+        "ProcessorErrorsAlarm",
+        "AWS/Lambda",
+        "Errors",
+        {"FunctionName": "DecisionProcessorFunction"},
+        "Sum",
+        "1",
+    ),
+    (
+        "ProcessorThrottlesAlarm",
+        *("AWS/Lambda", "Throttles", {"FunctionName": "DecisionProcessorFunction"}, "Sum", "1"),
+    ),
+    (
+        "IteratorAgeAlarm",
+        *("AWS/Lambda", "IteratorAge", {"FunctionName": "DecisionProcessorFunction"}, "Maximum"),
+        "IteratorAgeAlarmThresholdMs",
+    ),
+    (
+        "DeadLetterQueueAlarm",
+        *(
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            {"QueueName": "DecisionDeadLetterQueue.QueueName"},
+        ),
+        *("Maximum", "1"),
+    ),
+    ("Api4xxAlarm", "AWS/ApiGateway", "4xx", {"ApiId": "WebhookHttpApi"}, "Sum", "Api4xxAlarmThreshold"),
+    ("Api5xxAlarm", "AWS/ApiGateway", "5xx", {"ApiId": "WebhookHttpApi"}, "Sum", "1"),
+]
+
+
+def test_the_alarm_set_is_exactly_the_documented_one(template: dict[str, Any]) -> None:
+    declared = {name for name, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+    assert declared == {alarm[0] for alarm in ALARMS}
+
+
+@pytest.mark.parametrize(
+    ("alarm_id", "namespace", "metric", "expected_dimensions", "statistic", "threshold"),
+    [pytest.param(*alarm, id=alarm[0]) for alarm in ALARMS],
+)
+def test_alarm_watches_the_right_metric_and_notifies_the_topic(
+    template: dict[str, Any],
+    alarm_id: str,
+    namespace: str,
+    metric: str,
+    expected_dimensions: dict[str, str],
+    statistic: str,
+    threshold: str,
+) -> None:
+    alarm = props(template, alarm_id)
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric)
+    assert dimensions(alarm) == expected_dimensions
+    assert alarm["Statistic"] == statistic
+    assert render(alarm["Threshold"]) == threshold
+    assert alarm["ComparisonOperator"] in {"GreaterThanOrEqualToThreshold", "GreaterThanThreshold"}
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def custom_metrics(template: dict[str, Any], namespace: str) -> list[tuple[str, dict[str, str]]]:
+    """(metric name, dimensions) of every custom metric the alarms and the dashboard read."""
+    alarms = [props(template, alarm[0]) for alarm in ALARMS]
+    read = [(alarm["MetricName"], dimensions(alarm)) for alarm in alarms if alarm["Namespace"] == namespace]
+    for metric in dashboard_metrics(template):
+        if metric[0] == namespace:
+            parts = [part for part in metric if not isinstance(part, dict)]
+            read.append((parts[1], dict(zip(parts[2::2], parts[3::2], strict=True))))
+    return read
+
+
+def test_custom_metrics_are_read_with_the_namespace_and_service_they_are_emitted_with(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN the namespace and service name the functions' Powertools Metrics run with
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    namespace, service = variables["POWERTOOLS_METRICS_NAMESPACE"], variables["POWERTOOLS_SERVICE_NAME"]
+
+    # WHEN the alarms and the dashboard read custom metrics
+    read = custom_metrics(template, namespace)
+
+    # THEN each carries the service dimension Powertools adds to every metric
+    assert len(read) > len([alarm for alarm in ALARMS if alarm[1] == namespace])
+    for name, dims in read:
+        assert dims.get("service") == service, name
+
+
+def test_every_custom_metric_read_is_emitted_by_the_code(template: dict[str, Any]) -> None:
+    source = "\n".join(path.read_text() for path in (REPO / "functions").rglob("*.py"))
+
+    read = {name for name, _ in custom_metrics(template, "FlinksGeft")}
+
+    assert {name for name in read if f'"{name}"' not in source} == set()
+
+
+def test_alarm_email_subscribes_only_when_given(template: dict[str, Any]) -> None:
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert template["Conditions"]["HasAlarmEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]
+    }
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+
+
+def test_every_alarm_runbook_link_has_a_section() -> None:
+    # GIVEN the headings of docs/operations.md as GitHub anchors
+    operations = (REPO / "docs" / "operations.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", operations, re.MULTILINE)
+    }
+
+    # WHEN the alarm descriptions link to it
+    links = set(re.findall(r"docs/operations\.md#([a-z0-9-]+)", (REPO / "template.yaml").read_text()))
+
+    # THEN every link lands on a section
+    assert len(links) >= 10
+    assert links <= anchors
+
+
+# ----------------------------------------------------------------- dashboard and outputs
+
+
+def test_dashboard_shows_the_pipeline_at_a_glance(template: dict[str, Any]) -> None:
+    shown = {
+        tuple(part for part in metric if not isinstance(part, dict)) for metric in dashboard_metrics(template)
+    }
+    stats = {
+        (metric[1], part.get("stat"))
+        for metric in dashboard_metrics(template)
+        for part in metric
+        if isinstance(part, dict)
+    }
+
+    for name in (
+        "Received",
+        "Duplicate",
+        "ConfirmFailed",
+        "SignatureRejected",
+        "Quarantined",
+        "DecisionRetried",
+    ):
+        assert ("FlinksGeft", name, "service", "flinks-geft") in shown, name
+    for decision in ("accept", "reject"):
+        assert ("FlinksGeft", "Decided", "Decision", decision, "service", "flinks-geft") in shown
+    assert {("WebhookToConfirmLatency", "p50"), ("WebhookToConfirmLatency", "p99")} <= stats
+    families = {metric[:2] for metric in shown}
+    assert {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "IteratorAge")} <= families
+    assert {("AWS/ApiGateway", m) for m in ("4xx", "5xx", "Latency")} <= families
+    assert {("AWS/Lambda", m) for m in ("Errors", "Throttles", "Duration")} <= families
+    (alarm_widget,) = [w for w in dashboard(template)["widgets"] if w["type"] == "alarm"]
+    assert len(alarm_widget["properties"]["alarms"]) == len(ALARMS)
+
+
+def test_dashboard_references_only_what_the_template_declares(template: dict[str, Any]) -> None:
+    body = props(template, "PipelineDashboard")["DashboardBody"]["Fn::Sub"]
+    known = set(template["Resources"]) | set(template["Parameters"]) | {"AWS::Region"}
+
+    references = {name.split(".", 1)[0] for name in re.findall(r"\$\{([^}]+)\}", body)}
+    assert references <= known
+
+
+def test_outputs_give_the_operator_everything_it_looks_up(template: dict[str, Any]) -> None:
+    assert set(template["Outputs"]) >= {
+        "WebhookUrl",
+        "GuaranteesTableName",
+        "WebhookSecretArn",
+        "FlinksApiSecretArn",
+        "DeadLetterQueueUrl",
+        "DeadLetterQueueArn",
+        "DashboardUrl",
+        "AlarmTopicArn",
+        "WebhookReceiverFunctionName",
+        "DecisionProcessorFunctionName",
+    }
+    assert template["Outputs"]["WebhookUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/flinks")
+
+
+# ----------------------------------------------------------------- samconfig
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ("default", {"Environment": "sandbox", "FlinksBaseUrl": "https://payments-uat.flinksapp.com"}),
+        ("prod", {"Environment": "prod", "FlinksBaseUrl": "https://payments.flinksapp.com"}),
+    ],
+)
+def test_samconfig_environments_override_real_parameters_with_valid_values(
+    template: dict[str, Any], environment: str, expected: dict[str, str]
+) -> None:
+    overrides = deploy_overrides(environment)
+
+    assert overrides.items() >= expected.items()
+    for name, value in overrides.items():
+        spec = template["Parameters"][name]  # a typo here would be silently ignored by CloudFormation
+        if "AllowedValues" in spec:
+            assert value in {str(v) for v in spec["AllowedValues"]}, name
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], value), name
+        if "MinValue" in spec:
+            assert float(value) >= spec["MinValue"], name
+
+
+def test_prod_is_stricter_than_sandbox(template: dict[str, Any]) -> None:
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    sandbox, prod = deploy_overrides("default"), deploy_overrides("prod")
+    default_retention = template["Parameters"]["LogRetentionDays"]["Default"]
+
+    assert (
+        config["default"]["global"]["parameters"]["stack_name"]
+        != config["prod"]["global"]["parameters"]["stack_name"]
+    )
+    assert int(prod["LogRetentionDays"]) > int(sandbox.get("LogRetentionDays", default_retention))
+    assert (
+        int(prod["ReceiverReservedConcurrency"])
+        >= template["Parameters"]["ApiThrottlingBurstLimit"]["Default"]
+    )
+    assert int(prod["ProcessorReservedConcurrency"]) > 0
+    for environment in ("default", "prod"):
+        deploy = config[environment]["deploy"]["parameters"]
+        assert deploy["capabilities"] == "CAPABILITY_IAM"
+        assert deploy["confirm_changeset"] is True
+        assert deploy["resolve_s3"] is True
