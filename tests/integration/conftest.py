@@ -4,9 +4,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from geft_local.flinks_sandbox import FlinksSandbox
 from geft_local.template_resources import CreatedResources, function_environment, parameter_values
 
+from tests.support.constants import TEST_FLINKS_CREDENTIALS
 from tests.support.lambda_context import FakeLambdaContext
+from tests.support.streams import StreamFeed
 
 
 @pytest.fixture
@@ -53,3 +56,43 @@ def table_items(aws: Any, stack: CreatedResources) -> Callable[[], list[dict[str
         return [{key: deserializer.deserialize(value) for key, value in item.items()} for item in items]
 
     return scan
+
+
+@pytest.fixture
+def sandbox() -> Iterator[FlinksSandbox]:
+    with FlinksSandbox(
+        username=TEST_FLINKS_CREDENTIALS["username"],
+        password=TEST_FLINKS_CREDENTIALS["password"],
+        hang_s=1.5,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def feed(aws: Any, stack: CreatedResources, template: dict[str, Any]) -> StreamFeed:
+    return StreamFeed(aws, stack, template)
+
+
+@pytest.fixture
+def invoke_processor(
+    function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbox
+) -> Iterator[Callable[..., dict[str, Any]]]:
+    from decision_processor import handler
+
+    function_env(
+        "DecisionProcessorFunction",
+        FLINKS_BASE_URL=sandbox.base_url,
+        HTTP_CONNECT_TIMEOUT_SECONDS="0.5",
+        HTTP_READ_TIMEOUT_SECONDS="0.5",
+        FINISH_RESERVE_SECONDS="0.5",
+    )
+    handler._processor.cache_clear()
+
+    def invoke(event: dict[str, Any], *, timeout_seconds: float = 20.0) -> dict[str, Any]:
+        response: dict[str, Any] = handler.lambda_handler(
+            event, FakeLambdaContext(timeout_seconds=timeout_seconds)
+        )
+        return response
+
+    yield invoke
+    handler._processor.cache_clear()

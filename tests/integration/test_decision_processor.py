@@ -6,91 +6,20 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from geft_local.flinks_sandbox import FlinksSandbox, Scenario
-from geft_local.streams import (
-    filter_patterns,
-    matches_any,
-    read_all_records,
-    streams_client,
-    to_lambda_record,
-)
-from geft_local.template_resources import CreatedResources
 
-from tests.support.constants import TEST_FLINKS_CREDENTIALS, TEST_WEBHOOK_SECRET
+from tests.support.constants import TEST_WEBHOOK_SECRET
 from tests.support.lambda_context import FakeLambdaContext
+from tests.support.streams import StreamFeed
 from tests.support.webhooks import guarantee_body, webhook_event
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
-
-
-@pytest.fixture
-def sandbox() -> Iterator[FlinksSandbox]:
-    with FlinksSandbox(
-        username=TEST_FLINKS_CREDENTIALS["username"],
-        password=TEST_FLINKS_CREDENTIALS["password"],
-        hang_s=1.5,
-    ) as running:
-        yield running
-
-
-class StreamFeed:
-    """Turns what the receiver wrote into Lambda stream events, applying the template's filter."""
-
-    def __init__(self, aws: Any, stack: CreatedResources, template: dict[str, Any]) -> None:
-        self._streams = streams_client(aws)
-        self._stream_arn = stack.get_att("GuaranteesTable", "StreamArn")
-        properties = template["Resources"]["DecisionProcessorFunction"]["Properties"]
-        self._patterns = filter_patterns(properties["Events"]["GuaranteeStream"]["Properties"])
-        self._seen: set[str] = set()
-
-    def next_event(self) -> dict[str, Any]:
-        """Records written since the last call that pass the FilterCriteria, as one batch."""
-        records = []
-        for record in read_all_records(self._streams, self._stream_arn):
-            sequence = record["dynamodb"]["SequenceNumber"]
-            if sequence in self._seen:
-                continue
-            self._seen.add(sequence)
-            lambda_record = to_lambda_record(record, self._stream_arn)
-            if matches_any(self._patterns, lambda_record):
-                records.append(lambda_record)
-        return {"Records": records}
-
-
-@pytest.fixture
-def feed(aws: Any, stack: CreatedResources, template: dict[str, Any]) -> StreamFeed:
-    return StreamFeed(aws, stack, template)
-
-
-@pytest.fixture
-def invoke_processor(
-    function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbox
-) -> Iterator[Callable[..., dict[str, Any]]]:
-    from decision_processor import handler
-
-    function_env(
-        "DecisionProcessorFunction",
-        FLINKS_BASE_URL=sandbox.base_url,
-        HTTP_CONNECT_TIMEOUT_SECONDS="0.5",
-        HTTP_READ_TIMEOUT_SECONDS="0.5",
-        FINISH_RESERVE_SECONDS="0.5",
-    )
-    handler._processor.cache_clear()
-
-    def invoke(event: dict[str, Any], *, timeout_seconds: float = 20.0) -> dict[str, Any]:
-        response: dict[str, Any] = handler.lambda_handler(
-            event, FakeLambdaContext(timeout_seconds=timeout_seconds)
-        )
-        return response
-
-    yield invoke
-    handler._processor.cache_clear()
 
 
 def _receive(invoke_receiver: Invoke, session_id: str, **fields: Any) -> None:

@@ -23,6 +23,7 @@ NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "dynam
 KMS_CONDITIONS = frozenset({"HasTableKmsKey", "HasSecretsKmsKey", "HasQueueKmsKey"})
 XRAY = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
 SERVICE = {"service": "flinks-geft"}
+OPS_INDEX = "${GuaranteesTable.Arn}/index/OpsQueueIndex"
 
 
 # ----------------------------------------------------------------- helpers
@@ -38,6 +39,8 @@ def render(value: Any) -> str:
         return str(value["Ref"])
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         return ".".join(value["Fn::GetAtt"])
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        return str(value["Fn::Sub"])
     return str(value)
 
 
@@ -190,6 +193,8 @@ def test_functions_use_their_explicit_roles_only(template: dict[str, Any]) -> No
     for function_id, role_id in (
         ("WebhookReceiverFunction", "WebhookReceiverRole"),
         ("DecisionProcessorFunction", "DecisionProcessorRole"),
+        ("ReviewTimeoutFunction", "ReviewTimeoutRole"),
+        ("ReconcilerFunction", "ReconcilerRole"),
     ):
         function = props(template, function_id)
         assert function["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}
@@ -220,6 +225,28 @@ def test_processor_role_grants_exactly(template: dict[str, Any]) -> None:
         ("sqs:SendMessage", "DecisionDeadLetterQueue.Arn"),
         ("logs:CreateLogStream", "DecisionProcessorLogGroup.Arn"),
         ("logs:PutLogEvents", "DecisionProcessorLogGroup.Arn"),
+        *XRAY,
+    }
+
+
+def test_review_timeout_role_grants_exactly(template: dict[str, Any]) -> None:
+    assert grants(template, "ReviewTimeoutRole") == {
+        ("dynamodb:Query", OPS_INDEX),
+        ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
+        ("logs:CreateLogStream", "ReviewTimeoutLogGroup.Arn"),
+        ("logs:PutLogEvents", "ReviewTimeoutLogGroup.Arn"),
+        *XRAY,
+    }
+
+
+def test_reconciler_role_grants_exactly(template: dict[str, Any]) -> None:
+    assert grants(template, "ReconcilerRole") == {
+        ("dynamodb:Query", OPS_INDEX),
+        ("dynamodb:GetItem", "GuaranteesTable.Arn"),
+        ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
+        ("secretsmanager:GetSecretValue", "FlinksApiSecret"),
+        ("logs:CreateLogStream", "ReconcilerLogGroup.Arn"),
+        ("logs:PutLogEvents", "ReconcilerLogGroup.Arn"),
         *XRAY,
     }
 
@@ -268,12 +295,23 @@ def test_star_resource_only_where_iam_offers_nothing_narrower(template: dict[str
             assert statement["Sid"].endswith("HasNoResourceLevelPermissions")
 
 
-def test_no_role_can_delete_scan_query_or_use_wildcard_actions(template: dict[str, Any]) -> None:
+def test_no_role_can_delete_scan_or_use_wildcard_actions(template: dict[str, Any]) -> None:
     actions = {action for statement in all_statements(template) for action in as_list(statement["Action"])}
 
-    forbidden = [a for a in actions if re.search(r"Delete|Scan|Query|\*", a.split(":", 1)[1])]
+    forbidden = [a for a in actions if re.search(r"Delete|Scan|\*", a.split(":", 1)[1])]
     assert forbidden == []
     assert all(statement["Effect"] == "Allow" for statement in all_statements(template))
+
+
+def test_query_only_on_the_ops_queue_index(template: dict[str, Any]) -> None:
+    resources = {
+        render(resource)
+        for statement in all_statements(template)
+        if "dynamodb:Query" in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    }
+
+    assert resources == {OPS_INDEX}
 
 
 # ----------------------------------------------------------------- stream
@@ -315,26 +353,25 @@ def _stream_record(event_name: str, record_type: str, status: str) -> dict[str, 
     ("record", "admitted"),
     [
         pytest.param(_stream_record("INSERT", "GUARANTEE", "RECEIVED"), True, id="new-guarantee"),
-        pytest.param(_stream_record("MODIFY", "GUARANTEE", "RECEIVED"), False, id="own-write"),
+        pytest.param(_stream_record("MODIFY", "GUARANTEE", "REVIEWED"), True, id="review-decided"),
+        pytest.param(_stream_record("MODIFY", "GUARANTEE", "REDRIVE"), True, id="redrive"),
+        pytest.param(_stream_record("MODIFY", "GUARANTEE", "RECEIVED"), False, id="released-claim"),
+        pytest.param(_stream_record("MODIFY", "GUARANTEE", "DECIDING"), False, id="own-claim"),
+        pytest.param(_stream_record("MODIFY", "GUARANTEE", "REVIEW"), False, id="held-for-review"),
         pytest.param(_stream_record("MODIFY", "GUARANTEE", "CONFIRMED"), False, id="own-confirm"),
         pytest.param(_stream_record("INSERT", "GUARANTEE", "DECIDING"), False, id="not-received"),
-        pytest.param(_stream_record("INSERT", "SESSION_STATUS", "RECEIVED"), False, id="session-status"),
+        pytest.param(_stream_record("INSERT", "SESSION", "RECEIVED"), False, id="session-status"),
         pytest.param(_stream_record("INSERT", "QUARANTINE", "RECEIVED"), False, id="quarantine"),
         pytest.param(_stream_record("REMOVE", "GUARANTEE", "RECEIVED"), False, id="ttl-removal"),
+        pytest.param(_stream_record("MODIFY", "SESSION", "REVIEWED"), False, id="not-a-guarantee"),
     ],
 )
-def test_filter_admits_only_newly_received_guarantees(
+def test_filter_admits_new_guarantees_and_operator_decisions_only(
     template: dict[str, Any], record: dict[str, Any], admitted: bool
 ) -> None:
     (event,) = props(template, "DecisionProcessorFunction")["Events"].values()
     patterns = [json.loads(entry["Pattern"]) for entry in event["Properties"]["FilterCriteria"]["Filters"]]
 
-    assert patterns == [
-        {
-            "eventName": ["INSERT"],
-            "dynamodb": {"NewImage": {"recordType": {"S": ["GUARANTEE"]}, "status": {"S": ["RECEIVED"]}}},
-        }
-    ]
     assert matches_any(patterns, record) is admitted
 
 
@@ -404,6 +441,8 @@ def test_function_sizing_and_optional_reserved_concurrency(
     [
         ("WebhookReceiverFunction", "WebhookReceiverLogGroup"),
         ("DecisionProcessorFunction", "DecisionProcessorLogGroup"),
+        ("ReviewTimeoutFunction", "ReviewTimeoutLogGroup"),
+        ("ReconcilerFunction", "ReconcilerLogGroup"),
     ],
 )
 def test_each_function_logs_to_its_declared_log_group(
@@ -411,6 +450,32 @@ def test_each_function_logs_to_its_declared_log_group(
 ) -> None:
     assert props(template, function_id)["LoggingConfig"] == {"LogGroup": {"Ref": log_group_id}}
     assert props(template, log_group_id)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+@pytest.mark.parametrize(
+    ("function_id", "schedule"),
+    [("ReviewTimeoutFunction", "rate(1 minute)"), ("ReconcilerFunction", "rate(5 minutes)")],
+)
+def test_scheduled_jobs_run_alone_on_their_schedule(
+    template: dict[str, Any], function_id: str, schedule: str
+) -> None:
+    function = props(template, function_id)
+    (event,) = function["Events"].values()
+
+    assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", schedule)
+    # one run at a time: two overlapping runs would only race each other on the same queue
+    assert function["ReservedConcurrentExecutions"] == 1
+
+
+def test_ops_queue_index_is_sparse_and_keys_only(template: dict[str, Any]) -> None:
+    (index,) = template["Resources"]["GuaranteesTable"]["Properties"]["GlobalSecondaryIndexes"]
+
+    assert index["IndexName"] == "OpsQueueIndex"
+    assert index["KeySchema"] == [
+        {"AttributeName": "opsQueue", "KeyType": "HASH"},
+        {"AttributeName": "opsDueAtMs", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
 def test_api_throttles_and_writes_json_access_logs_without_bodies(template: dict[str, Any]) -> None:
@@ -476,6 +541,15 @@ ALARMS = [
     ),
     ("Api4xxAlarm", "AWS/ApiGateway", "4xx", {"ApiId": "WebhookHttpApi"}, "Sum", "Api4xxAlarmThreshold"),
     ("Api5xxAlarm", "AWS/ApiGateway", "5xx", {"ApiId": "WebhookHttpApi"}, "Sum", "1"),
+    (
+        "ReviewTimeoutErrorsAlarm",
+        "AWS/Lambda",
+        "Errors",
+        {"FunctionName": "ReviewTimeoutFunction"},
+        "Sum",
+        "1",
+    ),
+    ("ReconcilerErrorsAlarm", "AWS/Lambda", "Errors", {"FunctionName": "ReconcilerFunction"}, "Sum", "1"),
 ]
 
 
@@ -629,6 +703,7 @@ def test_outputs_give_the_operator_everything_it_looks_up(template: dict[str, An
         "AlarmTopicArn",
         "WebhookReceiverFunctionName",
         "DecisionProcessorFunctionName",
+        "GuaranteesTableStreamArn",
     }
     assert template["Outputs"]["WebhookUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/flinks")
 

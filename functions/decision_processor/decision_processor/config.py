@@ -25,6 +25,8 @@ class ProcessorConfig:
     read_timeout_seconds: float
     # Kept back from the invocation deadline for the final state write (or the release of a claim).
     finish_reserve_seconds: float
+    review_timeout_seconds: int
+    reconcile_delay_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorConfig:
@@ -44,6 +46,8 @@ class ProcessorConfig:
             connect_timeout_seconds=env.number("HTTP_CONNECT_TIMEOUT_SECONDS", 3.05, minimum=0.1),
             read_timeout_seconds=env.number("HTTP_READ_TIMEOUT_SECONDS", 10.0, minimum=0.1),
             finish_reserve_seconds=env.number("FINISH_RESERVE_SECONDS", 3.0, minimum=0.5),
+            review_timeout_seconds=env.integer("REVIEW_TIMEOUT_SECONDS", 300, minimum=1),
+            reconcile_delay_seconds=env.integer("RECONCILE_DELAY_SECONDS", 900, minimum=0),
         )
         env.raise_if_invalid("processor")
         return config

@@ -17,8 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecord,
     DynamoDBStreamEvent,
 )
-from geft.errors import SecretError
-from geft.flinks_client import FlinksClient, FlinksCredentials
+from geft.flinks_client import client_for_secret
 from geft.models import GuaranteeRef, RecordType
 from geft.observability import MetricUnit, logger, metrics
 from geft.policy import DecisionPolicy
@@ -39,12 +38,9 @@ def _processor() -> GuaranteeProcessor:
     """Composition root, built on the first invoke: clients, pool and policy live per container."""
     config = ProcessorConfig.from_env()
     policy = DecisionPolicy.from_json(config.decision_policy_json)  # an invalid policy fails the start
-    credentials_secret = JsonSecret(
-        config.flinks_credentials_secret_id, max_age_seconds=config.secret_max_age_seconds
-    )
-    flinks = FlinksClient(
+    flinks = client_for_secret(
         config.flinks_base_url,
-        lambda: credentials_from_secret(credentials_secret.get()),
+        JsonSecret(config.flinks_credentials_secret_id, max_age_seconds=config.secret_max_age_seconds),
         credential_transport="form" if config.credential_transport == "form" else "basic",
         connect_timeout=config.connect_timeout_seconds,
         read_timeout=config.read_timeout_seconds,
@@ -56,6 +52,8 @@ def _processor() -> GuaranteeProcessor:
         policy=policy,
         executor=ThreadPoolExecutor(max_workers=config.pool_size, thread_name_prefix="guarantee"),
         finish_reserve_seconds=config.finish_reserve_seconds,
+        review_timeout_seconds=config.review_timeout_seconds,
+        reconcile_delay_seconds=config.reconcile_delay_seconds,
     )
 
 
@@ -85,19 +83,6 @@ def to_stream_record(record: DynamoDBRecord) -> StreamRecord:
     return StreamRecord(sequence_number, GuaranteeRef(str(image["pk"]), sort_key[len(GUARANTEE_SK_PREFIX) :]))
 
 
-def credentials_from_secret(document: Mapping[str, Any]) -> FlinksCredentials:
-    username, password = document.get("username"), document.get("password")
-    if not isinstance(username, str) or not username or not isinstance(password, str) or not password:
-        raise SecretError('Flinks API secret must be JSON {"username": "...", "password": "..."}')
-    client_id, api_key = document.get("clientId"), document.get("apiKey")
-    return FlinksCredentials(
-        username=username,
-        password=password,
-        client_id=client_id if isinstance(client_id, str) and client_id else None,
-        api_key=api_key if isinstance(api_key, str) and api_key else None,
-    )
-
-
 def record_metrics(results: Iterable[RecordResult]) -> None:
     """Emitted from the handler's thread after the pool finishes: Powertools metrics are not
     meant to be written from many threads at once."""
@@ -125,3 +110,5 @@ def record_metrics(results: Iterable[RecordResult]) -> None:
                 )
         elif result.status is RecordStatus.FAILED:
             metrics.add_metric(name="ConfirmFailed", unit=MetricUnit.Count, value=1)
+        elif result.status is RecordStatus.REVIEW:
+            metrics.add_metric(name="ReviewRequested", unit=MetricUnit.Count, value=1)

@@ -32,6 +32,7 @@ from geft.repository import Claim, ClaimResult, GuaranteeRepository
 from geft.session_facts import already_decided, facts_from_session
 
 RECOVERED_RULE = "recovered-from-flinks"
+MANUAL_REVIEW_RULE = "manual-review"
 _HELD_POLL_SECONDS = 0.25
 
 
@@ -42,6 +43,7 @@ class LeaseHeldError(GeftError):
 class RecordStatus(StrEnum):
     CONFIRMED = "confirmed"
     FAILED = "failed"  # permanent: recorded as FAILED with a reason, not retried
+    REVIEW = "review"  # waiting for an operator: nothing sent to Flinks yet
     RETRY = "retry"  # transient: reported in batchItemFailures
     SKIPPED = "skipped"  # already finished, or not a guarantee
 
@@ -80,6 +82,8 @@ class GuaranteeProcessor:
         policy: DecisionPolicy,
         executor: Executor,
         finish_reserve_seconds: float = 3.0,
+        review_timeout_seconds: int = 300,
+        reconcile_delay_seconds: int = 900,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -89,6 +93,8 @@ class GuaranteeProcessor:
         self._policy = policy
         self._executor = executor
         self._finish_reserve = finish_reserve_seconds
+        self._review_timeout_ms = review_timeout_seconds * 1000
+        self._reconcile_delay_ms = reconcile_delay_seconds * 1000
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
@@ -188,7 +194,9 @@ class GuaranteeProcessor:
         body = _webhook_body(guarantee.raw_body)
         carried = body.get("guaranteeDetails")
         carried_details = carried if isinstance(carried, dict) else None
-        details = calls.details() if uncertain or carried_details is None else None
+        reviewed = guarantee.review_decision is not None
+        needs_details = uncertain or (carried_details is None and not reviewed)
+        details = calls.details() if needs_details else None
 
         if uncertain and details is not None:
             prior = already_decided(details)
@@ -196,26 +204,42 @@ class GuaranteeProcessor:
                 # An earlier attempt's confirm reached Flinks before it died: record, never resend.
                 return self._confirmed(guarantee, attempt, prior, recovered=True, details=details)
 
-        facts = facts_from_session(details, carried_details, body)
-        decision = self._policy.decide(facts)
-        attempt.decision, attempt.rule, attempt.inputs = (
-            decision.outcome,
-            decision.rule,
-            dict(decision.inputs),
-        )
+        if reviewed:
+            attempt.decision, attempt.rule = guarantee.review_decision, MANUAL_REVIEW_RULE
+            attempt.inputs = {"reviewer": guarantee.reviewer, "reason": guarantee.review_reason}
+        else:
+            decision = self._policy.decide(facts_from_session(details, carried_details, body))
+            attempt.decision, attempt.rule, attempt.inputs = (
+                decision.outcome,
+                decision.rule,
+                dict(decision.inputs),
+            )
         attempt.decided_at_ms = self._now_ms()
-        logger.info("guarantee decided", decision=decision.outcome, rule=decision.rule)
+        logger.info("guarantee decided", decision=attempt.decision, rule=attempt.rule)
+        if attempt.decision == "review":
+            return self._held_for_review(attempt)
 
+        accepted = attempt.decision == "accept"
         attempt.confirm_attempted = True
-        result = calls.confirm(decision.outcome == "accept")
+        result = calls.confirm(accepted)
         # already_recorded: an answer was lost, and /details showed our decision had reached Flinks.
         return self._confirmed(
             guarantee,
             attempt,
-            decision.outcome == "accept",
+            accepted,
             recovered=result.already_recorded,
             flinks_session_id=result.session_id,
             flinks_reference_id=result.reference_id,
+        )
+
+    def _held_for_review(self, attempt: _Attempt) -> GuaranteeOutcome:
+        return GuaranteeOutcome(
+            status=GuaranteeStatus.REVIEW,
+            decision=attempt.decision,
+            rule=attempt.rule,
+            inputs=attempt.inputs,
+            decided_at_ms=attempt.decided_at_ms,
+            follow_up_due_ms=(attempt.decided_at_ms or self._now_ms()) + self._review_timeout_ms,
         )
 
     def _confirmed(
@@ -246,6 +270,7 @@ class GuaranteeProcessor:
             flinks_reference_id=flinks_reference_id,
             recovered_from_details=recovered,
             webhook_to_confirm_ms=max(0, confirmed_at_ms - guarantee.received_at_ms),
+            follow_up_due_ms=confirmed_at_ms + self._reconcile_delay_ms,
         )
 
     def _failed(self, attempt: _Attempt, reason: str) -> GuaranteeOutcome:
@@ -256,6 +281,7 @@ class GuaranteeProcessor:
             inputs=attempt.inputs,
             decided_at_ms=attempt.decided_at_ms,
             failure_reason=reason[:500],
+            follow_up_due_ms=self._now_ms() + self._reconcile_delay_ms,
         )
 
     def _finish(

@@ -35,7 +35,9 @@ from geft.errors import (
     FlinksProtocolError,
     FlinksSessionNotFoundError,
     FlinksTransientError,
+    SecretError,
 )
+from geft.secrets import JsonSecret
 
 CredentialTransport = Literal["basic", "form"]
 
@@ -61,6 +63,20 @@ class FlinksCredentials:
     password: str = field(repr=False)
     client_id: str | None = None
     api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_secret(cls, document: Mapping[str, Any]) -> FlinksCredentials:
+        """From the API secret's JSON: ``{"username", "password"}`` plus optional ``clientId``/``apiKey``."""
+        username, password = document.get("username"), document.get("password")
+        if not isinstance(username, str) or not username or not isinstance(password, str) or not password:
+            raise SecretError('Flinks API secret must be JSON {"username": "...", "password": "..."}')
+        client_id, api_key = document.get("clientId"), document.get("apiKey")
+        return cls(
+            username=username,
+            password=password,
+            client_id=client_id if isinstance(client_id, str) and client_id else None,
+            api_key=api_key if isinstance(api_key, str) and api_key else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -546,3 +562,23 @@ def _seconds(value: object) -> float:
         return _DOCUMENTED_EXPIRES_IN_S
     seconds = float(value)
     return seconds if math.isfinite(seconds) and seconds >= 0 else _DOCUMENTED_EXPIRES_IN_S
+
+
+def client_for_secret(
+    base_url: str,
+    secret: JsonSecret,
+    *,
+    credential_transport: CredentialTransport,
+    connect_timeout: float,
+    read_timeout: float,
+    pool_maxsize: int,
+) -> FlinksClient:
+    """A client whose credentials come from the Flinks API secret (re-read after its cache age)."""
+    return FlinksClient(
+        base_url,
+        lambda: FlinksCredentials.from_secret(secret.get()),
+        credential_transport=credential_transport,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        pool_maxsize=pool_maxsize,
+    )

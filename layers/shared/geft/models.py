@@ -11,11 +11,23 @@ class GuaranteeStatus(StrEnum):
 
     RECEIVED = "RECEIVED"  # stored by the receiver, waiting for the processor
     DECIDING = "DECIDING"  # claimed under a lease; a confirm may be in flight
+    REVIEW = "REVIEW"  # the policy asked for a person; waiting for an operator or the timeout
+    REVIEWED = "REVIEWED"  # an operator (or the review timeout) decided; the processor confirms it
+    REDRIVE = "REDRIVE"  # an operator re-ran it (DLQ redrive, replay); the processor takes it again
     CONFIRMED = "CONFIRMED"  # Flinks acknowledged our decision (terminal)
     FAILED = "FAILED"  # permanently failed, with a reason (terminal)
 
 
 TERMINAL_STATUSES = frozenset({GuaranteeStatus.CONFIRMED, GuaranteeStatus.FAILED})
+# Statuses the processor may claim (besides DECIDING with an expired lease).
+CLAIMABLE_STATUSES = frozenset({GuaranteeStatus.RECEIVED, GuaranteeStatus.REVIEWED, GuaranteeStatus.REDRIVE})
+
+
+class FollowUpQueue(StrEnum):
+    """Work a scheduled job picks up later, kept in the table's sparse OpsQueueIndex."""
+
+    REVIEW = "REVIEW"  # falls back to the configured decision when nobody reviews in time
+    RECONCILE = "RECONCILE"  # the session's final status is still unknown
 
 
 class RecordType(StrEnum):
@@ -42,6 +54,9 @@ class StoredGuarantee:
     confirm_attempted: bool = False
     lease_expires_at_ms: int = 0
     claim_id: str | None = None
+    review_decision: str | None = None
+    reviewer: str | None = None
+    review_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,3 +74,5 @@ class GuaranteeOutcome:
     recovered_from_details: bool = False
     failure_reason: str | None = None
     webhook_to_confirm_ms: int | None = None
+    # When the follow-up job should look at it: the review deadline, or when to reconcile.
+    follow_up_due_ms: int | None = None

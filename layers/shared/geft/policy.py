@@ -47,7 +47,7 @@ from typing import Any, Final
 from geft.errors import PolicyError
 
 # Adding "review" later is this one line (plus the processor's handling of the new outcome).
-DECISIONS: Final[frozenset[str]] = frozenset({"accept", "reject"})
+DECISIONS: Final[frozenset[str]] = frozenset({"accept", "reject", "review"})
 
 DEFAULT_RULE: Final = "default"
 """``Decision.rule`` when no rule matched; reserved, so no rule may take this name."""

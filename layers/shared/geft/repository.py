@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from geft.errors import PersistenceError
 from geft.models import (
+    FollowUpQueue,
     GuaranteeOutcome,
     GuaranteeRef,
     GuaranteeStatus,
@@ -26,6 +27,7 @@ from geft.models import (
 GUARANTEE_SK_PREFIX = "GUARANTEE#"
 SESSION_SK = "SESSION"
 QUARANTINE_PK = "QUARANTINE"
+OPS_QUEUE_INDEX = "OpsQueueIndex"
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _MS_PER_DAY = 86_400_000
 
@@ -33,6 +35,7 @@ _MS_PER_DAY = 86_400_000
 class ClaimResult(Enum):
     CLAIMED = "claimed"
     ALREADY_DONE = "already-done"  # CONFIRMED or FAILED: nothing left to do
+    AWAITING_REVIEW = "awaiting-review"  # an operator (or the review timeout) must decide first
     HELD = "held"  # another invocation holds a live lease
     MISSING = "missing"
 
@@ -147,12 +150,15 @@ class GuaranteeRepository:
                     "attempts = if_not_exists(attempts, :zero) + :one, updatedAtMs = :now"
                 ),
                 ConditionExpression=(
-                    "#status = :received OR (#status = :deciding AND leaseExpiresAtMs < :now)"
+                    "#status IN (:received, :reviewed, :redrive) "
+                    "OR (#status = :deciding AND leaseExpiresAtMs < :now)"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":deciding": _s(GuaranteeStatus.DECIDING),
                     ":received": _s(GuaranteeStatus.RECEIVED),
+                    ":reviewed": _s(GuaranteeStatus.REVIEWED),
+                    ":redrive": _s(GuaranteeStatus.REDRIVE),
                     ":claimId": _s(claim_id),
                     ":lease": _n(lease_until_ms),
                     ":now": _n(now_ms),
@@ -167,13 +173,10 @@ class GuaranteeRepository:
         old = _to_guarantee(response.get("Attributes", {}))
         if old is None:  # pragma: no cover - the condition requires an existing item
             return Claim(ClaimResult.MISSING)
-        claimed = StoredGuarantee(
-            ref=old.ref,
+        claimed = replace(
+            old,
             status=GuaranteeStatus.DECIDING,
-            raw_body=old.raw_body,
-            received_at_ms=old.received_at_ms,
             attempts=old.attempts + 1,
-            confirm_attempted=old.confirm_attempted,
             lease_expires_at_ms=lease_until_ms,
             claim_id=claim_id,
         )
@@ -206,7 +209,115 @@ class GuaranteeRepository:
             placeholder = ":" + attribute
             values[placeholder] = value
             assignments.append(f"{attribute} = {placeholder}")
-        return self._conditional_update(ref, "SET " + ", ".join(assignments) + " REMOVE claimId", values)
+        removals = ["claimId"]
+        if outcome.follow_up_due_ms is not None:
+            queue = (
+                FollowUpQueue.REVIEW if outcome.status is GuaranteeStatus.REVIEW else FollowUpQueue.RECONCILE
+            )
+            values.update({":queue": _s(queue), ":due": _n(outcome.follow_up_due_ms)})
+            assignments += ["opsQueue = :queue", "opsDueAtMs = :due"]
+        else:
+            removals += ["opsQueue", "opsDueAtMs"]
+        update = "SET " + ", ".join(assignments) + " REMOVE " + ", ".join(removals)
+        return self._conditional_update(ref, update, values)
+
+    # -- operators and scheduled jobs -------------------------------------------------------------
+
+    def record_review_decision(
+        self, ref: GuaranteeRef, *, decision: str, reviewer: str, reason: str, now_ms: int
+    ) -> bool:
+        """REVIEW -> REVIEWED with who decided and why. False when the guarantee is not in review."""
+        return self._update_once(
+            key=_guarantee_key(ref),
+            update=(
+                "SET #status = :reviewed, reviewDecision = :decision, reviewer = :reviewer, "
+                "reviewReason = :reason, reviewedAtMs = :now, updatedAtMs = :now REMOVE opsQueue, opsDueAtMs"
+            ),
+            condition="#status = :review",
+            names={"#status": "status"},
+            values={
+                ":reviewed": _s(GuaranteeStatus.REVIEWED),
+                ":review": _s(GuaranteeStatus.REVIEW),
+                ":decision": _s(decision),
+                ":reviewer": _s(reviewer),
+                ":reason": _s(reason),
+                ":now": _n(now_ms),
+            },
+        )
+
+    def mark_redrive(self, ref: GuaranteeRef, *, now_ms: int, include_failed: bool = False) -> bool:
+        """Send a guarantee through claim -> decide -> confirm again. Only unfinished ones (and FAILED
+        when asked); always flagged so the processor reads /details before any confirm."""
+        statuses = [GuaranteeStatus.RECEIVED, GuaranteeStatus.REDRIVE]
+        if include_failed:
+            statuses.append(GuaranteeStatus.FAILED)
+        placeholders = {f":s{index}": _s(status) for index, status in enumerate(statuses)}
+        return self._update_once(
+            key=_guarantee_key(ref),
+            update=(
+                "SET #status = :redrive, confirmAttempted = :true, redriveRequestedAtMs = :now, "
+                "updatedAtMs = :now REMOVE failureReason, opsQueue, opsDueAtMs"
+            ),
+            condition=(
+                f"#status IN ({', '.join(placeholders)}) OR (#status = :deciding AND leaseExpiresAtMs < :now)"
+            ),
+            names={"#status": "status"},
+            values={
+                **placeholders,
+                ":redrive": _s(GuaranteeStatus.REDRIVE),
+                ":deciding": _s(GuaranteeStatus.DECIDING),
+                ":true": {"BOOL": True},
+                ":now": _n(now_ms),
+            },
+        )
+
+    def due_follow_ups(self, queue: FollowUpQueue, *, now_ms: int, limit: int = 100) -> list[GuaranteeRef]:
+        """Guarantees waiting in ``queue`` whose time has come, oldest first."""
+        response = self._call(
+            "query",
+            TableName=self._table_name,
+            IndexName=OPS_QUEUE_INDEX,
+            KeyConditionExpression="opsQueue = :queue AND opsDueAtMs <= :now",
+            ExpressionAttributeValues={":queue": _s(queue), ":now": _n(now_ms)},
+            Limit=limit,
+        )
+        return [_ref_from_keys(item) for item in response.get("Items", [])]
+
+    def reschedule_follow_up(self, ref: GuaranteeRef, *, queue: FollowUpQueue, due_ms: int) -> int | None:
+        """Look again at ``due_ms``; returns how many times it has been put off (None: not queued)."""
+        try:
+            response = self._call(
+                "update_item",
+                TableName=self._table_name,
+                Key=_guarantee_key(ref),
+                UpdateExpression="SET opsDueAtMs = :due ADD followUpAttempts :one",
+                ConditionExpression="opsQueue = :queue",
+                ExpressionAttributeValues={":queue": _s(queue), ":due": _n(due_ms), ":one": _n(1)},
+                ReturnValues="UPDATED_NEW",
+            )
+        except _ConditionFailedError:
+            return None
+        return int(response["Attributes"]["followUpAttempts"]["N"])
+
+    def clear_follow_up(self, ref: GuaranteeRef, *, queue: FollowUpQueue) -> bool:
+        return self._update_once(
+            key=_guarantee_key(ref),
+            update="REMOVE opsQueue, opsDueAtMs",
+            condition="opsQueue = :queue",
+            names={},
+            values={":queue": _s(queue)},
+        )
+
+    def session_status(self, session_id: str) -> str | None:
+        """The final status recorded for the session (by webhook or reconciliation), if any."""
+        response = self._call(
+            "get_item",
+            TableName=self._table_name,
+            Key={"pk": _s(session_id), "sk": _s(SESSION_SK)},
+            ConsistentRead=True,
+        )
+        status = response.get("Item", {}).get("finalStatus", {}).get("S")
+        return str(status) if status else None
 
     def get_guarantee(self, ref: GuaranteeRef) -> StoredGuarantee | None:
         response = self._call(
@@ -246,16 +357,17 @@ class GuaranteeRepository:
         names: dict[str, str],
         values: dict[str, Any],
     ) -> bool:
+        request: dict[str, Any] = {
+            "TableName": self._table_name,
+            "Key": key,
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
         try:
-            self._call(
-                "update_item",
-                TableName=self._table_name,
-                Key=key,
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
+            self._call("update_item", **request)
         except _ConditionFailedError:
             return False
         return True
@@ -305,6 +417,8 @@ def _claim_refused(item: dict[str, Any]) -> Claim:
         return Claim(ClaimResult.MISSING)
     if current.status in (GuaranteeStatus.CONFIRMED, GuaranteeStatus.FAILED):
         return Claim(ClaimResult.ALREADY_DONE, current)
+    if current.status is GuaranteeStatus.REVIEW:
+        return Claim(ClaimResult.AWAITING_REVIEW, current)
     return Claim(ClaimResult.HELD, current, lease_expires_at_ms=current.lease_expires_at_ms)
 
 
@@ -343,7 +457,14 @@ def _to_guarantee(item: Mapping[str, Any]) -> StoredGuarantee | None:
         confirm_attempted=bool(item.get("confirmAttempted", {}).get("BOOL", False)),
         lease_expires_at_ms=int(item.get("leaseExpiresAtMs", {}).get("N", "0")),
         claim_id=item.get("claimId", {}).get("S"),
+        review_decision=item.get("reviewDecision", {}).get("S"),
+        reviewer=item.get("reviewer", {}).get("S"),
+        review_reason=item.get("reviewReason", {}).get("S"),
     )
+
+
+def _ref_from_keys(item: Mapping[str, Any]) -> GuaranteeRef:
+    return GuaranteeRef(item["pk"]["S"], item["sk"]["S"].removeprefix(GUARANTEE_SK_PREFIX))
 
 
 def _guarantee_key(ref: GuaranteeRef) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""Configuration of the scheduled jobs, read once from the environment the template sets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from geft.settings import EnvReader
+
+REVIEW_FALLBACK_DECISIONS = frozenset({"accept", "reject"})
+
+
+@dataclass(frozen=True)
+class ReviewTimeoutConfig:
+    table_name: str
+    retention_days: int
+    fallback_decision: str
+    review_timeout_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReviewTimeoutConfig:
+        env = EnvReader(os.environ if environ is None else environ)
+        config = cls(
+            table_name=env.text("TABLE_NAME"),
+            retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
+            fallback_decision=env.choice("REVIEW_FALLBACK_DECISION", "reject", REVIEW_FALLBACK_DECISIONS),
+            review_timeout_seconds=env.integer("REVIEW_TIMEOUT_SECONDS", 300, minimum=1),
+        )
+        env.raise_if_invalid("review timeout")
+        return config
+
+
+@dataclass(frozen=True)
+class ReconcilerConfig:
+    table_name: str
+    retention_days: int
+    flinks_base_url: str
+    flinks_credentials_secret_id: str
+    credential_transport: str
+    secret_max_age_seconds: int
+    retry_seconds: int
+    max_attempts: int
+    batch_limit: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReconcilerConfig:
+        env = EnvReader(os.environ if environ is None else environ)
+        config = cls(
+            table_name=env.text("TABLE_NAME"),
+            retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
+            flinks_base_url=env.text("FLINKS_BASE_URL").rstrip("/"),
+            flinks_credentials_secret_id=env.text("FLINKS_CREDENTIALS_SECRET_ARN"),
+            credential_transport=env.choice(
+                "FLINKS_CREDENTIAL_TRANSPORT", "basic", frozenset({"basic", "form"})
+            ),
+            secret_max_age_seconds=env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600),
+            retry_seconds=env.integer("RECONCILE_RETRY_SECONDS", 900, minimum=1),
+            max_attempts=env.integer("RECONCILE_MAX_ATTEMPTS", 96, minimum=1),
+            batch_limit=env.integer("RECONCILE_BATCH_LIMIT", 50, minimum=1, maximum=1000),
+        )
+        env.raise_if_invalid("reconciler")
+        return config

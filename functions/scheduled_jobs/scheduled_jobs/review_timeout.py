@@ -1,0 +1,52 @@
+"""Scheduled job: a review nobody answered in time falls back to the configured decision.
+
+It writes the same REVIEW -> REVIEWED transition an operator's decision writes, so the stream path
+confirms it exactly like a human decision: no guarantee waits until Flinks expires the session.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+from geft.models import FollowUpQueue
+from geft.observability import MetricUnit, logger, metrics
+from geft.repository import GuaranteeRepository
+
+from scheduled_jobs.config import ReviewTimeoutConfig
+
+REVIEWER = "system:review-timeout"
+
+
+@functools.cache
+def _dependencies() -> tuple[ReviewTimeoutConfig, GuaranteeRepository]:
+    config = ReviewTimeoutConfig.from_env()
+    return config, GuaranteeRepository(config.table_name, retention_days=config.retention_days)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    config, repository = _dependencies()
+    return apply_fallbacks(repository, config, now_ms=int(time.time() * 1000))
+
+
+def apply_fallbacks(
+    repository: GuaranteeRepository, config: ReviewTimeoutConfig, *, now_ms: int
+) -> dict[str, int]:
+    decided = 0
+    for ref in repository.due_follow_ups(FollowUpQueue.REVIEW, now_ms=now_ms):
+        reason = f"no review within {config.review_timeout_seconds} s; fallback decision"
+        if repository.record_review_decision(
+            ref, decision=config.fallback_decision, reviewer=REVIEWER, reason=reason, now_ms=now_ms
+        ):
+            decided += 1
+            logger.warning(
+                "review timed out; fallback decision applied",
+                session_id=ref.session_id,
+                decision=config.fallback_decision,
+            )
+    if decided:
+        metrics.add_metric(name="ReviewTimedOut", unit=MetricUnit.Count, value=decided)
+    return {"fallbackDecisions": decided}
