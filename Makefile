@@ -54,7 +54,8 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 .PHONY: typecheck
 typecheck: $(VENV)/.installed ## mypy (strict) on the functions, the layer and the local stack
 	$(VENV)/bin/mypy layers/shared/geft functions/webhook_receiver/webhook_receiver \
-		functions/decision_processor/decision_processor functions/scheduled_jobs/scheduled_jobs local/geft_local
+		functions/decision_processor/decision_processor functions/scheduled_jobs/scheduled_jobs \
+		local/geft_local ops/geft_ops
 
 .PHONY: validate
 validate: $(VENV)/.installed $(VENV_SAM)/.installed $(VENV_CHECKOV)/.installed ## sam validate --lint, cfn-lint, checkov

@@ -414,6 +414,11 @@ class FlinksSandbox:
         with self._lock:
             self._session(session_id).faults.setdefault(endpoint, deque()).extend(parsed)
 
+    def clear_faults(self, session_id: str) -> None:
+        """Forgets every planned fault of a session: Flinks has recovered."""
+        with self._lock:
+            self._session(session_id).faults.clear()
+
     def add_authorize_faults(self, faults: Sequence[str]) -> None:
         parsed = [Fault.parse(spec) for spec in faults]
         with self._lock:

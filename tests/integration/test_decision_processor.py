@@ -202,7 +202,7 @@ def test_outage_then_recovery_confirms_once_on_the_stream_retry(
     assert first["batchItemFailures"]
 
     # WHEN the stream retries the same record after Flinks recovered
-    sandbox.add_faults(session_id, "confirm", [])
+    sandbox.clear_faults(session_id)
     second = invoke_processor(event)
 
     # THEN the retry reads /details first (a confirm may have gone out) and confirms exactly once

@@ -319,6 +319,54 @@ class GuaranteeRepository:
         status = response.get("Item", {}).get("finalStatus", {}).get("S")
         return str(status) if status else None
 
+    def session_records(self, session_id: str) -> list[dict[str, Any]]:
+        """Every record of a session (guarantees and final status), as plain Python values."""
+        items = self._paginate(
+            "query",
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _s(session_id)},
+            ConsistentRead=True,
+        )
+        return [_plain(item) for item in items]
+
+    def guarantees(self, *, status: str | None = None, since_ms: int | None = None) -> list[dict[str, Any]]:
+        """Guarantee records by status and received time: a scan, for operators, never on a hot path."""
+        conditions = ["recordType = :guarantee"]
+        values: dict[str, Any] = {":guarantee": _s(RecordType.GUARANTEE)}
+        if status:
+            conditions.append("#status = :status")
+            values[":status"] = _s(status)
+        if since_ms is not None:
+            conditions.append("receivedAtMs >= :since")
+            values[":since"] = _n(since_ms)
+        request: dict[str, Any] = {
+            "FilterExpression": " AND ".join(conditions),
+            "ExpressionAttributeValues": values,
+        }
+        if status:
+            request["ExpressionAttributeNames"] = {"#status": "status"}
+        return [_plain(item) for item in self._paginate("scan", **request)]
+
+    def quarantined_bodies(self, session_id: str) -> list[bytes]:
+        """Signed bodies kept in quarantine for this session, oldest first."""
+        items = self._paginate(
+            "query",
+            KeyConditionExpression="pk = :pk",
+            FilterExpression="sessionId = :session",
+            ExpressionAttributeValues={":pk": _s(QUARANTINE_PK), ":session": _s(session_id)},
+        )
+        items.sort(key=lambda item: int(item.get("receivedAtMs", {}).get("N", "0")))
+        return [bytes(item["rawBodyBytes"]["B"]) for item in items if "rawBodyBytes" in item]
+
+    def _paginate(self, operation: str, **request: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self._call(operation, TableName=self._table_name, **request)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def get_guarantee(self, ref: GuaranteeRef) -> StoredGuarantee | None:
         response = self._call(
             "get_item", TableName=self._table_name, Key=_guarantee_key(ref), ConsistentRead=True
@@ -465,6 +513,13 @@ def _to_guarantee(item: Mapping[str, Any]) -> StoredGuarantee | None:
 
 def _ref_from_keys(item: Mapping[str, Any]) -> GuaranteeRef:
     return GuaranteeRef(item["pk"]["S"], item["sk"]["S"].removeprefix(GUARANTEE_SK_PREFIX))
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer  # noqa: PLC0415 - operators' reads only
+
+    deserializer = TypeDeserializer()
+    return {key: deserializer.deserialize(value) for key, value in item.items()}
 
 
 def _guarantee_key(ref: GuaranteeRef) -> dict[str, Any]:

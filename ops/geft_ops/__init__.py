@@ -1,0 +1,1 @@
+"""The operator CLI: list, show, decide, redrive, replay, policy check, sign."""

@@ -1,0 +1,386 @@
+"""Operations in-process under moto: manual review, the review timeout, reconciliation, DLQ redrive
+and replay, driven through the operator CLI and the scheduled jobs, with the Flinks sandbox."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from geft.signature import compute_signature
+from geft_local.flinks_sandbox import FlinksSandbox, Scenario
+from geft_local.template_resources import CreatedResources
+from geft_ops.cli import main as geft_ops
+
+from tests.support.constants import TEST_WEBHOOK_SECRET
+from tests.support.lambda_context import FakeLambdaContext
+from tests.support.streams import StreamFeed
+from tests.support.webhooks import guarantee_body, status_body, webhook_event
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+Items = Callable[[], list[dict[str, Any]]]
+REVIEW_POLICY = {
+    "default": "accept",
+    "rules": [{"name": "large-amount", "when": {"amount": {"gt": 1000}}, "decision": "review"}],
+}
+FAR_FUTURE_MS = int((time.time() + 10 * 86_400) * 1000)
+
+
+@pytest.fixture
+def processor(
+    function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbox
+) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    from decision_processor import handler
+
+    function_env(
+        "DecisionProcessorFunction",
+        FLINKS_BASE_URL=sandbox.base_url,
+        DECISION_POLICY=json.dumps(REVIEW_POLICY),
+        HTTP_READ_TIMEOUT_SECONDS="0.5",
+        FINISH_RESERVE_SECONDS="0.5",
+    )
+    handler._processor.cache_clear()
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext(timeout_seconds=8))
+        return answer
+
+    yield invoke
+    handler._processor.cache_clear()
+
+
+@pytest.fixture
+def cli(stack: CreatedResources, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
+    """The operator CLI against this test's moto stack, through a local-stack state file."""
+    state = tmp_path / "stack.json"
+    state.write_text(
+        json.dumps(
+            {
+                "endpointUrl": None,  # in-process moto intercepts the calls
+                "region": "us-east-1",
+                "outputs": {
+                    "GuaranteesTableName": stack.ref("GuaranteesTable"),
+                    "GuaranteesTableStreamArn": stack.get_att("GuaranteesTable", "StreamArn"),
+                    "DeadLetterQueueUrl": stack.ref("DecisionDeadLetterQueue"),
+                },
+            }
+        )
+    )
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()  # drop what the functions logged before
+        code = geft_ops(["--local", str(state), *args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def _receive(invoke_receiver: Invoke, session_id: str, **fields: Any) -> None:
+    response = invoke_receiver(
+        webhook_event(guarantee_body(session_id, **fields), secret=TEST_WEBHOOK_SECRET)
+    )
+    assert response["statusCode"] == 200
+
+
+def _guarantee(items: Items, session_id: str) -> dict[str, Any]:
+    [item] = [i for i in items() if i["pk"] == session_id and str(i["sk"]).startswith("GUARANTEE#")]
+    return item
+
+
+def test_review_then_operator_decision_then_confirm(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    cli: Callable[..., Any],
+) -> None:
+    # GIVEN a guarantee the policy sends to a person
+    session_id = sandbox.add_session(scenario=Scenario(amount="2500.00"))
+    _receive(invoke_receiver, session_id, amount=2500)
+    assert processor(feed.next_event()) == {"batchItemFailures": []}
+    held = _guarantee(table_items, session_id)
+    assert (held["status"], held["decision"], held["decisionRule"]) == ("REVIEW", "review", "large-amount")
+    assert held["opsQueue"] == "REVIEW"
+    assert sandbox.confirms_for(session_id) == []
+
+    # WHEN an operator accepts it with a reason
+    code, out, _ = cli("decide", session_id, "accept", "--reason", "known customer", "--operator", "alice")
+    assert code == 0, out
+    answer = processor(feed.next_event())
+
+    # THEN the stream path confirms the operator's decision once, and the audit trail says who and why
+    assert answer == {"batchItemFailures": []}
+    assert sandbox.confirms_for(session_id) == [True]
+    item = _guarantee(table_items, session_id)
+    assert (item["status"], item["decision"], item["decisionRule"]) == (
+        "CONFIRMED",
+        "accept",
+        "manual-review",
+    )
+    assert (item["reviewer"], item["reviewReason"]) == ("alice", "known customer")
+    code, out, _ = cli("show", session_id)
+    assert code == 0
+    assert "reviewed" in out
+    assert "alice: known customer" in out
+
+
+def test_unanswered_review_falls_back_to_the_configured_decision(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    function_env: Callable[..., dict[str, str]],
+) -> None:
+    from scheduled_jobs import review_timeout
+
+    # GIVEN a guarantee waiting in review
+    session_id = sandbox.add_session(scenario=Scenario(amount="2500.00"))
+    _receive(invoke_receiver, session_id, amount=2500)
+    processor(feed.next_event())
+
+    # WHEN the scheduled job runs after the review deadline
+    function_env("ReviewTimeoutFunction")
+    review_timeout._dependencies.cache_clear()
+    config, repository = review_timeout._dependencies()
+    before = review_timeout.apply_fallbacks(repository, config, now_ms=int(time.time() * 1000))
+    after = review_timeout.apply_fallbacks(repository, config, now_ms=FAR_FUTURE_MS)
+    processor(feed.next_event())
+
+    # THEN nothing happened before the deadline; after it, the fallback (reject) is confirmed once
+    assert before == {"fallbackDecisions": 0}
+    assert after == {"fallbackDecisions": 1}
+    assert sandbox.confirms_for(session_id) == [False]
+    item = _guarantee(table_items, session_id)
+    assert (item["status"], item["decision"], item["reviewer"]) == (
+        "CONFIRMED",
+        "reject",
+        "system:review-timeout",
+    )
+    review_timeout._dependencies.cache_clear()
+
+
+def test_missed_status_webhook_is_reconciled(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    function_env: Callable[..., dict[str, str]],
+) -> None:
+    from scheduled_jobs import reconciler
+
+    # GIVEN two confirmed sessions: one whose status webhook arrived, one whose never did
+    missed, delivered = (sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(2))
+    for session_id in (missed, delivered):
+        _receive(invoke_receiver, session_id)
+    processor(feed.next_event())
+    invoke_receiver(webhook_event(status_body(delivered), secret=TEST_WEBHOOK_SECRET))
+
+    # WHEN the reconciler runs after the delay
+    function_env("ReconcilerFunction", FLINKS_BASE_URL=sandbox.base_url)
+    reconciler._dependencies.cache_clear()
+    config, repository, flinks = reconciler._dependencies()
+    summary = reconciler.reconcile(
+        repository, flinks, config, deadline=time.monotonic() + 20, clock=lambda: FAR_FUTURE_MS / 1000
+    )
+
+    # THEN the missed one is read from /status and recorded; the other needed no call
+    assert (summary.reconciled, summary.already_known, summary.errors) == (1, 1, [])
+    sessions = {i["pk"]: i for i in table_items() if i["sk"] == "SESSION"}
+    assert sessions[missed]["finalStatus"] == "Completed"
+    assert sessions[missed]["finalStatusSource"] == "reconciliation"
+    assert sessions[delivered]["finalStatusSource"] == "webhook"
+    assert [c.path for c in sandbox.calls(path_suffix="/status")] == [f"/api/v2/sessions/{missed}/status"]
+    assert "opsQueue" not in _guarantee(table_items, missed)
+    reconciler._dependencies.cache_clear()
+
+
+def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(
+    aws: Any,
+    stack: CreatedResources,
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    cli: Callable[..., Any],
+) -> None:
+    # GIVEN two sessions whose batch failed during a Flinks outage and was dead-lettered
+    sessions = [
+        sandbox.add_session(scenario=Scenario.preset("accept", faults={"confirm": ["503"] * 12}))
+        for _ in range(2)
+    ]
+    for session_id in sessions:
+        _receive(invoke_receiver, session_id)
+    event = feed.next_event()
+    answer = processor(event)
+    assert len(answer["batchItemFailures"]) == 2
+    sequences = [int(r["dynamodb"]["SequenceNumber"]) for r in event["Records"]]
+    aws.client("sqs").send_message(
+        QueueUrl=stack.ref("DecisionDeadLetterQueue"),
+        MessageBody=json.dumps(_on_failure_message(stack, event, min(sequences), max(sequences))),
+    )
+
+    # WHEN Flinks has recovered and the operator redrives the DLQ
+    for session_id in sessions:
+        sandbox.clear_faults(session_id)
+    sandbox.clear_journal()
+    code, out, _ = cli("redrive")
+    redriven = processor(feed.next_event())
+
+    # THEN each session is confirmed exactly once and the message is gone
+    assert code == 0, out
+    assert out.count("redriven") == 2
+    assert redriven == {"batchItemFailures": []}
+    assert all(sandbox.confirms_for(s) == [True] for s in sessions)
+    assert all(_guarantee(table_items, s)["status"] == "CONFIRMED" for s in sessions)
+    queue = aws.client("sqs").get_queue_attributes(
+        QueueUrl=stack.ref("DecisionDeadLetterQueue"), AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert queue["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    # a second redrive finds nothing to do and changes nothing
+    assert cli("redrive")[0] == 0
+    assert all(sandbox.confirms_for(s) == [True] for s in sessions)
+
+
+def test_replay_of_a_quarantined_webhook(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    cli: Callable[..., Any],
+) -> None:
+    # GIVEN a genuine webhook quarantined because its `when` was outside the replay window
+    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
+    _receive(invoke_receiver, session_id, when="2000-01-01T00:00:00Z")
+    assert [i["reason"] for i in table_items() if i["pk"] == "QUARANTINE"] == ["outside-replay-window"]
+
+    # WHEN the operator replays the session
+    code, out, _ = cli("replay", session_id)
+    processor(feed.next_event())
+
+    # THEN the kept body goes through the decision path and is confirmed once
+    assert code == 0, out
+    assert "stored-from-quarantine" in out
+    assert sandbox.confirms_for(session_id) == [True]
+    # replaying a confirmed session again confirms nothing more
+    code, out, _ = cli("replay", session_id)
+    assert (code, "already-confirmed" in out) == (0, True)
+    assert feed.next_event() == {"Records": []}
+
+
+def test_list_and_json_output(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    processor: Invoke,
+    feed: StreamFeed,
+    cli: Callable[..., Any],
+) -> None:
+    accepted = sandbox.add_session(scenario=Scenario.preset("accept"))
+    in_review = sandbox.add_session(scenario=Scenario(amount="2500.00"))
+    _receive(invoke_receiver, accepted)
+    _receive(invoke_receiver, in_review, amount=2500)
+    processor(feed.next_event())
+
+    code, out, _ = cli("--json", "list", "--decision", "review", "--since", "1h")
+
+    assert code == 0
+    rows = json.loads(out)
+    assert [(r["sessionId"], r["rule"], r["status"]) for r in rows] == [(in_review, "large-amount", "REVIEW")]
+    code, out, _ = cli("list", "--status", "CONFIRMED")
+    assert code == 0
+    assert accepted in out
+    assert in_review not in out
+    assert cli("list", "--since", "2000-01-01T00:00:00Z")[1].count("\n") == 3  # header and two rows
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        pytest.param(
+            ["decide", "not-a-uuid", "accept", "--reason", "x"], 2, "not a session id", id="bad-session"
+        ),
+        pytest.param(
+            ["decide", str(uuid.uuid4()), "maybe", "--reason", "x"], 2, "invalid choice", id="bad-decision"
+        ),
+        pytest.param(["decide", str(uuid.uuid4()), "accept"], 2, "--reason", id="no-reason"),
+        pytest.param(
+            ["decide", str(uuid.uuid4()), "accept", "--reason", " "], 2, "must say why", id="blank-reason"
+        ),
+        pytest.param(
+            ["decide", str(uuid.uuid4()), "accept", "--reason", "x"],
+            1,
+            "no guarantee waiting",
+            id="not-in-review",
+        ),
+        pytest.param(["show", str(uuid.uuid4())], 1, "no record of session", id="unknown-session"),
+        pytest.param(["list", "--since", "yesterday"], 2, "use 30m", id="bad-since"),
+        pytest.param(["list", "--limit", "0"], 2, "at least 1", id="bad-limit"),
+        pytest.param(["frobnicate"], 2, "invalid choice", id="unknown-command"),
+    ],
+)
+def test_cli_bad_arguments(cli: Callable[..., Any], args: list[str], code: int, message: str) -> None:
+    result, out, err = cli(*args)
+
+    assert result == code
+    assert message in err
+    assert out == ""
+
+
+def test_cli_needs_to_know_where_the_stack_is(capsys: pytest.CaptureFixture[str]) -> None:
+    assert geft_ops(["list"]) == 2
+    assert "--stack NAME" in capsys.readouterr().err
+
+
+def test_cli_local_without_a_running_stack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert geft_ops(["--local", str(tmp_path / "missing.json"), "list"]) == 1
+    assert "is `make local` running?" in capsys.readouterr().err
+
+
+def test_cli_sign_and_policy_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"sessionId": "x"}')
+    bad_policy = tmp_path / "bad.json"
+    bad_policy.write_text('{"default": "maybe", "rules": []}')
+
+    assert geft_ops(["sign", "--secret", "s3cret-for-test", str(body)]) == 0
+    assert capsys.readouterr().out.strip() == compute_signature(b'{"sessionId": "x"}', "s3cret-for-test")
+    assert geft_ops(["sign", str(body)]) == 2  # no secret given
+    assert geft_ops(["sign", "--secret", "s", str(tmp_path / "nope")]) == 2
+    assert geft_ops(["policy", "check", "policies/default.json"]) == 0
+    assert geft_ops(["policy", "check", str(bad_policy)]) == 1
+
+
+def _on_failure_message(
+    stack: CreatedResources, event: dict[str, Any], start: int, end: int
+) -> dict[str, Any]:
+    """What Lambda sends to a stream's OnFailure destination once a batch's retries are exhausted."""
+    return {
+        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 6},
+        "responseContext": {"statusCode": 200, "functionError": None},
+        "version": "1.0",
+        "DDBStreamBatchInfo": {
+            "shardId": _shard_id(event),
+            "startSequenceNumber": str(start),
+            "endSequenceNumber": str(end),
+            "batchSize": len(event["Records"]),
+            "streamArn": stack.get_att("GuaranteesTable", "StreamArn"),
+        },
+    }
+
+
+def _shard_id(event: dict[str, Any]) -> str:
+    import boto3
+    from botocore.config import Config
+
+    arn = event["Records"][0]["eventSourceARN"]
+    streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
+    return str(streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"])
