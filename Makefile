@@ -83,6 +83,19 @@ test: lint typecheck validate build pytest ## everything CI runs
 policy-check: $(VENV)/.installed ## validate a policy file offline: make policy-check POLICY=file.json
 	PYTHONPATH=layers/shared $(PY) -m geft.policy check $(POLICY)
 
+# The local stack: fake credentials, and only our code on PYTHONPATH (each function's container gets
+# just its CodeUri and layers). LOCAL_PORT, WEBHOOK_SECRET, FLINKS_*, DECISION_POLICY, PARAM_<Name>:
+# see docs/local-stack.md.
+LOCAL_ENV := $(TEST_ENV) PYTHONPATH=local:layers/shared
+
+.PHONY: local
+local: $(VENV)/.installed ## the whole pipeline on this machine (moto, warm function containers, Flinks sandbox); Ctrl-C stops it
+	$(LOCAL_ENV) $(PY) -m geft_local.stack
+
+.PHONY: demo
+demo: $(VENV)/.installed ## start the local stack, play Flinks for a few sessions, check each outcome
+	$(LOCAL_ENV) $(PY) -m geft_local.demo
+
 .PHONY: clean
 clean: ## remove build output and caches (keeps the virtualenvs)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

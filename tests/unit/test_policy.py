@@ -376,7 +376,7 @@ def test_programmatic_floats_and_numeral_strings_are_accepted_as_operands() -> N
         ({"default": "accept", "rules": [], "version": 2}, "policy: unknown top-level key 'version'"),
         (
             {"default": "maybe", "rules": []},
-            'policy: default: unknown decision "maybe" (one of: accept, reject)',
+            'policy: default: unknown decision "maybe" (one of: accept, reject, review)',
         ),
         ({"default": None, "rules": []}, "policy: default: unknown decision null"),
         ({"default": "accept", "rules": {}}, "policy: rules: expected a list of rules, got {}"),
@@ -407,8 +407,8 @@ def test_programmatic_floats_and_numeral_strings_are_accepted_as_operands() -> N
             "rule 'big' (rules[0]): missing key 'when'",
         ),
         (
-            {"default": "accept", "rules": [_rule("big", decision="review")]},
-            "rule 'big' (rules[0]): unknown decision \"review\" (one of: accept, reject)",
+            {"default": "accept", "rules": [_rule("big", decision="escalate")]},
+            "rule 'big' (rules[0]): unknown decision \"escalate\" (one of: accept, reject, review)",
         ),
         (
             {"default": "accept", "rules": [_rule("big", when={})]},
@@ -505,13 +505,13 @@ def test_validation_reports_every_problem_at_once() -> None:
     # THEN every problem is listed, one per line
     assert problems == [
         "policy: unknown top-level key 'extra' (expected: default, rules)",
-        'policy: default: unknown decision "maybe" (one of: accept, reject)',
+        'policy: default: unknown decision "maybe" (one of: accept, reject, review)',
         "rule 'typo' (rules[1]): when: unknown field 'amout' (did you mean 'amount'?)",
         "rule 'typo' (rules[1]): when.currency.lt: operator 'lt' needs a number field; "
         "'currency' is a string",
         "rules[2] (unnamed): missing key 'name'",
         'rules[2] (unnamed): when.shortfall.gt: expected a number, got "x"',
-        'rules[2] (unnamed): unknown decision "nope" (one of: accept, reject)',
+        'rules[2] (unnamed): unknown decision "nope" (one of: accept, reject, review)',
     ]
 
 

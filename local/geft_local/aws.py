@@ -1,0 +1,104 @@
+"""AWS on 127.0.0.1: moto in server mode, and boto3 sessions that talk to it and nothing else.
+
+The server runs in this process (``ThreadedMotoServer``), so ``moto_atomic``'s patch makes its
+DynamoDB conditional writes atomic for every client, the function containers included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def isolate_from_real_aws(environ: MutableMapping[str, str]) -> None:
+    """For the local stack's own process: fake credentials, and no profile, endpoint or config file of
+    the developer's (moto builds boto3 sessions from the environment, and an empty AWS_PROFILE, as
+    make's TEST_ENV sets it, would break them)."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+        environ.pop(name, None)
+    environ.update(FAKE_CREDENTIALS)
+    environ.update(AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION)
+
+
+class MotoServer:
+    """moto's HTTP server on a free loopback port; ``stop()`` also closes its socket."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy; only the local stack needs it
+
+        # werkzeug would print one line per request (the pump alone polls four times a second).
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._started = False
+
+    def start(self) -> None:
+        self._server.start()
+        self._started = True
+
+    @property
+    def port(self) -> int:
+        return int(self._server.get_host_and_port()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self._server.stop()
+        inner = getattr(self._server, "_server", None)  # ThreadedMotoServer.stop() leaves it bound
+        if inner is not None:
+            with contextlib.suppress(OSError):
+                inner.server_close()
+
+    def environment(self) -> dict[str, str]:
+        """What a process needs to reach this server through boto3, and only this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            **FAKE_CREDENTIALS,
+        }
+
+
+class EndpointSession:
+    """A boto3 Session whose every client goes to ``endpoint_url`` with fake credentials.
+
+    Quacks like ``boto3.Session`` for ``client()``/``resource()``, which is all
+    ``template_resources.create_resources`` and ``streams.streams_client`` use.
+    """
+
+    def __init__(self, endpoint_url: str, region: str = REGION) -> None:
+        import boto3  # noqa: PLC0415
+        import botocore.session  # noqa: PLC0415
+
+        self.endpoint_url = endpoint_url
+        # Ignore AWS_PROFILE: make's TEST_ENV sets it empty, and a developer's profile must not apply.
+        core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+        self._session = boto3.Session(
+            botocore_session=core,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=region,
+        )
+
+    def client(self, service_name: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("endpoint_url", self.endpoint_url)
+        return self._session.client(service_name, **kwargs)
+
+    def resource(self, service_name: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("endpoint_url", self.endpoint_url)
+        return self._session.resource(service_name, **kwargs)

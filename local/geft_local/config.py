@@ -1,0 +1,110 @@
+"""The local stack's configuration: all optional environment variables, with documented defaults.
+
+| Variable | Default | Meaning |
+| --- | --- | --- |
+| ``LOCAL_PORT`` | 3000 | the HTTP API's port on 127.0.0.1 (0: a free port) |
+| ``WEBHOOK_SECRET`` | ``local-dev-webhook-secret`` | the signing secret (events/*.json are signed with it) |
+| ``FLINKS_BASE_URL`` | unset | a Flinks (or sandbox) URL for the processor; unset: the built-in sandbox |
+| ``FLINKS_SANDBOX_PORT`` | 0 (free) | the built-in sandbox's port |
+| ``FLINKS_USERNAME`` / ``FLINKS_PASSWORD`` | ``sandbox-user`` / ``sandbox-pass`` | API credentials |
+| ``DECISION_POLICY`` | the template's default | JSON policy; overrides the DecisionPolicy parameter |
+| ``PARAM_<Name>`` | the template's default | any parameter, e.g. ``PARAM_StreamMaximumRetryAttempts=1`` |
+| ``LOCAL_RUN_DIR`` | ``.local`` | where the functions' logs go (``logs/<Function>.log``) |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geft_local.flinks_sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from geft_local.template_resources import REPO_ROOT, TEMPLATE_PATH, parameter_values
+
+DEFAULT_PORT = 3000
+DEFAULT_WEBHOOK_SECRET = "local-dev-webhook-secret"  # noqa: S105 - the local stack's well-known test value
+DEFAULT_RUN_DIR = REPO_ROOT / ".local"
+PARAMETER_PREFIX = "PARAM_"
+
+
+class LocalConfigError(ValueError):
+    """The local stack's configuration is invalid; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    port: int = DEFAULT_PORT
+    webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+    flinks_base_url: str | None = None
+    flinks_username: str = DEFAULT_USERNAME
+    flinks_password: str = field(default=DEFAULT_PASSWORD, repr=False)
+    sandbox_port: int = 0
+    decision_policy: str | None = None
+    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
+    run_dir: Path = DEFAULT_RUN_DIR
+    stack_name: str = "geft-local"
+    template_path: Path = TEMPLATE_PATH
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **defaults: Any) -> LocalConfig:
+        """Read the variables above; ``defaults`` replaces this class's defaults (e.g. ``port=0``)."""
+        problems: list[str] = []
+
+        def port(name: str, default: int) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+                problems.append(f"{name} must be a port number (0-65535), got {raw!r}")
+                return default
+            return int(raw)
+
+        def text(name: str, default: str) -> str:
+            return environ.get(name, "").strip() or default
+
+        base = cls(**defaults)
+        base_url = environ.get("FLINKS_BASE_URL", "").strip().rstrip("/") or base.flinks_base_url
+        if base_url and not base_url.startswith(("http://", "https://")):
+            problems.append(f"FLINKS_BASE_URL must be an http(s) URL, got {base_url!r}")
+        policy = environ.get("DECISION_POLICY", "").strip() or base.decision_policy
+        if policy:
+            try:
+                json.loads(policy)
+            except ValueError as error:
+                problems.append(f"DECISION_POLICY is not JSON: {error}")
+        overrides = dict(base.parameter_overrides)
+        overrides |= {
+            name[len(PARAMETER_PREFIX) :]: value
+            for name, value in environ.items()
+            if name.startswith(PARAMETER_PREFIX) and len(name) > len(PARAMETER_PREFIX)
+        }
+        config = cls(
+            port=port("LOCAL_PORT", base.port),
+            webhook_secret=text("WEBHOOK_SECRET", base.webhook_secret),
+            flinks_base_url=base_url,
+            flinks_username=text("FLINKS_USERNAME", base.flinks_username),
+            flinks_password=text("FLINKS_PASSWORD", base.flinks_password),
+            sandbox_port=port("FLINKS_SANDBOX_PORT", base.sandbox_port),
+            decision_policy=policy,
+            parameter_overrides=overrides,
+            run_dir=Path(text("LOCAL_RUN_DIR", str(base.run_dir))),
+            stack_name=base.stack_name,
+            template_path=base.template_path,
+        )
+        if problems:
+            raise LocalConfigError("; ".join(problems))
+        return config
+
+    def parameters(self, template: Mapping[str, Any]) -> dict[str, str]:
+        """Template parameter values: defaults, then PARAM_* overrides, then DECISION_POLICY."""
+        overrides = dict(self.parameter_overrides)
+        if self.decision_policy is not None:
+            overrides["DecisionPolicy"] = self.decision_policy
+        unknown = sorted(set(overrides) - set(template.get("Parameters", {})))
+        if unknown:
+            raise LocalConfigError(
+                f"template has no parameter {', '.join(unknown)} (check the PARAM_<Name> variables)"
+            )
+        return parameter_values(template, overrides)

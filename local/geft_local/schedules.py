@@ -1,0 +1,164 @@
+"""EventBridge schedules, emulated: ``Type: Schedule`` events with ``rate(...)`` expressions.
+
+Each rule invokes its function with the event EventBridge sends ("Scheduled Event"), first one interval
+after the start (as a new rule fires), then every interval. ``cron(...)`` expressions are listed but not
+run; asynchronous-invoke retries and failure destinations are not emulated (a failed run is reported on
+the console). ``fire_now`` runs a rule at once (tests, or to skip the wait).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from geft_local.console import Console
+from geft_local.template_resources import CreatedResources, resolve, resources_of_type
+from geft_local.workers import InvokeResult
+
+_RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
+_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+_ACCOUNT_ID = "123456789012"
+_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class ScheduleRule:
+    function_logical_id: str
+    event_name: str
+    expression: str
+    interval_s: float | None
+    """None for expressions the emulation does not run (cron)."""
+    enabled: bool = True
+
+    @property
+    def rule_arn(self) -> str:
+        return f"arn:aws:events:{_REGION}:{_ACCOUNT_ID}:rule/{self.function_logical_id}-{self.event_name}"
+
+
+def parse_rate(expression: str) -> float | None:
+    """Seconds between runs of a ``rate(N unit)`` expression; None for anything else."""
+    match = _RATE.fullmatch(expression.strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * _SECONDS[match.group(2).rstrip("s")]
+
+
+def schedule_rules(
+    template: Mapping[str, Any], created: CreatedResources, parameters: Mapping[str, str]
+) -> list[ScheduleRule]:
+    rules = []
+    for logical_id, function in resources_of_type(template, "AWS::Serverless::Function").items():
+        for event_name, event in function.get("Properties", {}).get("Events", {}).items():
+            if event.get("Type") != "Schedule":
+                continue
+            properties = event.get("Properties", {})
+            expression = resolve(properties.get("Schedule", ""), created, parameters)
+            enabled = properties.get("Enabled", True)
+            state = str(properties.get("State", "ENABLED")).upper()
+            rules.append(
+                ScheduleRule(
+                    function_logical_id=logical_id,
+                    event_name=event_name,
+                    expression=expression,
+                    interval_s=parse_rate(expression),
+                    enabled=enabled is not False and str(enabled).lower() != "false" and state == "ENABLED",
+                )
+            )
+    return rules
+
+
+def scheduled_event(rule: ScheduleRule, now: float) -> dict[str, Any]:
+    """What EventBridge sends to a scheduled target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": _ACCOUNT_ID,
+        "time": datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": _REGION,
+        "resources": [rule.rule_arn],
+        "detail": {},
+    }
+
+
+Invoker = Callable[[str, dict[str, Any]], InvokeResult]
+
+
+class Scheduler:
+    """Runs every enabled ``rate`` rule on its own thread."""
+
+    def __init__(
+        self,
+        rules: list[ScheduleRule],
+        *,
+        invoke: Invoker,
+        console: Console,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rules = rules
+        self._invoke = invoke
+        self._console = console
+        self._clock = clock
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for rule in self.rules:
+            if rule.interval_s is None or not rule.enabled:
+                why = "disabled" if not rule.enabled else "not emulated (only rate(...) runs locally)"
+                self._console.emit("schedule", f"{rule.function_logical_id}: {rule.expression} {why}")
+                continue
+            thread = threading.Thread(target=self._run, args=(rule, rule.interval_s), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def signal_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    def fire_now(self, function_logical_id: str) -> InvokeResult:
+        """Run a function's first schedule rule now, as EventBridge would."""
+        rule = next(rule for rule in self.rules if rule.function_logical_id == function_logical_id)
+        return self._fire(rule)
+
+    def _run(self, rule: ScheduleRule, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self._fire(rule)
+
+    def _fire(self, rule: ScheduleRule) -> InvokeResult:
+        result = self._invoke(rule.function_logical_id, scheduled_event(rule, self._clock()))
+        if self._stop.is_set():
+            return result
+        if result.function_error:
+            self._console.emit(
+                "schedule",
+                f"{rule.function_logical_id} ({rule.expression}) failed: "
+                f"{result.error_type}: {result.error_message}",
+            )
+        elif _did_something(result.payload):
+            self._console.emit(
+                "schedule", f"{rule.function_logical_id} ({rule.expression}): {result.payload}"
+            )
+        return result
+
+
+def _did_something(payload: Any) -> bool:
+    """A run worth a console line: its answer counts something (quiet runs stay quiet)."""
+    if isinstance(payload, Mapping):
+        return any(
+            isinstance(value, int | float) and not isinstance(value, bool) and value
+            for value in payload.values()
+        )
+    return False

@@ -1,0 +1,169 @@
+"""``make local``'s entry point as a process: it serves until SIGINT or SIGTERM, then leaves no
+container and no port behind; a taken port is one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from geft.signature import compute_signature
+
+from tests.support.webhooks import guarantee_body
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+READY_LINE = "Ctrl-C stops everything."
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _environment(port: int, run_dir: Path) -> dict[str, str]:
+    """What make's LOCAL_ENV passes (an empty AWS_PROFILE included), plus a free port and run folder."""
+    ours = ("AWS_", "PARAM_", "LOCAL_", "FLINKS_", "WEBHOOK_SECRET", "DECISION_POLICY")
+    keep = {name: value for name, value in os.environ.items() if not name.startswith(ours)}
+    return {
+        **keep,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_ENDPOINT_URL": "",
+        "AWS_PROFILE": "",
+        "PYTHONPATH": "local:layers/shared",
+        "LOCAL_PORT": str(port),
+        "LOCAL_RUN_DIR": str(run_dir),
+    }
+
+
+class Output:
+    """Reads a process's stdout on a thread, so waits for a line are bounded."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        assert process.stdout is not None
+        stdout = process.stdout
+        threading.Thread(target=self._pump, args=(stdout,), daemon=True).start()
+
+    def _pump(self, stdout: object) -> None:
+        for line in stdout:  # type: ignore[attr-defined]
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float) -> str | None:
+        for line in self.lines:
+            if text in line:
+                return line
+        give_up_at = time.monotonic() + timeout
+        while (remaining := give_up_at - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return None
+            if line is None:
+                return None
+            self.lines.append(line)
+            if text in line:
+                return line
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serves_then_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    # GIVEN `make local`'s entry point on a free port
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "geft_local.stack"],
+        cwd=REPO,
+        env=_environment(port, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = Output(process)
+    try:
+        assert output.wait_for(READY_LINE, timeout=30.0), "\n".join(output.lines)
+        secret_line = output.wait_for("Webhook secret", timeout=1.0)
+        assert secret_line is not None
+        assert "local-dev-webhook-secret" in secret_line
+        assert (tmp_path / "stack.json").exists()
+        containers = _children(process.pid)
+        assert containers
+
+        # WHEN a signed webhook arrives (for a session the sandbox does not know: it ends FAILED)
+        session_id = str(uuid.uuid4())
+        body = guarantee_body(session_id)
+        signature = compute_signature(body, "local-dev-webhook-secret")
+        response = requests.post(
+            f"http://127.0.0.1:{port}/webhooks/flinks",
+            data=body,
+            headers={"content-type": "application/json", "x-webhook-signature": signature},
+            timeout=5,
+        )
+
+        # THEN it is stored and flows to its end state on the console
+        assert response.json() == {"outcome": "stored"}
+        assert output.wait_for(f"{session_id} received -> no decision -> FAILED", timeout=15.0), "\n".join(
+            output.lines
+        )
+
+        # WHEN the stack is told to stop
+        process.send_signal(stop_signal)
+        code = process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    # THEN it exits cleanly, its containers are gone, the port is free and the state file removed
+    assert code == 0
+    assert output.wait_for("stopped: containers ended, ports closed", timeout=2.0)
+    for pid in containers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+    assert not (tmp_path / "stack.json").exists()
+
+
+def test_a_taken_port_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+
+        result = subprocess.run(
+            [sys.executable, "-m", "geft_local.stack"],
+            cwd=REPO,
+            env=_environment(port, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"geft-local: port {port} on 127.0.0.1 is already in use: stop what uses it or set LOCAL_PORT"
+    ]
+    assert result.stdout == ""
