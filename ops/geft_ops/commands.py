@@ -151,7 +151,11 @@ def redrive_dead_letters(
                 for ref in refs
             ]
             results.extend(outcome)
-            if not dry_run and all(r.result != "missing" for r in outcome):
+            if dry_run:  # only looked: make it visible again for the real redrive
+                sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            elif all(r.result != "missing" for r in outcome):
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         if dry_run:
             break
