@@ -802,6 +802,9 @@ class FlinksSandbox:
                     raise ValueError("body must map an endpoint to a list of faults")
                 self.add_faults(sid, endpoint, plan)
             return _json_answer(200, self.session_state(sid))
+        if rest == "/faults" and method == "DELETE":  # Flinks has recovered
+            self.clear_faults(sid)
+            return _json_answer(200, self.session_state(sid))
         return _problem(405, detail="method not allowed here")
 
 

@@ -594,12 +594,14 @@ def test_admin_api_with_explicit_id_status_and_faults(sandbox: FlinksSandbox, ht
     )
     faults = http.post(f"{base}/{session_id}/faults", json={"details": ["502"]}, timeout=5)
     duplicate = http.post(base, json={"session_id": session_id}, timeout=5)
+    recovered = http.delete(f"{base}/{session_id}/faults", timeout=5)
 
     # THEN
     assert created.json() == {"sessionId": session_id}
     assert status.json()["status"] == "Canceled"
     assert faults.json()["pendingFaults"] == {"details": ["502"]}
     assert duplicate.status_code == 400
+    assert recovered.json()["pendingFaults"] == {}
 
 
 def test_admin_api_reports_unregistered_sessions(sandbox: FlinksSandbox, http: requests.Session) -> None:
