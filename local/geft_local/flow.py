@@ -33,7 +33,9 @@ def attribute(image: Mapping[str, Any], name: str) -> Any:
     return None
 
 
-def describe_change(event_name: str, image: Mapping[str, Any], previous_status: str | None) -> str | None:
+def describe_change(  # noqa: PLR0911 - one return per kind of line reads best
+    event_name: str, image: Mapping[str, Any], previous_status: str | None
+) -> str | None:
     """One console line for an item's new image, or None when the change is not worth a line."""
     pk, sk = attribute(image, "pk"), attribute(image, "sk")
     if pk is None or sk is None:
@@ -45,6 +47,8 @@ def describe_change(event_name: str, image: Mapping[str, Any], previous_status: 
         where = f" (session {session})" if session else ""
         return f"quarantined a signed body{where}: {attribute(image, 'reason')}"
     if sk == _SESSION_SK:
+        if attribute(image, "finalStatus") is None:
+            return None
         details = attribute(image, "finalStatusDetails")
         suffix = f" ({details})" if details else ""
         return f"{pk} session final status {attribute(image, 'finalStatus')}{suffix}"
@@ -64,6 +68,8 @@ def _guarantee_line(  # noqa: PLR0911 - one return per kind of line reads best
         return f"{pk} deciding again, attempt {attempts}" if int(attempts) > 1 else None
     if status in ("RECEIVED", "DECIDING") and previous_status == "DECIDING":
         return f"{pk} attempt {attempts} failed transiently; claim released (the stream retries the record)"
+    if status == previous_status or status is None:
+        return None  # a follow-up write (e.g. reconciliation bookkeeping), not a new state
     decided = _decision_text(image)
     if status == "CONFIRMED":
         recovered = " (recovered from Flinks /details)" if attribute(image, "recoveredFromDetails") else ""
@@ -71,8 +77,6 @@ def _guarantee_line(  # noqa: PLR0911 - one return per kind of line reads best
         return f"{pk} received -> {decided} -> CONFIRMED{recovered}, webhook-to-confirm {latency} ms"
     if status == "FAILED":
         return f"{pk} received -> {decided} -> FAILED: {attribute(image, 'failureReason')}"
-    if status == previous_status or status is None:
-        return None
     if status == "REVIEW":
         return f"{pk} received -> {decided} -> REVIEW: waiting for an operator or the review timeout"
     if status == "REVIEWED":
