@@ -99,3 +99,45 @@ demo: $(VENV)/.installed ## start the local stack, play Flinks for a few session
 .PHONY: clean
 clean: ## remove build output and caches (keeps the virtualenvs)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+# -- reliability: docs/reliability.md ----------------------------------------------------------------
+VENV_AUDIT := .venv-audit
+REL_FUZZ_EXAMPLES ?= 10000
+REL_REPORT_DIR ?= .reliability
+RELIABILITY_TESTS := tests/integration/test_receiver_fuzz.py tests/integration/test_decision_faults.py \
+	tests/integration/test_crash_points.py tests/integration/test_secret_rotation.py \
+	tests/integration/log_hygiene tests/unit/test_hostile_numbers.py tests/e2e/test_load.py
+LOCK_COMMAND := pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	--no-emit-find-links
+
+$(VENV_AUDIT)/.installed: requirements/audit.txt
+	$(PYTHON) -m venv $(VENV_AUDIT)
+	$(VENV_AUDIT)/bin/pip install --quiet --require-virtualenv -r requirements/audit.txt $(PIP_QUIET)
+	touch $@
+
+.PHONY: reliability
+reliability: $(VENV)/.installed $(VENV_AUDIT)/.installed ## 10,000 fuzzed requests, faults, crashes, races, load (slow tests included), then reliability-audit
+	rm -rf $(REL_REPORT_DIR)
+	REL_FUZZ_EXAMPLES=$(REL_FUZZ_EXAMPLES) REL_REPORT_DIR=$(REL_REPORT_DIR) $(TEST_ENV) \
+		$(PY) -m pytest -m "" $(RELIABILITY_TESTS)
+	$(PY) -m tests.support.reliability_report $(REL_REPORT_DIR)
+	$(MAKE) --no-print-directory reliability-audit
+
+.PHONY: reliability-audit
+reliability-audit: $(VENV_AUDIT)/.installed ## bandit, pip-audit of the locked runtime dependencies, lock freshness and --require-hashes install
+	$(VENV_AUDIT)/bin/bandit -q -r functions layers
+	$(VENV_AUDIT)/bin/bandit -q -c requirements/bandit-local.yaml -r local
+	mkdir -p $(REL_REPORT_DIR)
+	$(VENV_AUDIT)/bin/pip-audit --disable-pip --require-hashes --format json \
+		--output $(REL_REPORT_DIR)/pip-audit.json -r requirements/runtime.lock $(PIP_QUIET)
+	$(PY) -m tests.support.pip_audit_verdict $(REL_REPORT_DIR)/pip-audit.json
+	@# the lock must be what pip-compile makes of the layer's pins today (comments aside)
+	$(VENV_AUDIT)/bin/$(LOCK_COMMAND) --output-file $(REL_REPORT_DIR)/runtime.lock \
+		layers/shared/requirements.txt $(PIP_QUIET)
+	diff <(grep -v '^ *#' requirements/runtime.lock) <(grep -v '^ *#' $(REL_REPORT_DIR)/runtime.lock)
+	@# a fresh venv outside the tree (ruff and pytest must not see it)
+	venv=$$(mktemp -d) && trap 'rm -rf "$$venv"' EXIT && $(PYTHON) -m venv "$$venv" && \
+		"$$venv/bin/pip" install --quiet --require-virtualenv --require-hashes --no-deps \
+			-r requirements/runtime.lock $(PIP_QUIET) && \
+		"$$venv/bin/python" -c "import aws_lambda_powertools, boto3, requests"
+	@echo "reliability-audit: bandit clean, lock fresh and installable with --require-hashes"

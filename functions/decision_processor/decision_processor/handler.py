@@ -38,9 +38,12 @@ def _processor() -> GuaranteeProcessor:
     """Composition root, built on the first invoke: clients, pool and policy live per container."""
     config = ProcessorConfig.from_env()
     policy = DecisionPolicy.from_json(config.decision_policy_json)  # an invalid policy fails the start
+    credentials = JsonSecret(
+        config.flinks_credentials_secret_id, max_age_seconds=config.secret_max_age_seconds
+    )
     flinks = client_for_secret(
         config.flinks_base_url,
-        JsonSecret(config.flinks_credentials_secret_id, max_age_seconds=config.secret_max_age_seconds),
+        credentials,
         credential_transport="form" if config.credential_transport == "form" else "basic",
         connect_timeout=config.connect_timeout_seconds,
         read_timeout=config.read_timeout_seconds,
@@ -54,6 +57,7 @@ def _processor() -> GuaranteeProcessor:
         finish_reserve_seconds=config.finish_reserve_seconds,
         review_timeout_seconds=config.review_timeout_seconds,
         reconcile_delay_seconds=config.reconcile_delay_seconds,
+        on_credentials_rejected=credentials.refresh,
     )
 
 

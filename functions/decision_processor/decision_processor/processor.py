@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from geft.errors import (
+    FlinksAuthError,
     FlinksPermanentError,
     FlinksTransientError,
     GeftError,
@@ -84,6 +85,7 @@ class GuaranteeProcessor:
         finish_reserve_seconds: float = 3.0,
         review_timeout_seconds: int = 300,
         reconcile_delay_seconds: int = 900,
+        on_credentials_rejected: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -95,6 +97,7 @@ class GuaranteeProcessor:
         self._finish_reserve = finish_reserve_seconds
         self._review_timeout_ms = review_timeout_seconds * 1000
         self._reconcile_delay_ms = reconcile_delay_seconds * 1000
+        self._on_credentials_rejected = on_credentials_rejected
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
@@ -161,6 +164,17 @@ class GuaranteeProcessor:
             outcome = self._decide_and_confirm(
                 claim.guarantee, calls, attempt, claim.confirm_may_have_been_sent
             )
+        except FlinksAuthError as error:
+            # Our credentials, not the guarantee: Flinks may have rotated them before our secret was
+            # updated (or within its cache age). Re-read the secret and let the stream retry; failing
+            # the guarantee for good would let the customer's session expire over a config problem.
+            if self._on_credentials_rejected is not None:
+                self._on_credentials_rejected()
+            self._release(ref, claim_id, attempt)
+            logger.error(
+                "Flinks refused our API credentials; claim released for the retry", reason=str(error)
+            )
+            return RecordResult(record, RecordStatus.RETRY, reason=str(error))
         except FlinksPermanentError as error:
             outcome = self._failed(attempt, f"Flinks refused: {error}")
         except (FlinksTransientError, SecretError, PersistenceError) as error:

@@ -8,6 +8,7 @@ Keys: ``pk`` is the session id (or ``QUARANTINE``), ``sk`` says which record of 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -54,6 +55,7 @@ class GuaranteeRepository:
         self._table_name = table_name
         self._retention_ms = retention_days * _MS_PER_DAY
         self._client = client
+        self._client_lock = threading.Lock()
 
     # -- receiver ---------------------------------------------------------------------------------
 
@@ -435,19 +437,22 @@ class GuaranteeRepository:
         return response
 
     def _dynamodb(self) -> Any:
-        if self._client is None:
-            import boto3  # noqa: PLC0415 - created on first use, once per container
-            from botocore.config import Config  # noqa: PLC0415
+        # The processor's pool threads all reach here on a cold start; creating a client from boto3's
+        # shared default session is not thread-safe, so one thread creates it, from its own session.
+        with self._client_lock:
+            if self._client is None:
+                import boto3  # noqa: PLC0415 - created on first use, once per container
+                from botocore.config import Config  # noqa: PLC0415
 
-            self._client = boto3.client(
-                "dynamodb",
-                config=Config(
-                    connect_timeout=1,
-                    read_timeout=2,
-                    retries={"mode": "standard", "max_attempts": 3},
-                ),
-            )
-        return self._client
+                self._client = boto3.session.Session().client(
+                    "dynamodb",
+                    config=Config(
+                        connect_timeout=1,
+                        read_timeout=2,
+                        retries={"mode": "standard", "max_attempts": 3},
+                    ),
+                )
+            return self._client
 
     def _expiry_epoch_seconds(self, received_at_ms: int) -> int:
         return (received_at_ms + self._retention_ms) // 1000

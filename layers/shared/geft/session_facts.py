@@ -16,6 +16,7 @@ treats it as unknown. Money is an exact ``Decimal`` (see ``geft.policy.as_decima
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
 from geft.policy import as_decimal
@@ -51,9 +52,20 @@ def facts_from_session(
         "highestDebitAmountToGuarantee": highest,
         **{level: _text(guarantee.get(level)) for level in _RISK_LEVELS},
         "availableBalance": as_decimal(_first(sources, "payor", "account", "availableBalance")),
-        "shortfall": amount - highest if amount is not None and highest is not None else None,
+        "shortfall": _difference(amount, highest),
     }
     return {field: value for field, value in candidates.items() if value is not None}
+
+
+# Wide enough that no two JSON numbers overflow when subtracted (1e999999999 - 100 is still exact
+# in magnitude): an absurd amount must reach the policy as a number, not crash the batch.
+_EXACT = Context(prec=1000, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation])
+
+
+def _difference(minuend: Decimal | None, subtrahend: Decimal | None) -> Decimal | None:
+    if minuend is None or subtrahend is None:
+        return None
+    return _EXACT.subtract(minuend, subtrahend)
 
 
 def already_decided(details: Mapping[str, Any] | None) -> bool | None:

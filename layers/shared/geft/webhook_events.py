@@ -24,6 +24,7 @@ _GUARANTEE_AMOUNT_KEYS = ("amount", "guaranteeAmount")
 # Epoch values above this are milliseconds (year 5138 in seconds).
 _EPOCH_MILLIS_THRESHOLD = 100_000_000_000
 _MAX_AMOUNT_EXPONENT = 20
+_MAX_EPOCH_EXPONENT = 20
 _UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -182,7 +183,9 @@ def _is_number(text: str) -> bool:
 
 
 def _from_epoch(seconds: Decimal) -> datetime | None:
-    if not seconds.is_finite():
+    # Beyond 1E+20 s no date exists; checked before any arithmetic, which would raise decimal.Overflow
+    # on exponents past the context's Emax (a signed `when` of 1e999999999 once crashed the receiver).
+    if not seconds.is_finite() or seconds.adjusted() > _MAX_EPOCH_EXPONENT:
         return None
     if abs(seconds) >= _EPOCH_MILLIS_THRESHOLD:
         seconds = seconds / 1000

@@ -1,0 +1,226 @@
+"""Races and crashes on the decision path: a container killed at every step, N invocations at once.
+
+A crash is a ``SystemExit`` raised from a patched step (before or after its real work), which no
+``except Exception`` can swallow: the invocation dies there, as if its container were killed. Lambda
+then retries the batch; the retry waits out the dead invocation's lease (its deadline + 2 s, short
+here) and takes over. Every session must end confirmed exactly once, or failed with a reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from geft_local.flinks_sandbox import FlinksSandbox, Scenario
+
+from tests.support import reliability_report
+from tests.support.constants import TEST_WEBHOOK_SECRET
+from tests.support.ledger import audit
+from tests.support.streams import StreamFeed
+from tests.support.webhooks import guarantee_body, webhook_event
+
+Invoke = Callable[..., dict[str, Any]]
+Items = Callable[[], list[dict[str, Any]]]
+CRASH_INVOCATION_SECONDS = 2.5  # the dead invocation's lease ends 2.5 + 2 s after it started
+
+
+class ContainerKilledError(SystemExit):
+    """Raised from a patched step: the invocation dies there, no handler can catch it."""
+
+
+@dataclass(frozen=True)
+class CrashPoint:
+    owner: str  # "repository" or "calls"
+    method: str
+    after: bool  # crash after the step's real work (an HTTP exchange or a write completed)
+    scenario: str = "accept"
+
+
+# The path is claim -> authorize -> details -> decide -> confirm -> record (finish).
+CRASH_POINTS = {
+    "before-claim": CrashPoint("repository", "claim", after=False),
+    "after-claim": CrashPoint("repository", "claim", after=True),
+    "before-authorize": CrashPoint("calls", "_authorize", after=False),
+    "after-authorize": CrashPoint("calls", "_authorize", after=True),
+    "before-details": CrashPoint("calls", "details", after=False),
+    "after-details": CrashPoint("calls", "details", after=True),
+    "before-confirm": CrashPoint("calls", "confirm", after=False),
+    "after-confirm-answered": CrashPoint("calls", "confirm", after=True),
+    "after-reject-confirm-answered": CrashPoint("calls", "confirm", after=True, scenario="high-risk"),
+    "before-record": CrashPoint("repository", "finish", after=False),
+    "after-record": CrashPoint("repository", "finish", after=True),
+}
+
+
+def _confirm_reached_flinks(point: CrashPoint) -> bool:
+    return (point.method == "confirm" and point.after) or point.method == "finish"
+
+
+def _owner(point: CrashPoint) -> type:
+    from geft.flinks_client import SessionCalls
+    from geft.repository import GuaranteeRepository
+
+    return GuaranteeRepository if point.owner == "repository" else SessionCalls
+
+
+def test_a_crash_at_every_step_then_the_retry_confirms_each_session_once(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN one stored guarantee per crash point, each with its own stream record
+    events: dict[str, dict[str, Any]] = {}
+    sessions: dict[str, str] = {}
+    for name, point in CRASH_POINTS.items():
+        sessions[name] = sandbox.add_session(scenario=Scenario.preset(point.scenario))
+        body = guarantee_body(sessions[name])
+        assert invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))["statusCode"] == 200
+        events[name] = feed.next_event()
+
+    # WHEN each is processed by an invocation killed at its crash point
+    for name, point in CRASH_POINTS.items():
+        owner = _owner(point)
+        real = getattr(owner, point.method)
+
+        def killed(
+            *args: Any, _real: Callable[..., Any] = real, _after: bool = point.after, **kw: Any
+        ) -> Any:
+            if _after:
+                _real(*args, **kw)
+            raise ContainerKilledError("container killed")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(owner, point.method, killed)
+            with pytest.raises(SystemExit):
+                invoke_processor(events[name], timeout_seconds=CRASH_INVOCATION_SECONDS)
+
+    # THEN no session was confirmed twice, and those killed after Flinks answered hold one confirm
+    before_retry = audit(sandbox, table_items, awaiting_retry=sessions.values())
+    assert before_retry.duplicated == 0
+    for name, point in CRASH_POINTS.items():
+        assert len(sandbox.confirms_for(sessions[name])) == int(_confirm_reached_flinks(point)), name
+
+    # WHEN Lambda retries all of them in one batch (each waits out its dead invocation's lease)
+    retry = {"Records": [record for event in events.values() for record in event["Records"]]}
+    answer = invoke_processor(retry)
+
+    # THEN every session is confirmed exactly once, with its own decision, and nothing is left over
+    assert answer == {"batchItemFailures": []}
+    summary = audit(sandbox, table_items)
+    assert summary.confirmed == len(CRASH_POINTS)
+    items = {item["pk"]: item for item in table_items() if str(item["sk"]).startswith("GUARANTEE#")}
+    for name, point in CRASH_POINTS.items():
+        item = items[sessions[name]]
+        assert item["decision"] == ("reject" if point.scenario == "high-risk" else "accept"), name
+        # a confirm that reached Flinks but was not recorded before the crash is learnt from /details
+        recovered = _confirm_reached_flinks(point) and not (point.method == "finish" and point.after)
+        assert bool(item.get("recoveredFromDetails")) is recovered, name
+        reliability_report.record(
+            "crashes",
+            f"killed {name.replace('-', ' ')}",
+            tried=2,
+            outcome="retry after the lease: CONFIRMED"
+            + (" (recovered from /details)" if recovered else "")
+            + (" (already recorded)" if point.method == "finish" and point.after else ""),
+            lost=summary.lost,
+            duplicated=summary.duplicated,
+        )
+
+
+def test_same_record_in_many_concurrent_invocations_confirms_once(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+) -> None:
+    # GIVEN a slow Flinks and one stream record delivered to 6 invocations at once
+    invocations = 6
+    session_id = sandbox.add_session(scenario=Scenario.preset("accept", latency_ms=150))
+    assert (
+        invoke_receiver(webhook_event(guarantee_body(session_id), secret=TEST_WEBHOOK_SECRET))["statusCode"]
+        == 200
+    )
+    event = feed.next_event()
+    barrier = threading.Barrier(invocations)
+    answers: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def invoke() -> None:
+        barrier.wait()
+        try:
+            answers.append(invoke_processor(event))
+        except BaseException as error:  # collected and asserted below
+            errors.append(error)
+
+    # WHEN they all run
+    threads = [threading.Thread(target=invoke) for _ in range(invocations)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # THEN one confirmed, the others waited on its lease and found the work done
+    assert errors == []
+    assert answers == [{"batchItemFailures": []}] * invocations
+    summary = audit(sandbox, table_items)
+    assert (summary.confirmed, sandbox.confirms_for(session_id)) == (1, [True])
+    reliability_report.record(
+        "races",
+        f"same stream record in {invocations} concurrent invocations",
+        tried=invocations,
+        outcome="1 confirm; every invocation succeeded",
+        lost=summary.lost,
+        duplicated=summary.duplicated,
+    )
+
+
+def test_cold_processor_creates_its_dynamodb_client_once_not_from_racing_threads(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+
+    # GIVEN a batch of four sessions for a cold processor, and boto3.client slowed down a little so
+    # that threads entering it together are seen together
+    for _ in range(4):
+        session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
+        body = guarantee_body(session_id)
+        assert invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))["statusCode"] == 200
+    event = feed.next_event()
+    real_client = boto3.session.Session.client
+    lock = threading.Lock()
+    inside, most_inside, created = 0, 0, 0
+
+    def slow_client(self: Any, service: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal inside, most_inside, created
+        if service != "dynamodb":
+            return real_client(self, service, *args, **kwargs)
+        with lock:
+            inside += 1
+            created += 1
+            most_inside = max(most_inside, inside)
+        try:
+            threading.Event().wait(0.1)
+            return real_client(self, service, *args, **kwargs)
+        finally:
+            with lock:
+                inside -= 1
+
+    monkeypatch.setattr(boto3.session.Session, "client", slow_client)
+
+    # WHEN the batch is processed
+    answer = invoke_processor(event)
+
+    # THEN one DynamoDB client was created, by one thread at a time
+    assert answer == {"batchItemFailures": []}
+    assert (created, most_inside) == (1, 1)

@@ -1,0 +1,527 @@
+"""Faults on the decision path, each run to its end: nothing lost, nothing confirmed twice.
+
+Extends tests/integration/test_decision_processor.py's fault matrix (which checks the first
+invocation of 12 faults) with the faults it does not cover, and follows every case through the
+stream's retries until it settles: each stored guarantee ends CONFIRMED (one confirm in the Flinks
+sandbox's journal) or FAILED with a reason, and no session ever sees a second confirm.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from geft_local.flinks_sandbox import FlinksSandbox, Scenario
+
+from tests.support import reliability_report
+from tests.support.aws_faults import aws_faults_installed, is_claim, is_finish, is_release
+from tests.support.constants import TEST_WEBHOOK_SECRET
+from tests.support.ledger import audit, only_failed, retried_sessions
+from tests.support.streams import StreamFeed
+from tests.support.webhooks import guarantee_body, webhook_event
+
+Invoke = Callable[..., dict[str, Any]]
+Items = Callable[[], list[dict[str, Any]]]
+AREA = "decision path faults"
+
+
+def _receive(invoke_receiver: Invoke, session_id: str, **fields: Any) -> None:
+    response = invoke_receiver(
+        webhook_event(guarantee_body(session_id, **fields), secret=TEST_WEBHOOK_SECRET)
+    )
+    assert response["statusCode"] == 200
+
+
+def _item(items: Items, session_id: str) -> dict[str, Any]:
+    [item] = [i for i in items() if i["pk"] == session_id and str(i["sk"]).startswith("GUARANTEE#")]
+    return item
+
+
+@dataclass
+class Settle:
+    """Runs a batch, then Lambda's retries of the records it reports, until nothing is reported."""
+
+    invoke: Invoke
+    answers: list[dict[str, Any]] = field(default_factory=list)
+
+    def first(self, event: dict[str, Any], *, timeout_seconds: float) -> dict[str, Any]:
+        answer = self.invoke(event, timeout_seconds=timeout_seconds)
+        self.answers.append(answer)
+        return answer
+
+    def rest(self, event: dict[str, Any], *, rounds: int = 4) -> dict[str, Any]:
+        answer = self.answers[-1]
+        for _ in range(rounds):
+            retry = only_failed(event, answer)
+            if not retry["Records"]:
+                break
+            answer = self.invoke(retry)
+            self.answers.append(answer)
+        return answer
+
+    @property
+    def invocations(self) -> int:
+        return len(self.answers)
+
+
+@dataclass(frozen=True)
+class FaultCase:
+    endpoint: str  # "authorize", "details" or "confirm"
+    faults: list[str]
+    first_status: str  # the item's status after the first invocation
+    final_status: str
+    confirms: list[bool]
+    first_timeout: float = 3.0
+
+    @property
+    def retried_first(self) -> bool:
+        return self.first_status not in ("CONFIRMED", "FAILED")
+
+
+FAULT_CASES = {
+    "confirm-502": FaultCase("confirm", ["502"], "CONFIRMED", "CONFIRMED", [True]),
+    "confirm-504": FaultCase("confirm", ["504"], "CONFIRMED", "CONFIRMED", [True]),
+    "confirm-429-retry-after": FaultCase(
+        "confirm", ["429:retry-after=1"], "CONFIRMED", "CONFIRMED", [True], first_timeout=4.0
+    ),
+    "confirm-reset": FaultCase("confirm", ["reset"], "CONFIRMED", "CONFIRMED", [True]),
+    "confirm-500-outage-then-recovery": FaultCase("confirm", ["500"] * 30, "DECIDING", "CONFIRMED", [True]),
+    "confirm-409": FaultCase("confirm", ["409"], "FAILED", "FAILED", []),
+    "details-502": FaultCase("details", ["502"], "CONFIRMED", "CONFIRMED", [True]),
+    "details-503": FaultCase("details", ["503"], "CONFIRMED", "CONFIRMED", [True]),
+    "details-504": FaultCase("details", ["504"], "CONFIRMED", "CONFIRMED", [True]),
+    "details-429-retry-after": FaultCase(
+        "details", ["429:retry-after=1"], "CONFIRMED", "CONFIRMED", [True], first_timeout=4.0
+    ),
+    "details-read-timeout": FaultCase("details", ["timeout"], "CONFIRMED", "CONFIRMED", [True]),
+    "details-reset": FaultCase("details", ["reset"], "CONFIRMED", "CONFIRMED", [True]),
+    "details-400": FaultCase("details", ["400"], "FAILED", "FAILED", []),
+    # Our credentials refused even after re-authorizing: retried (the secret is re-read), not FAILED.
+    "details-401-after-reauthorizing": FaultCase("details", ["401", "401"], "RECEIVED", "CONFIRMED", [True]),
+    "details-429-outage-then-recovery": FaultCase("details", ["429"] * 30, "RECEIVED", "CONFIRMED", [True]),
+    "authorize-500": FaultCase("authorize", ["500"], "CONFIRMED", "CONFIRMED", [True]),
+    "authorize-malformed-200": FaultCase("authorize", ["malformed"], "CONFIRMED", "CONFIRMED", [True]),
+    "authorize-read-timeout": FaultCase("authorize", ["timeout"], "CONFIRMED", "CONFIRMED", [True]),
+    "authorize-503-outage-then-recovery": FaultCase(
+        "authorize", ["503"] * 30, "RECEIVED", "CONFIRMED", [True]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FAULT_CASES))
+def test_fault_runs_to_a_settled_ledger(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    name: str,
+) -> None:
+    case = FAULT_CASES[name]
+    # GIVEN an accepted-scenario session whose Flinks endpoint misbehaves as planned
+    if case.endpoint == "authorize":
+        session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
+        sandbox.add_authorize_faults(case.faults)
+    else:
+        scenario = Scenario.preset("accept", faults={case.endpoint: case.faults})
+        session_id = sandbox.add_session(scenario=scenario)
+    _receive(invoke_receiver, session_id)
+    event = feed.next_event()
+    settle = Settle(invoke_processor)
+
+    # WHEN the processor handles it (a short invocation, so an outage exhausts its budget)
+    first = settle.first(event, timeout_seconds=case.first_timeout)
+
+    # THEN the first invocation ends as expected, reporting the record exactly when it must come back
+    assert _item(table_items, session_id)["status"] == case.first_status
+    assert bool(first["batchItemFailures"]) is case.retried_first
+    audit(sandbox, table_items, awaiting_retry=retried_sessions(event, first))
+
+    # WHEN Flinks recovers and Lambda retries what was reported
+    _clear_faults(sandbox, session_id)
+    settle.rest(event)
+
+    # THEN the ledger is settled: the expected end, one confirm at most, nothing left behind
+    item = _item(table_items, session_id)
+    assert item["status"] == case.final_status
+    assert sandbox.confirms_for(session_id) == case.confirms
+    if case.final_status == "FAILED":
+        assert item["failureReason"].startswith("Flinks refused")
+    if "retry-after" in case.faults[0]:
+        calls = sandbox.calls(path_suffix="/confirm" if case.endpoint == "confirm" else "/details")
+        assert calls[1].at - calls[0].at >= 1.0  # Retry-After honoured
+    summary = audit(sandbox, table_items)
+    reliability_report.record(
+        AREA,
+        f"Flinks {name}",
+        tried=settle.invocations,
+        outcome=f"{case.first_status} -> {case.final_status} in {settle.invocations} invocation(s)",
+        lost=summary.lost,
+        duplicated=summary.duplicated,
+    )
+
+
+def _clear_faults(sandbox: FlinksSandbox, session_id: str) -> None:
+    sandbox.clear_faults(session_id)
+    with sandbox._lock:  # authorize faults are sandbox-wide and have no public "clear" yet
+        sandbox._authorize_faults.clear()
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_connection_refused_then_flinks_back(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    function_env: Callable[..., dict[str, str]],
+) -> None:
+    from decision_processor import handler
+
+    # GIVEN a stored guarantee and FLINKS_BASE_URL pointing at a closed port (connection refused)
+    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
+    _receive(invoke_receiver, session_id)
+    event = feed.next_event()
+    function_env("DecisionProcessorFunction", FLINKS_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
+    handler._processor.cache_clear()
+
+    # WHEN the processor cannot connect for a whole invocation
+    first = invoke_processor(event, timeout_seconds=3.0)
+
+    # THEN the record is reported for retry, released as RECEIVED, and Flinks saw nothing
+    assert retried_sessions(event, first) == {session_id}
+    assert _item(table_items, session_id)["status"] == "RECEIVED"
+    assert sandbox.calls() == []
+
+    # WHEN Flinks is reachable again and Lambda retries the record
+    function_env("DecisionProcessorFunction", FLINKS_BASE_URL=sandbox.base_url)
+    handler._processor.cache_clear()
+    second = invoke_processor(only_failed(event, first))
+
+    # THEN it is confirmed exactly once
+    assert second == {"batchItemFailures": []}
+    summary = audit(sandbox, table_items)
+    assert summary.confirmed == 1
+    reliability_report.record(
+        AREA, "connection refused (closed port), then recovery", tried=2, outcome="RECEIVED -> CONFIRMED"
+    )
+
+
+@pytest.mark.slow  # waits out a 2 s confirm and the dead invocation's lease: make reliability
+def test_slow_confirm_past_the_lambda_deadline_is_recovered_not_resent(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    function_env: Callable[..., dict[str, str]],
+) -> None:
+    from decision_processor import handler
+
+    # GIVEN a Flinks that acts on a confirm only after 2 s, a read timeout longer than the invocation
+    # (so only the deadline bounds the call) and a webhook carrying its guaranteeDetails (no /details)
+    details = {"guaranteeOffered": True, "highestDebitAmountToGuarantee": 500, "overallRiskLevel": "Low"}
+    session_id = sandbox.add_session(scenario=Scenario.preset("accept", latency_ms=2000))
+    _receive(invoke_receiver, session_id, guaranteeDetails=details)
+    event = feed.next_event()
+    function_env(
+        "DecisionProcessorFunction",
+        FLINKS_BASE_URL=sandbox.base_url,
+        HTTP_READ_TIMEOUT_SECONDS="30",
+        FINISH_RESERVE_SECONDS="0.5",
+    )
+    handler._processor.cache_clear()
+
+    # WHEN an invocation with 3 s left sends the confirm
+    started = time.monotonic()
+    first = invoke_processor(event, timeout_seconds=3.0)
+    elapsed = time.monotonic() - started
+
+    # THEN it gives up before its deadline, reporting the record with the confirm marked as attempted
+    assert elapsed < 3.0
+    assert retried_sessions(event, first) == {session_id}
+    item = _item(table_items, session_id)
+    assert (item["status"], item.get("confirmAttempted")) == ("DECIDING", True)
+
+    # WHEN Flinks records the slow confirm after all, and Lambda retries the record
+    deadline = time.monotonic() + 5
+    while sandbox.confirms_for(session_id) == [] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox.confirms_for(session_id) == [True]
+    second = invoke_processor(only_failed(event, first))
+
+    # THEN the retry reads /details, finds the decision and records it without a second confirm
+    assert second == {"batchItemFailures": []}
+    item = _item(table_items, session_id)
+    assert (item["status"], item["recoveredFromDetails"]) == ("CONFIRMED", True)
+    summary = audit(sandbox, table_items)
+    reliability_report.record(
+        AREA,
+        "slow confirm answered after the Lambda deadline",
+        tried=2,
+        outcome=f"DECIDING -> CONFIRMED (recovered from /details), gave up after {elapsed:.1f} s of 3 s",
+        lost=summary.lost,
+        duplicated=summary.duplicated,
+    )
+
+
+def test_token_expired_between_details_and_confirm_is_renewed_once(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from geft.flinks_client import SessionCalls
+
+    # GIVEN Flinks expiring every token right after /details answered (a stale token mid-session)
+    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
+    _receive(invoke_receiver, session_id)
+    real_confirm = SessionCalls.confirm
+
+    def confirm_with_stale_token(self: SessionCalls, accepted: bool) -> Any:
+        sandbox.expire_tokens()
+        return real_confirm(self, accepted)
+
+    monkeypatch.setattr(SessionCalls, "confirm", confirm_with_stale_token)
+
+    # WHEN the processor handles the guarantee
+    answer = invoke_processor(feed.next_event())
+
+    # THEN the confirm's 401 led to one new token and one confirm
+    assert answer == {"batchItemFailures": []}
+    assert [call.response_status for call in sandbox.calls(path_suffix="/confirm")] == [401, 200]
+    assert sandbox.authorize_count == 2
+    summary = audit(sandbox, table_items)
+    assert summary.confirmed == 1
+    reliability_report.record(
+        AREA, "token expired mid-session (401 on confirm)", tried=1, outcome="re-authorized once, CONFIRMED"
+    )
+
+
+# -- DynamoDB and Secrets Manager faults --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("step", "when", "first_status"),
+    [
+        pytest.param("claim", is_claim, "RECEIVED", id="claim-throttled"),
+        pytest.param(
+            "finish",
+            is_finish,
+            "DECIDING",
+            id="finish-throttled-after-confirm",
+            marks=pytest.mark.slow,  # waits out the first invocation's lease: make reliability
+        ),
+    ],
+)
+def test_dynamodb_throttling_on_the_decision_path(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    step: str,
+    when: Callable[[Any], bool],
+    first_status: str,
+) -> None:
+    # GIVEN a stored guarantee, and DynamoDB throttling the processor's write at the given step
+    # (the SDK's own retries already exhausted: the call fails with the throttling error)
+    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
+    _receive(invoke_receiver, session_id)
+    event = feed.next_event()
+    with aws_faults_installed() as faults:
+        faults.fail("dynamodb", "UpdateItem", times=1, when=when)
+
+        # WHEN the processor handles it (a short invocation: a lease held after a crash is short)
+        first = invoke_processor(event, timeout_seconds=2.5)
+
+    # THEN the record is reported for retry and nothing was confirmed twice
+    assert retried_sessions(event, first) == {session_id}
+    assert _item(table_items, session_id)["status"] == first_status
+    assert sandbox.confirms_for(session_id) == ([] if step == "claim" else [True])
+
+    # WHEN Lambda retries it (after the first invocation's lease when the claim was kept)
+    second = invoke_processor(only_failed(event, first))
+
+    # THEN it is confirmed exactly once: recovered from /details if the confirm had gone out
+    assert second == {"batchItemFailures": []}
+    item = _item(table_items, session_id)
+    assert item["status"] == "CONFIRMED"
+    assert bool(item.get("recoveredFromDetails")) is (step == "finish")
+    summary = audit(sandbox, table_items)
+    reliability_report.record(
+        AREA,
+        f"DynamoDB ProvisionedThroughputExceeded on {step}",
+        tried=2,
+        outcome=f"{first_status} -> CONFIRMED",
+        lost=summary.lost,
+        duplicated=summary.duplicated,
+    )
+
+
+@pytest.mark.slow  # waits out the first invocation's lease: make reliability
+def test_dynamodb_throttling_on_release_leaves_the_lease_to_expire(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+) -> None:
+    # GIVEN a Flinks outage on /details, and DynamoDB throttling the release of the claim
+    scenario = Scenario.preset("accept", faults={"details": ["503"] * 30})
+    session_id = sandbox.add_session(scenario=scenario)
+    _receive(invoke_receiver, session_id)
+    event = feed.next_event()
+    with aws_faults_installed() as faults:
+        faults.fail("dynamodb", "UpdateItem", times=1, when=is_release)
+        first = invoke_processor(event, timeout_seconds=2.5)
+        assert [fault.injected for fault in faults._faults] == [1]
+
+    # THEN the record is reported, the claim still held (its lease ends with the invocation)
+    assert retried_sessions(event, first) == {session_id}
+    assert _item(table_items, session_id)["status"] == "DECIDING"
+
+    # WHEN Flinks recovers and the retry comes (it waits out the lease, then takes over)
+    sandbox.clear_faults(session_id)
+    second = invoke_processor(only_failed(event, first))
+
+    # THEN one confirm
+    assert second == {"batchItemFailures": []}
+    summary = audit(sandbox, table_items)
+    assert summary.confirmed == 1
+    reliability_report.record(
+        AREA,
+        "DynamoDB throttled on release after a Flinks outage",
+        tried=2,
+        outcome="DECIDING (lease) -> CONFIRMED",
+        lost=summary.lost,
+        duplicated=summary.duplicated,
+    )
+
+
+def test_receiver_put_throttled_is_503_and_redelivery_stores_once(
+    invoke_receiver: Invoke, table_items: Items
+) -> None:
+    # GIVEN DynamoDB throttling the receiver's conditional PutItem
+    event = webhook_event(guarantee_body(), secret=TEST_WEBHOOK_SECRET)
+    with aws_faults_installed() as faults:
+        faults.fail("dynamodb", "PutItem", times=1)
+
+        # WHEN Flinks delivers, and (after the 5xx) delivers again
+        first = invoke_receiver(event)
+        second = invoke_receiver(event)
+
+    # THEN the first answer asks for a retry and stored nothing; the redelivery stored it once
+    assert first["statusCode"] == 503
+    assert second["statusCode"] == 200
+    assert len(table_items()) == 1
+    reliability_report.record(
+        "receiver faults",
+        "DynamoDB ProvisionedThroughputExceeded on PutItem",
+        tried=2,
+        outcome="503 (nothing stored), redelivery 200 stored once",
+    )
+
+
+def test_receiver_secrets_manager_unavailable_at_cold_start(
+    invoke_receiver: Invoke, table_items: Items
+) -> None:
+    # GIVEN a cold receiver and Secrets Manager failing
+    event = webhook_event(guarantee_body(), secret=TEST_WEBHOOK_SECRET)
+    with aws_faults_installed() as faults:
+        faults.fail("secrets-manager", "GetSecretValue", times=1, code="InternalServiceError")
+
+        # WHEN a webhook arrives, then is redelivered
+        first = invoke_receiver(event)
+        second = invoke_receiver(event)
+
+    # THEN 503 and nothing stored; the redelivery is stored once
+    assert first["statusCode"] == 503
+    assert "secret_unavailable" in first["body"]
+    assert second["statusCode"] == 200
+    assert len(table_items()) == 1
+    reliability_report.record(
+        "receiver faults",
+        "Secrets Manager unavailable at cold start",
+        tried=2,
+        outcome="503 (nothing stored), redelivery 200 stored once",
+    )
+
+
+def test_processor_secrets_manager_unavailable_at_cold_start(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+) -> None:
+    # GIVEN a stored guarantee, a cold processor, and Secrets Manager failing for a while
+    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
+    _receive(invoke_receiver, session_id)
+    event = feed.next_event()
+    with aws_faults_installed() as faults:
+        faults.fail("secrets-manager", "GetSecretValue", times=50, code="InternalServiceError")
+
+        # WHEN the processor cannot read the Flinks credentials
+        first = invoke_processor(event, timeout_seconds=2.5)
+
+    # THEN the record is reported for retry, released, and Flinks saw nothing
+    assert retried_sessions(event, first) == {session_id}
+    assert _item(table_items, session_id)["status"] == "RECEIVED"
+    assert sandbox.calls() == []
+
+    # WHEN a later invocation (Secrets Manager back) retries it
+    second = invoke_processor(only_failed(event, first))
+
+    # THEN it is confirmed once
+    assert second == {"batchItemFailures": []}
+    summary = audit(sandbox, table_items)
+    assert summary.confirmed == 1
+    reliability_report.record(
+        AREA,
+        "Secrets Manager unavailable at the processor's cold start",
+        tried=2,
+        outcome="RECEIVED (retry) -> CONFIRMED",
+        lost=summary.lost,
+        duplicated=summary.duplicated,
+    )
+
+
+# -- absurd numbers ------------------------------------------------------------------------------------
+
+
+def test_absurd_number_in_guarantee_details_does_not_fail_the_batch(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+) -> None:
+    # GIVEN two guarantees in one batch, one carrying an absurd number in its guaranteeDetails
+    good = sandbox.add_session(scenario=Scenario.preset("accept"))
+    poisoned = sandbox.add_session(scenario=Scenario.preset("accept"))
+    _receive(invoke_receiver, good)
+    body = guarantee_body(poisoned).replace(b'"amount":500', b'"amount":500,"guaranteeDetails":' + _ABSURD)
+    invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))
+    event = feed.next_event()
+
+    # WHEN the batch is processed
+    answer = invoke_processor(event)
+
+    # THEN the good session is confirmed and the poisoned one is settled or reported, alone
+    assert sandbox.confirms_for(good) == [True]
+    audit(sandbox, table_items, awaiting_retry=retried_sessions(event, answer))
+
+
+_ABSURD = b'{"guaranteeOffered":true,"highestDebitAmountToGuarantee":1e999999999}'
