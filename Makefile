@@ -141,3 +141,19 @@ reliability-audit: $(VENV_AUDIT)/.installed ## bandit, pip-audit of the locked r
 			-r requirements/runtime.lock $(PIP_QUIET) && \
 		"$$venv/bin/python" -c "import aws_lambda_powertools, boto3, requests"
 	@echo "reliability-audit: bandit clean, lock fresh and installable with --require-hashes"
+
+# Benchmarks: measured in .venv (the code and pins the tests use), charts drawn in .venv-bench
+# (matplotlib), so the test virtualenv stays lean. Never part of `make test`: no timing is asserted.
+VENV_BENCH := .venv-bench
+BENCH_ENV := $(TEST_ENV) PYTHONPATH=functions/webhook_receiver:functions/decision_processor:functions/scheduled_jobs:layers/shared:local:.
+
+$(VENV_BENCH)/.installed: requirements/bench.txt
+	$(PYTHON) -m venv $(VENV_BENCH)
+	$(VENV_BENCH)/bin/pip install --quiet --require-virtualenv -r requirements/bench.txt $(PIP_QUIET)
+	touch $@
+
+.PHONY: bench
+bench: $(VENV)/.installed $(VENV_BENCH)/.installed ## benchmarks (~3.5 min): benchmarks/results/latest.json, docs/performance.md and its charts
+	$(BENCH_ENV) $(PY) -m benchmarks.run $(BENCH_ARGS)
+	$(VENV_BENCH)/bin/python -m benchmarks.charts
+	$(BENCH_ENV) $(PY) -m benchmarks.report

@@ -1,10 +1,14 @@
-"""Secrets Manager adapter: JSON secrets cached per container (Powertools parameters).
+"""Secrets Manager adapter: JSON secrets cached per container.
 
-The client is created on first use, never at import, so importing this module costs nothing.
+The client is created on first use, never at import, so importing this module costs nothing. It calls
+``GetSecretValue`` directly rather than through Powertools parameters, whose package imports every
+provider (AppConfig, SSM, DynamoDB) and whose default client starts a second boto3 session: together
+about 150 ms of the receiver's cold start (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -16,7 +20,11 @@ from geft.errors import SecretError
 
 class JsonSecret:
     """One JSON secret, cached for ``max_age_seconds``; ``refresh()`` re-reads it at most once per
-    ``min_refresh_interval_seconds`` so a flood of bad requests cannot hammer Secrets Manager."""
+    ``min_refresh_interval_seconds`` so a flood of bad requests cannot hammer Secrets Manager.
+
+    Thread-safe: threads that find the cache empty or stale at the same time share one read.
+    ``client`` is a Secrets Manager client; by default one is created on first use.
+    """
 
     def __init__(
         self,
@@ -24,19 +32,28 @@ class JsonSecret:
         *,
         max_age_seconds: int,
         min_refresh_interval_seconds: float = 5.0,
-        provider: Any | None = None,
+        client: Any | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._secret_id = secret_id
         self._max_age_seconds = max_age_seconds
         self._min_refresh_interval = min_refresh_interval_seconds
-        self._provider = provider
+        self._client = client
         self._monotonic = monotonic
         self._last_forced_fetch: float | None = None
-        self._lock = threading.Lock()
+        self._value: object = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()  # guards the refresh rate limit
+        self._fetch_lock = threading.Lock()  # one read at a time; waiters reuse its result
 
     def get(self) -> Mapping[str, Any]:
-        return self._fetch(force=False)
+        value = self._fresh_value()
+        if value is None:
+            with self._fetch_lock:
+                value = self._fresh_value()
+                if value is None:
+                    value = self._fetch()
+        return _as_object(value, self._secret_id)
 
     def refresh(self) -> Mapping[str, Any] | None:
         """Re-read the secret now, or None when it was re-read too recently to try again."""
@@ -48,32 +65,46 @@ class JsonSecret:
             ):
                 return None
             self._last_forced_fetch = now
-        return self._fetch(force=True)
+        with self._fetch_lock:
+            return _as_object(self._fetch(), self._secret_id)
 
-    def _fetch(self, *, force: bool) -> Mapping[str, Any]:
-        from aws_lambda_powertools.utilities.parameters.exceptions import (  # noqa: PLC0415 - cold start
-            GetParameterError,
-            TransformParameterError,
-        )
+    def _fresh_value(self) -> object:
+        if self._value is not None and self._monotonic() < self._expires_at:
+            return self._value
+        return None
+
+    def _fetch(self) -> object:
+        """Read and parse the secret, and cache what it holds (any JSON but null, as Powertools did)."""
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - loaded with the client
 
         try:
-            value = self._secrets_provider().get(
-                self._secret_id, max_age=self._max_age_seconds, transform="json", force_fetch=force
-            )
-        except TransformParameterError as error:
-            raise SecretError(f"secret {self._secret_id} is not valid JSON") from error
-        except GetParameterError as error:
+            response = self._secretsmanager().get_secret_value(SecretId=self._secret_id)
+        except (BotoCoreError, ClientError) as error:
             raise SecretError(f"secret {self._secret_id} could not be read") from error
-        if not isinstance(value, dict):
-            raise SecretError(f"secret {self._secret_id} must be a JSON object")
+        fetched_at = self._monotonic()
+        raw = response.get("SecretString", response.get("SecretBinary"))
+        try:
+            value = json.loads(raw) if isinstance(raw, str | bytes) else None
+        except (ValueError, RecursionError) as error:
+            raise SecretError(f"secret {self._secret_id} is not valid JSON") from error
+        if value is not None:
+            self._value, self._expires_at = value, fetched_at + self._max_age_seconds
         return value
 
-    def _secrets_provider(self) -> Any:
-        if self._provider is None:
-            from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
+    def _secretsmanager(self) -> Any:
+        if self._client is None:
+            import boto3  # noqa: PLC0415 - created on first use, once per container
 
-            self._provider = SecretsProvider()
-        return self._provider
+            # A session of its own: boto3's default session is not thread-safe, and the processor's
+            # threads may create their clients from it at the same moment.
+            self._client = boto3.session.Session().client("secretsmanager")
+        return self._client
+
+
+def _as_object(value: object, secret_id: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise SecretError(f"secret {secret_id} must be a JSON object")
+    return value
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,157 @@
+"""What every benchmark shares: paths, the machine, summary statistics, function environments."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH_DIR = REPO / "benchmarks"
+RESULTS_DIR = BENCH_DIR / "results"
+RESULTS_FILE = RESULTS_DIR / "latest.json"
+EVENTS_DIR = REPO / "events"
+STACK_NAME = "geft-bench"
+BENCH_SECRET = "bench-webhook-secret"
+# Where a Lambda layer and CodeUri land, as pytest's pythonpath mirrors them.
+RECEIVER_PATH = [REPO / "functions" / "webhook_receiver", REPO / "layers" / "shared"]
+PROCESSOR_PATH = [REPO / "functions" / "decision_processor", REPO / "layers" / "shared"]
+
+# Fake credentials and a fixed region: nothing here may ever reach AWS.
+AWS_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+}
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()),
+        "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain")),
+    }
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), ``q`` in 0..100."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "min": min(values),
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values),
+        "mean": sum(values) / len(values),
+    }
+
+
+def rounded(value: Any, digits: int = 3) -> Any:
+    """Floats rounded all the way down a JSON-like tree (results stay readable in diffs)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, Mapping):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
+def pythonpath(paths: Sequence[Path], extra: Sequence[Path] = ()) -> str:
+    return os.pathsep.join(str(path) for path in [*paths, *extra])
+
+
+def function_env(logical_id: str, refs: Mapping[str, str], **overrides: str) -> dict[str, str]:
+    """The environment the template gives a function (Globals + its own, parameter defaults), with
+    ``refs`` standing in for the physical ids of the template's resources."""
+    from geft_local.template_resources import (
+        CreatedResources,
+        function_environment,
+        load_template,
+        parameter_values,
+    )
+
+    template = load_template()
+    created = CreatedResources(refs=dict(refs))
+    environment = function_environment(template, logical_id, created, parameter_values(template))
+    environment.update(overrides)
+    return environment
+
+
+def template_memory_mb(logical_id: str) -> int:
+    from geft_local.template_resources import load_template
+
+    properties = load_template()["Resources"][logical_id]["Properties"]
+    return int(properties.get("MemorySize", 128))
+
+
+def guarantee_event_template() -> dict[str, Any]:
+    """The committed API Gateway event (events/webhook-guarantee.json) with a plain-text JSON body."""
+    event: dict[str, Any] = json.loads((EVENTS_DIR / "webhook-guarantee.json").read_text())
+    body = event.get("body") or "{}"
+    if event.get("isBase64Encoded"):
+        import base64
+
+        body = base64.b64decode(body).decode()
+        event["isBase64Encoded"] = False
+    event["body"] = body
+    event["headers"] = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    return event
+
+
+def child_env(paths: Sequence[Path], environment: Mapping[str, str]) -> dict[str, str]:
+    """A clean environment for a child interpreter: no inherited PYTHON* or AWS_* surprises."""
+    keep = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "TZ")}
+    return {
+        **keep,
+        **AWS_ENV,
+        **environment,
+        "PYTHONPATH": pythonpath(paths),
+        "PYTHONDONTWRITEBYTECODE": "",
+        "PYTHONHASHSEED": "0",
+    }
+
+
+def python() -> str:
+    return sys.executable

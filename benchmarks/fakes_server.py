@@ -1,0 +1,41 @@
+"""The fakes in a process of their own: moto's server (writes made atomic) and the Flinks sandbox.
+
+    python -m benchmarks.fakes_server LATENCY_MS USERNAME PASSWORD [sandbox-only]
+
+Prints one JSON line ``{"moto": URL, "sandbox": URL}`` and serves until its stdin closes. On a
+2-core machine this keeps moto's and the sandbox's CPU off the processor's interpreter (and GIL),
+so the processor's own CPU can be measured apart from theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main() -> None:
+    latency_ms, username, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    with_moto = sys.argv[4:] != ["sandbox-only"]
+    import logging
+
+    from geft_local.flinks_sandbox import FlinksSandbox
+    from geft_local.moto_atomic import make_conditional_writes_atomic
+    from moto.server import ThreadedMotoServer
+
+    moto_url = ""
+    if with_moto:
+        make_conditional_writes_atomic()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        host, port = moto.get_host_and_port()
+        moto_url = f"http://{host}:{port}"
+    with FlinksSandbox(username=username, password=password, latency_ms=latency_ms) as sandbox:
+        print(json.dumps({"moto": moto_url, "sandbox": sandbox.base_url}), flush=True)
+        sys.stdin.read()  # until the parent closes our stdin (or exits)
+    if with_moto:
+        moto.stop()
+
+
+if __name__ == "__main__":
+    main()
