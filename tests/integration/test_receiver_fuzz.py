@@ -134,9 +134,6 @@ class Case:
         if refused:
             return refused
         statuses: set[int] = set()
-        if self.base64_encoded and len(self.event_body) * 3 // 4 > MAX_BODY_BYTES:
-            # The handler's base64 size estimate counts '=' padding; see the boundary xfail below.
-            statuses.add(413)
         if self.ambiguous_signature:
             statuses |= {200, 401} if self.signed() else {401}
             return statuses
@@ -665,11 +662,6 @@ def test_same_webhook_delivered_concurrently_is_stored_once(fuzz: FuzzRun, table
 # -- known bug, kept visible ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="handler.to_request estimates a base64 body's size as len*3//4, counting '=' padding: a "
-    "body of exactly MaxBodyBytes (or 1 byte less) is accepted plain but refused 413 base64-encoded",
-)
 def test_body_of_exactly_the_limit_is_accepted_base64_encoded(fuzz: FuzzRun) -> None:
     # GIVEN a correctly signed body of exactly MaxBodyBytes (262,144 bytes: base64 adds "==")
     head = b'{"sessionId":"' + str(uuid.uuid4()).encode() + b'","pad":"'
