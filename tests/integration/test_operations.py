@@ -106,7 +106,7 @@ def test_review_then_operator_decision_then_confirm(
     assert processor(feed.next_event()) == {"batchItemFailures": []}
     held = _guarantee(table_items, session_id)
     assert (held["status"], held["decision"], held["decisionRule"]) == ("REVIEW", "review", "large-amount")
-    assert held["opsQueue"] == "REVIEW"
+    assert held["opsQueue"].startswith("REVIEW#")  # a shard of the review queue
     assert sandbox.confirms_for(session_id) == []
 
     # WHEN an operator accepts it with a reason
@@ -384,3 +384,36 @@ def _shard_id(event: dict[str, Any]) -> str:
     arn = event["Records"][0]["eventSourceARN"]
     streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
     return str(streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"])
+
+
+def test_reconciler_drains_the_whole_due_queue_in_one_run(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    processor: Invoke,
+    feed: StreamFeed,
+    table_items: Items,
+    function_env: Callable[..., dict[str, str]],
+) -> None:
+    from scheduled_jobs import reconciler
+
+    # GIVEN five answered sessions, spread over the queue's shards, and pages of two
+    sessions = [sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(5)]
+    for session_id in sessions:
+        _receive(invoke_receiver, session_id)
+    processor(feed.next_event())
+    queued = [_guarantee(table_items, s)["opsQueue"] for s in sessions]
+    assert all(key.startswith("RECONCILE#") for key in queued)
+
+    # WHEN one run of the reconciler is due
+    function_env("ReconcilerFunction", FLINKS_BASE_URL=sandbox.base_url, RECONCILE_BATCH_LIMIT="2")
+    reconciler._dependencies.cache_clear()
+    config, repository, flinks = reconciler._dependencies()
+    summary = reconciler.reconcile(
+        repository, flinks, config, deadline=time.monotonic() + 30, clock=lambda: FAR_FUTURE_MS / 1000
+    )
+
+    # THEN it pages until the queue is empty, asking Flinks once per session
+    assert (summary.reconciled, summary.errors) == (5, [])
+    assert len(sandbox.calls(path_suffix="/status")) == 5
+    assert all("opsQueue" not in _guarantee(table_items, s) for s in sessions)
+    reconciler._dependencies.cache_clear()

@@ -42,6 +42,7 @@ class ReconcilerConfig:
     retry_seconds: int
     max_attempts: int
     batch_limit: int
+    workers: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReconcilerConfig:
@@ -57,7 +58,8 @@ class ReconcilerConfig:
             secret_max_age_seconds=env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600),
             retry_seconds=env.integer("RECONCILE_RETRY_SECONDS", 900, minimum=1),
             max_attempts=env.integer("RECONCILE_MAX_ATTEMPTS", 96, minimum=1),
-            batch_limit=env.integer("RECONCILE_BATCH_LIMIT", 50, minimum=1, maximum=1000),
+            batch_limit=env.integer("RECONCILE_BATCH_LIMIT", 100, minimum=1, maximum=1000),
+            workers=env.integer("RECONCILE_WORKERS", 8, minimum=1, maximum=32),
         )
         env.raise_if_invalid("reconciler")
         return config

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,12 @@ class ReconcileSummary:
     not_found: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def count(self, outcome: str, ref: GuaranteeRef) -> None:
+        if outcome.startswith("error: "):
+            self.errors.append(f"{ref.session_id}: {outcome.removeprefix('error: ')}")
+        elif outcome != "deferred":
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "reconciled": self.reconciled,
@@ -54,7 +61,7 @@ def _dependencies() -> tuple[ReconcilerConfig, GuaranteeRepository, FlinksClient
         credential_transport="form" if config.credential_transport == "form" else "basic",
         connect_timeout=3.05,
         read_timeout=10.0,
-        pool_maxsize=1,
+        pool_maxsize=config.workers,
     )
     return config, GuaranteeRepository(config.table_name, retention_days=config.retention_days), flinks
 
@@ -79,20 +86,54 @@ def reconcile(
     deadline: float,
     clock: Any = time.time,
 ) -> ReconcileSummary:
+    """Work through every due session until the queue is empty or the run's time is up, a few
+    sessions at a time (each is mostly a wait on Flinks' /status)."""
     summary = ReconcileSummary()
     now_ms = int(clock() * 1000)
-    for ref in repository.due_follow_ups(FollowUpQueue.RECONCILE, now_ms=now_ms, limit=config.batch_limit):
-        if time.monotonic() >= deadline:
-            break
-        try:
-            _reconcile_one(repository, flinks, config, ref, summary, now_ms=now_ms, deadline=deadline)
-        except (FlinksError, SecretError, PersistenceError) as error:
-            # Left in the queue: the next run tries again.
-            summary.errors.append(str(error))
-            logger.warning(
-                "reconciliation failed; retried next run", session_id=ref.session_id, reason=str(error)
-            )
+    seen: set[GuaranteeRef] = set()
+    with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile") as pool:
+        while time.monotonic() < deadline:
+            due = [
+                ref
+                for ref in repository.due_follow_ups(
+                    FollowUpQueue.RECONCILE, now_ms=now_ms, limit=config.batch_limit
+                )
+                if ref not in seen
+            ]
+            if not due:
+                break
+            seen.update(due)
+            for ref, outcome in zip(
+                due,
+                pool.map(
+                    lambda ref: _attempt(repository, flinks, config, ref, now_ms=now_ms, deadline=deadline),
+                    due,
+                ),
+                strict=True,
+            ):
+                summary.count(outcome, ref)
     return summary
+
+
+def _attempt(
+    repository: GuaranteeRepository,
+    flinks: FlinksClient,
+    config: ReconcilerConfig,
+    ref: GuaranteeRef,
+    *,
+    now_ms: int,
+    deadline: float,
+) -> str:
+    if time.monotonic() >= deadline:
+        return "deferred"
+    try:
+        return _reconcile_one(repository, flinks, config, ref, now_ms=now_ms, deadline=deadline)
+    except (FlinksError, SecretError, PersistenceError) as error:
+        # Left in the queue: the next run tries again.
+        logger.warning(
+            "reconciliation failed; retried next run", session_id=ref.session_id, reason=str(error)
+        )
+        return f"error: {error}"
 
 
 def _reconcile_one(
@@ -100,15 +141,13 @@ def _reconcile_one(
     flinks: FlinksClient,
     config: ReconcilerConfig,
     ref: GuaranteeRef,
-    summary: ReconcileSummary,
     *,
     now_ms: int,
     deadline: float,
-) -> None:
+) -> str:
     if repository.session_status(ref.session_id) is not None:
         repository.clear_follow_up(ref, queue=FollowUpQueue.RECONCILE)
-        summary.already_known += 1
-        return
+        return "already_known"
     calls = flinks.for_session(
         ref.session_id, deadline=min(deadline, time.monotonic() + _CALL_BUDGET_SECONDS)
     )
@@ -116,9 +155,8 @@ def _reconcile_one(
         answer = calls.status()
     except FlinksSessionNotFoundError:
         repository.clear_follow_up(ref, queue=FollowUpQueue.RECONCILE)
-        summary.not_found += 1
         logger.warning("session unknown to Flinks; not reconciled", session_id=ref.session_id)
-        return
+        return "not_found"
     status, details = answer.get("status"), answer.get("statusDetails")
     if status in FINAL_SESSION_STATUSES:
         repository.record_session_status(
@@ -130,17 +168,15 @@ def _reconcile_one(
             source="reconciliation",
         )
         repository.clear_follow_up(ref, queue=FollowUpQueue.RECONCILE)
-        summary.reconciled += 1
         logger.info("session status reconciled", session_id=ref.session_id, final_status=status)
-        return
+        return "reconciled"
     attempts = repository.reschedule_follow_up(
         ref, queue=FollowUpQueue.RECONCILE, due_ms=now_ms + config.retry_seconds * 1000
     )
     if attempts is not None and attempts >= config.max_attempts:
         repository.clear_follow_up(ref, queue=FollowUpQueue.RECONCILE)
-        summary.gave_up += 1
         logger.warning(
             "session still not final; reconciliation gave up", session_id=ref.session_id, status=status
         )
-    else:
-        summary.pending += 1
+        return "gave_up"
+    return "pending"

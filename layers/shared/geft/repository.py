@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -29,6 +30,9 @@ GUARANTEE_SK_PREFIX = "GUARANTEE#"
 SESSION_SK = "SESSION"
 QUARANTINE_PK = "QUARANTINE"
 OPS_QUEUE_INDEX = "OpsQueueIndex"
+# Every answered guarantee joins the RECONCILE queue: one index partition key would cap the table's
+# writes near 1,000/s (a throttled GSI throttles the table), so each queue is spread over shards.
+OPS_QUEUE_SHARDS = 16
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _MS_PER_DAY = 86_400_000
 
@@ -216,7 +220,7 @@ class GuaranteeRepository:
             queue = (
                 FollowUpQueue.REVIEW if outcome.status is GuaranteeStatus.REVIEW else FollowUpQueue.RECONCILE
             )
-            values.update({":queue": _s(queue), ":due": _n(outcome.follow_up_due_ms)})
+            values.update({":queue": _s(_queue_key(queue, ref)), ":due": _n(outcome.follow_up_due_ms)})
             assignments += ["opsQueue = :queue", "opsDueAtMs = :due"]
         else:
             removals += ["opsQueue", "opsDueAtMs"]
@@ -274,16 +278,22 @@ class GuaranteeRepository:
         )
 
     def due_follow_ups(self, queue: FollowUpQueue, *, now_ms: int, limit: int = 100) -> list[GuaranteeRef]:
-        """Guarantees waiting in ``queue`` whose time has come, oldest first."""
-        response = self._call(
-            "query",
-            TableName=self._table_name,
-            IndexName=OPS_QUEUE_INDEX,
-            KeyConditionExpression="opsQueue = :queue AND opsDueAtMs <= :now",
-            ExpressionAttributeValues={":queue": _s(queue), ":now": _n(now_ms)},
-            Limit=limit,
-        )
-        return [_ref_from_keys(item) for item in response.get("Items", [])]
+        """Guarantees waiting in ``queue`` whose time has come, oldest first (up to ``limit``)."""
+        due: list[tuple[int, GuaranteeRef]] = []
+        for shard in range(OPS_QUEUE_SHARDS):
+            response = self._call(
+                "query",
+                TableName=self._table_name,
+                IndexName=OPS_QUEUE_INDEX,
+                KeyConditionExpression="opsQueue = :queue AND opsDueAtMs <= :now",
+                ExpressionAttributeValues={":queue": _s(f"{queue}#{shard:02d}"), ":now": _n(now_ms)},
+                Limit=limit,
+            )
+            due += [
+                (int(item["opsDueAtMs"]["N"]), _ref_from_keys(item)) for item in response.get("Items", [])
+            ]
+        due.sort(key=lambda entry: entry[0])
+        return [ref for _, ref in due[:limit]]
 
     def reschedule_follow_up(self, ref: GuaranteeRef, *, queue: FollowUpQueue, due_ms: int) -> int | None:
         """Look again at ``due_ms``; returns how many times it has been put off (None: not queued)."""
@@ -294,7 +304,11 @@ class GuaranteeRepository:
                 Key=_guarantee_key(ref),
                 UpdateExpression="SET opsDueAtMs = :due ADD followUpAttempts :one",
                 ConditionExpression="opsQueue = :queue",
-                ExpressionAttributeValues={":queue": _s(queue), ":due": _n(due_ms), ":one": _n(1)},
+                ExpressionAttributeValues={
+                    ":queue": _s(_queue_key(queue, ref)),
+                    ":due": _n(due_ms),
+                    ":one": _n(1),
+                },
                 ReturnValues="UPDATED_NEW",
             )
         except _ConditionFailedError:
@@ -307,7 +321,7 @@ class GuaranteeRepository:
             update="REMOVE opsQueue, opsDueAtMs",
             condition="opsQueue = :queue",
             names={},
-            values={":queue": _s(queue)},
+            values={":queue": _s(_queue_key(queue, ref))},
         )
 
     def session_status(self, session_id: str) -> str | None:
@@ -514,6 +528,10 @@ def _to_guarantee(item: Mapping[str, Any]) -> StoredGuarantee | None:
         reviewer=item.get("reviewer", {}).get("S"),
         review_reason=item.get("reviewReason", {}).get("S"),
     )
+
+
+def _queue_key(queue: FollowUpQueue, ref: GuaranteeRef) -> str:
+    return f"{queue}#{zlib.crc32(ref.session_id.encode()) % OPS_QUEUE_SHARDS:02d}"
 
 
 def _ref_from_keys(item: Mapping[str, Any]) -> GuaranteeRef:
