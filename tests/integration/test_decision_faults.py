@@ -21,24 +21,13 @@ from tests.support import reliability_report
 from tests.support.aws_faults import aws_faults_installed, is_claim, is_finish, is_release
 from tests.support.constants import TEST_WEBHOOK_SECRET
 from tests.support.ledger import audit, only_failed, retried_sessions
+from tests.support.pipeline import guarantee_item, receive
 from tests.support.streams import StreamFeed
 from tests.support.webhooks import guarantee_body, webhook_event
 
 Invoke = Callable[..., dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
 AREA = "decision path faults"
-
-
-def _receive(invoke_receiver: Invoke, session_id: str, **fields: Any) -> None:
-    response = invoke_receiver(
-        webhook_event(guarantee_body(session_id, **fields), secret=TEST_WEBHOOK_SECRET)
-    )
-    assert response["statusCode"] == 200
-
-
-def _item(items: Items, session_id: str) -> dict[str, Any]:
-    [item] = [i for i in items() if i["pk"] == session_id and str(i["sk"]).startswith("GUARANTEE#")]
-    return item
 
 
 @dataclass
@@ -129,7 +118,7 @@ def test_fault_runs_to_a_settled_ledger(
     else:
         scenario = Scenario.preset("accept", faults={case.endpoint: case.faults})
         session_id = sandbox.add_session(scenario=scenario)
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
     settle = Settle(invoke_processor)
 
@@ -137,7 +126,7 @@ def test_fault_runs_to_a_settled_ledger(
     first = settle.first(event, timeout_seconds=case.first_timeout)
 
     # THEN the first invocation ends as expected, reporting the record exactly when it must come back
-    assert _item(table_items, session_id)["status"] == case.first_status
+    assert guarantee_item(table_items, session_id)["status"] == case.first_status
     assert bool(first["batchItemFailures"]) is case.retried_first
     audit(sandbox, table_items, awaiting_retry=retried_sessions(event, first))
 
@@ -146,7 +135,7 @@ def test_fault_runs_to_a_settled_ledger(
     settle.rest(event)
 
     # THEN the ledger is settled: the expected end, one confirm at most, nothing left behind
-    item = _item(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert item["status"] == case.final_status
     assert sandbox.confirms_for(session_id) == case.confirms
     if case.final_status == "FAILED":
@@ -189,7 +178,7 @@ def test_connection_refused_then_flinks_back(
 
     # GIVEN a stored guarantee and FLINKS_BASE_URL pointing at a closed port (connection refused)
     session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
     function_env("DecisionProcessorFunction", FLINKS_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
     handler._processor.cache_clear()
@@ -199,7 +188,7 @@ def test_connection_refused_then_flinks_back(
 
     # THEN the record is reported for retry, released as RECEIVED, and Flinks saw nothing
     assert retried_sessions(event, first) == {session_id}
-    assert _item(table_items, session_id)["status"] == "RECEIVED"
+    assert guarantee_item(table_items, session_id)["status"] == "RECEIVED"
     assert sandbox.calls() == []
 
     # WHEN Flinks is reachable again and Lambda retries the record
@@ -231,7 +220,7 @@ def test_slow_confirm_past_the_lambda_deadline_is_recovered_not_resent(
     # (so only the deadline bounds the call) and a webhook carrying its guaranteeDetails (no /details)
     details = {"guaranteeOffered": True, "highestDebitAmountToGuarantee": 500, "overallRiskLevel": "Low"}
     session_id = sandbox.add_session(scenario=Scenario.preset("accept", latency_ms=2000))
-    _receive(invoke_receiver, session_id, guaranteeDetails=details)
+    receive(invoke_receiver, session_id, guaranteeDetails=details)
     event = feed.next_event()
     function_env(
         "DecisionProcessorFunction",
@@ -249,7 +238,7 @@ def test_slow_confirm_past_the_lambda_deadline_is_recovered_not_resent(
     # THEN it gives up before its deadline, reporting the record with the confirm marked as attempted
     assert elapsed < 3.0
     assert retried_sessions(event, first) == {session_id}
-    item = _item(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert (item["status"], item.get("confirmAttempted")) == ("DECIDING", True)
 
     # WHEN Flinks records the slow confirm after all, and Lambda retries the record
@@ -261,7 +250,7 @@ def test_slow_confirm_past_the_lambda_deadline_is_recovered_not_resent(
 
     # THEN the retry reads /details, finds the decision and records it without a second confirm
     assert second == {"batchItemFailures": []}
-    item = _item(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert (item["status"], item["recoveredFromDetails"]) == ("CONFIRMED", True)
     summary = audit(sandbox, table_items)
     reliability_report.record(
@@ -286,7 +275,7 @@ def test_token_expired_between_details_and_confirm_is_renewed_once(
 
     # GIVEN Flinks expiring every token right after /details answered (a stale token mid-session)
     session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     real_confirm = SessionCalls.confirm
 
     def confirm_with_stale_token(self: SessionCalls, accepted: bool) -> Any:
@@ -338,7 +327,7 @@ def test_dynamodb_throttling_on_the_decision_path(
     # GIVEN a stored guarantee, and DynamoDB throttling the processor's write at the given step
     # (the SDK's own retries already exhausted: the call fails with the throttling error)
     session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
     with aws_faults_installed() as faults:
         faults.fail("dynamodb", "UpdateItem", times=1, when=when)
@@ -348,7 +337,7 @@ def test_dynamodb_throttling_on_the_decision_path(
 
     # THEN the record is reported for retry and nothing was confirmed twice
     assert retried_sessions(event, first) == {session_id}
-    assert _item(table_items, session_id)["status"] == first_status
+    assert guarantee_item(table_items, session_id)["status"] == first_status
     assert sandbox.confirms_for(session_id) == ([] if step == "claim" else [True])
 
     # WHEN Lambda retries it (after the first invocation's lease when the claim was kept)
@@ -356,7 +345,7 @@ def test_dynamodb_throttling_on_the_decision_path(
 
     # THEN it is confirmed exactly once: recovered from /details if the confirm had gone out
     assert second == {"batchItemFailures": []}
-    item = _item(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert item["status"] == "CONFIRMED"
     assert bool(item.get("recoveredFromDetails")) is (step == "finish")
     summary = audit(sandbox, table_items)
@@ -381,7 +370,7 @@ def test_dynamodb_throttling_on_release_leaves_the_lease_to_expire(
     # GIVEN a Flinks outage on /details, and DynamoDB throttling the release of the claim
     scenario = Scenario.preset("accept", faults={"details": ["503"] * 30})
     session_id = sandbox.add_session(scenario=scenario)
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
     with aws_faults_installed() as faults:
         faults.fail("dynamodb", "UpdateItem", times=1, when=is_release)
@@ -390,7 +379,7 @@ def test_dynamodb_throttling_on_release_leaves_the_lease_to_expire(
 
     # THEN the record is reported, the claim still held (its lease ends with the invocation)
     assert retried_sessions(event, first) == {session_id}
-    assert _item(table_items, session_id)["status"] == "DECIDING"
+    assert guarantee_item(table_items, session_id)["status"] == "DECIDING"
 
     # WHEN Flinks recovers and the retry comes (it waits out the lease, then takes over)
     sandbox.clear_faults(session_id)
@@ -468,7 +457,7 @@ def test_processor_secrets_manager_unavailable_at_cold_start(
 ) -> None:
     # GIVEN a stored guarantee, a cold processor, and Secrets Manager failing for a while
     session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
     with aws_faults_installed() as faults:
         faults.fail("secrets-manager", "GetSecretValue", times=50, code="InternalServiceError")
@@ -478,7 +467,7 @@ def test_processor_secrets_manager_unavailable_at_cold_start(
 
     # THEN the record is reported for retry, released, and Flinks saw nothing
     assert retried_sessions(event, first) == {session_id}
-    assert _item(table_items, session_id)["status"] == "RECEIVED"
+    assert guarantee_item(table_items, session_id)["status"] == "RECEIVED"
     assert sandbox.calls() == []
 
     # WHEN a later invocation (Secrets Manager back) retries it
@@ -511,7 +500,7 @@ def test_absurd_number_in_guarantee_details_does_not_fail_the_batch(
     # GIVEN two guarantees in one batch, one carrying an absurd number in its guaranteeDetails
     good = sandbox.add_session(scenario=Scenario.preset("accept"))
     poisoned = sandbox.add_session(scenario=Scenario.preset("accept"))
-    _receive(invoke_receiver, good)
+    receive(invoke_receiver, good)
     body = guarantee_body(poisoned).replace(b'"amount":500', b'"amount":500,"guaranteeDetails":' + _ABSURD)
     invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))
     event = feed.next_event()

@@ -13,25 +13,12 @@ from typing import Any
 import pytest
 from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
-from tests.support.constants import TEST_WEBHOOK_SECRET
 from tests.support.lambda_context import FakeLambdaContext
+from tests.support.pipeline import guarantee_item, receive
 from tests.support.streams import StreamFeed
-from tests.support.webhooks import guarantee_body, webhook_event
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
-
-
-def _receive(invoke_receiver: Invoke, session_id: str, **fields: Any) -> None:
-    response = invoke_receiver(
-        webhook_event(guarantee_body(session_id, **fields), secret=TEST_WEBHOOK_SECRET)
-    )
-    assert response["statusCode"] == 200
-
-
-def _guarantee(items: Items, session_id: str) -> dict[str, Any]:
-    [item] = [i for i in items() if i["pk"] == session_id and i["sk"].startswith("GUARANTEE#")]
-    return item
 
 
 @pytest.mark.parametrize(
@@ -55,7 +42,7 @@ def test_guarantee_is_decided_by_the_default_policy_and_confirmed_once(
 ) -> None:
     # GIVEN a Flinks session in the given scenario and its stored guarantee webhook
     session_id = sandbox.add_session(scenario=Scenario.preset(preset))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
 
     # WHEN the stream delivers the new item to the processor
     answer = invoke_processor(feed.next_event())
@@ -63,7 +50,7 @@ def test_guarantee_is_decided_by_the_default_policy_and_confirmed_once(
     # THEN Flinks got exactly one confirm with the policy's decision, and the audit trail says why
     assert answer == {"batchItemFailures": []}
     assert sandbox.confirms_for(session_id) == [accepted]
-    item = _guarantee(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert item["status"] == "CONFIRMED"
     assert item["decision"] == ("accept" if accepted else "reject")
     assert item["decisionRule"] == rule
@@ -84,7 +71,7 @@ def test_processor_writes_never_invoke_it_again(
 ) -> None:
     # GIVEN a guarantee the processor has confirmed
     session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     invoke_processor(feed.next_event())
 
     # WHEN the stream is read again: it now holds the processor's own MODIFY records
@@ -104,14 +91,14 @@ def test_webhook_carrying_guarantee_details_needs_no_details_call(
     # GIVEN a webhook that carries guaranteeDetails itself
     session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
     details = {"guaranteeOffered": True, "highestDebitAmountToGuarantee": 100, "overallRiskLevel": "High"}
-    _receive(invoke_receiver, session_id, amount=100, guaranteeDetails=details)
+    receive(invoke_receiver, session_id, amount=100, guaranteeDetails=details)
 
     # WHEN it is processed
     invoke_processor(feed.next_event())
 
     # THEN the decision used the webhook's facts and /details was never called
     assert sandbox.confirms_for(session_id) == [False]
-    assert _guarantee(table_items, session_id)["decisionRule"] == "high-risk"
+    assert guarantee_item(table_items, session_id)["decisionRule"] == "high-risk"
     assert sandbox.calls(path_suffix="/details") == []
 
 
@@ -123,11 +110,11 @@ def test_legacy_details_shape_is_understood(
     table_items: Items,
 ) -> None:
     session_id = sandbox.add_session(scenario=Scenario.preset("shortfall", legacy_details_shape=True))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
 
     invoke_processor(feed.next_event())
 
-    item = _guarantee(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert (item["decision"], item["decisionRule"]) == ("reject", "shortfall")
     assert Decimal(item["decisionInputs"]["shortfall"]) == Decimal("150")
 
@@ -165,7 +152,7 @@ def test_fault_matrix(
 ) -> None:
     # GIVEN an accepted-scenario session whose endpoint misbehaves as planned
     session_id = sandbox.add_session(scenario=Scenario.preset("accept", faults={endpoint: faults}))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
 
     # WHEN the processor handles it (a short invocation so outages exhaust the budget quickly)
@@ -173,7 +160,7 @@ def test_fault_matrix(
 
     # THEN the outcome is the expected one, nothing is confirmed twice, and a retry is reported
     # exactly when the record must come back
-    item = _guarantee(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert item["status"] == status
     assert sandbox.confirms_for(session_id) == confirms
     failures = [f["itemIdentifier"] for f in answer["batchItemFailures"]]
@@ -196,7 +183,7 @@ def test_outage_then_recovery_confirms_once_on_the_stream_retry(
 ) -> None:
     # GIVEN a confirm that failed for the whole of one invocation (Flinks was down)
     session_id = sandbox.add_session(scenario=Scenario.preset("accept", faults={"confirm": ["503"] * 6}))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
     first = invoke_processor(event, timeout_seconds=3.0)
     assert first["batchItemFailures"]
@@ -208,7 +195,7 @@ def test_outage_then_recovery_confirms_once_on_the_stream_retry(
     # THEN the retry reads /details first (a confirm may have gone out) and confirms exactly once
     assert second == {"batchItemFailures": []}
     assert sandbox.confirms_for(session_id) == [True]
-    assert _guarantee(table_items, session_id)["status"] == "CONFIRMED"
+    assert guarantee_item(table_items, session_id)["status"] == "CONFIRMED"
 
 
 def test_lost_confirm_answer_is_recovered_from_details_not_resent(
@@ -220,7 +207,7 @@ def test_lost_confirm_answer_is_recovered_from_details_not_resent(
 ) -> None:
     # GIVEN a confirm that Flinks records but whose answer never comes back
     session_id = sandbox.add_session(scenario=Scenario.preset("accept", faults={"confirm": ["lost"]}))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
 
     # WHEN the processor handles it
     answer = invoke_processor(feed.next_event())
@@ -228,7 +215,7 @@ def test_lost_confirm_answer_is_recovered_from_details_not_resent(
     # THEN before re-sending it reads /details, sees its decision recorded and does not confirm again
     assert answer == {"batchItemFailures": []}
     assert sandbox.confirms_for(session_id) == [True]
-    item = _guarantee(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert item["status"] == "CONFIRMED"
     assert item["recoveredFromDetails"] is True
     assert item["decisionRule"] == "default"
@@ -241,7 +228,7 @@ def test_same_record_delivered_twice_confirms_once(
     feed: StreamFeed,
 ) -> None:
     session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
 
     answers = [invoke_processor(event), invoke_processor(event)]
@@ -259,7 +246,7 @@ def test_two_concurrent_invocations_confirm_once(
 ) -> None:
     # GIVEN a slow Flinks, so two invocations overlap on the same record
     session_id = sandbox.add_session(scenario=Scenario.preset("accept", latency_ms=200))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
     answers: list[dict[str, Any]] = []
 
@@ -273,7 +260,7 @@ def test_two_concurrent_invocations_confirm_once(
     # THEN one confirmed, the other waited for its lease and found the work done
     assert answers == [{"batchItemFailures": []}] * 2
     assert sandbox.confirms_for(session_id) == [True]
-    assert _guarantee(table_items, session_id)["status"] == "CONFIRMED"
+    assert guarantee_item(table_items, session_id)["status"] == "CONFIRMED"
 
 
 def test_crash_between_confirm_and_record_never_confirms_twice(
@@ -288,7 +275,7 @@ def test_crash_between_confirm_and_record_never_confirms_twice(
 
     # GIVEN an invocation that dies right after Flinks accepted the confirm, before recording it
     session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
     event = feed.next_event()
 
     def crash(*_args: Any, **_kwargs: Any) -> bool:
@@ -298,7 +285,7 @@ def test_crash_between_confirm_and_record_never_confirms_twice(
         patch.setattr(GuaranteeRepository, "finish", crash)
         with pytest.raises(SystemExit):
             invoke_processor(event, timeout_seconds=3.0)
-    assert _guarantee(table_items, session_id)["status"] == "DECIDING"
+    assert guarantee_item(table_items, session_id)["status"] == "DECIDING"
 
     # WHEN Lambda retries the batch (the dead invocation's lease runs out during the retry)
     answer = invoke_processor(event)
@@ -306,7 +293,7 @@ def test_crash_between_confirm_and_record_never_confirms_twice(
     # THEN the retry reads /details, sees the decision and records it without a second confirm
     assert answer == {"batchItemFailures": []}
     assert sandbox.confirms_for(session_id) == [True]
-    item = _guarantee(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert item["status"] == "CONFIRMED"
     assert item["recoveredFromDetails"] is True
     assert item["decisionRule"] == "recovered-from-flinks"
@@ -323,7 +310,7 @@ def test_batch_of_many_sessions_answers_exactly(
     good = [sandbox.add_session(scenario=Scenario.preset("accept", latency_ms=50)) for _ in range(7)]
     bad = sandbox.add_session(scenario=Scenario.preset("accept", faults={"details": ["503"] * 30}))
     for session_id in [*good, bad]:
-        _receive(invoke_receiver, session_id)
+        receive(invoke_receiver, session_id)
     event = feed.next_event()
     assert len(event["Records"]) == 8
 
@@ -347,12 +334,12 @@ def test_unknown_session_is_failed_not_retried(
     table_items: Items,
 ) -> None:
     session_id = str(uuid.uuid4())  # Flinks has never heard of it
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
 
     answer = invoke_processor(feed.next_event())
 
     assert answer == {"batchItemFailures": []}
-    item = _guarantee(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert item["status"] == "FAILED"
     assert "404" in item["failureReason"] or "not found" in item["failureReason"].lower()
 
@@ -387,9 +374,9 @@ def test_money_is_compared_exactly(
     # GIVEN a guarantee covering 100.10 of an amount of 100.1 (equal as money, not as floats' text)
     scenario = Scenario(amount=Decimal("100.1"), highest_debit_amount_to_guarantee=Decimal("100.10"))
     session_id = sandbox.add_session(scenario=scenario)
-    _receive(invoke_receiver, session_id)
+    receive(invoke_receiver, session_id)
 
     invoke_processor(feed.next_event())
 
-    item = _guarantee(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert (item["decision"], item["decisionRule"]) == ("accept", "default")

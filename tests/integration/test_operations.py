@@ -18,8 +18,9 @@ from geft_ops.cli import main as geft_ops
 
 from tests.support.constants import TEST_WEBHOOK_SECRET
 from tests.support.lambda_context import FakeLambdaContext
+from tests.support.pipeline import guarantee_item, receive
 from tests.support.streams import StreamFeed
-from tests.support.webhooks import guarantee_body, status_body, webhook_event
+from tests.support.webhooks import status_body, webhook_event
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
@@ -80,18 +81,6 @@ def cli(stack: CreatedResources, tmp_path: Path, capsys: pytest.CaptureFixture[s
     return run
 
 
-def _receive(invoke_receiver: Invoke, session_id: str, **fields: Any) -> None:
-    response = invoke_receiver(
-        webhook_event(guarantee_body(session_id, **fields), secret=TEST_WEBHOOK_SECRET)
-    )
-    assert response["statusCode"] == 200
-
-
-def _guarantee(items: Items, session_id: str) -> dict[str, Any]:
-    [item] = [i for i in items() if i["pk"] == session_id and str(i["sk"]).startswith("GUARANTEE#")]
-    return item
-
-
 def test_review_then_operator_decision_then_confirm(
     sandbox: FlinksSandbox,
     invoke_receiver: Invoke,
@@ -102,9 +91,9 @@ def test_review_then_operator_decision_then_confirm(
 ) -> None:
     # GIVEN a guarantee the policy sends to a person
     session_id = sandbox.add_session(scenario=Scenario(amount="2500.00"))
-    _receive(invoke_receiver, session_id, amount=2500)
+    receive(invoke_receiver, session_id, amount=2500)
     assert processor(feed.next_event()) == {"batchItemFailures": []}
-    held = _guarantee(table_items, session_id)
+    held = guarantee_item(table_items, session_id)
     assert (held["status"], held["decision"], held["decisionRule"]) == ("REVIEW", "review", "large-amount")
     assert held["opsQueue"].startswith("REVIEW#")  # a shard of the review queue
     assert sandbox.confirms_for(session_id) == []
@@ -117,7 +106,7 @@ def test_review_then_operator_decision_then_confirm(
     # THEN the stream path confirms the operator's decision once, and the audit trail says who and why
     assert answer == {"batchItemFailures": []}
     assert sandbox.confirms_for(session_id) == [True]
-    item = _guarantee(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert (item["status"], item["decision"], item["decisionRule"]) == (
         "CONFIRMED",
         "accept",
@@ -142,7 +131,7 @@ def test_unanswered_review_falls_back_to_the_configured_decision(
 
     # GIVEN a guarantee waiting in review
     session_id = sandbox.add_session(scenario=Scenario(amount="2500.00"))
-    _receive(invoke_receiver, session_id, amount=2500)
+    receive(invoke_receiver, session_id, amount=2500)
     processor(feed.next_event())
 
     # WHEN the scheduled job runs after the review deadline
@@ -157,7 +146,7 @@ def test_unanswered_review_falls_back_to_the_configured_decision(
     assert before == {"fallbackDecisions": 0}
     assert after == {"fallbackDecisions": 1}
     assert sandbox.confirms_for(session_id) == [False]
-    item = _guarantee(table_items, session_id)
+    item = guarantee_item(table_items, session_id)
     assert (item["status"], item["decision"], item["reviewer"]) == (
         "CONFIRMED",
         "reject",
@@ -179,7 +168,7 @@ def test_missed_status_webhook_is_reconciled(
     # GIVEN two confirmed sessions: one whose status webhook arrived, one whose never did
     missed, delivered = (sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(2))
     for session_id in (missed, delivered):
-        _receive(invoke_receiver, session_id)
+        receive(invoke_receiver, session_id)
     processor(feed.next_event())
     invoke_receiver(webhook_event(status_body(delivered), secret=TEST_WEBHOOK_SECRET))
 
@@ -198,7 +187,7 @@ def test_missed_status_webhook_is_reconciled(
     assert sessions[missed]["finalStatusSource"] == "reconciliation"
     assert sessions[delivered]["finalStatusSource"] == "webhook"
     assert [c.path for c in sandbox.calls(path_suffix="/status")] == [f"/api/v2/sessions/{missed}/status"]
-    assert "opsQueue" not in _guarantee(table_items, missed)
+    assert "opsQueue" not in guarantee_item(table_items, missed)
     reconciler._dependencies.cache_clear()
 
 
@@ -218,7 +207,7 @@ def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(
         for _ in range(2)
     ]
     for session_id in sessions:
-        _receive(invoke_receiver, session_id)
+        receive(invoke_receiver, session_id)
     event = feed.next_event()
     answer = processor(event)
     assert len(answer["batchItemFailures"]) == 2
@@ -240,7 +229,7 @@ def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(
     assert out.count("redriven") == 2
     assert redriven == {"batchItemFailures": []}
     assert all(sandbox.confirms_for(s) == [True] for s in sessions)
-    assert all(_guarantee(table_items, s)["status"] == "CONFIRMED" for s in sessions)
+    assert all(guarantee_item(table_items, s)["status"] == "CONFIRMED" for s in sessions)
     queue = aws.client("sqs").get_queue_attributes(
         QueueUrl=stack.ref("DecisionDeadLetterQueue"), AttributeNames=["ApproximateNumberOfMessages"]
     )
@@ -260,7 +249,7 @@ def test_replay_of_a_quarantined_webhook(
 ) -> None:
     # GIVEN a genuine webhook quarantined because its `when` was outside the replay window
     session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    _receive(invoke_receiver, session_id, when="2000-01-01T00:00:00Z")
+    receive(invoke_receiver, session_id, when="2000-01-01T00:00:00Z")
     assert [i["reason"] for i in table_items() if i["pk"] == "QUARANTINE"] == ["outside-replay-window"]
 
     # WHEN the operator replays the session
@@ -286,8 +275,8 @@ def test_list_and_json_output(
 ) -> None:
     accepted = sandbox.add_session(scenario=Scenario.preset("accept"))
     in_review = sandbox.add_session(scenario=Scenario(amount="2500.00"))
-    _receive(invoke_receiver, accepted)
-    _receive(invoke_receiver, in_review, amount=2500)
+    receive(invoke_receiver, accepted)
+    receive(invoke_receiver, in_review, amount=2500)
     processor(feed.next_event())
 
     code, out, _ = cli("--json", "list", "--decision", "review", "--since", "1h")
@@ -399,9 +388,9 @@ def test_reconciler_drains_the_whole_due_queue_in_one_run(
     # GIVEN five answered sessions, spread over the queue's shards, and pages of two
     sessions = [sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(5)]
     for session_id in sessions:
-        _receive(invoke_receiver, session_id)
+        receive(invoke_receiver, session_id)
     processor(feed.next_event())
-    queued = [_guarantee(table_items, s)["opsQueue"] for s in sessions]
+    queued = [guarantee_item(table_items, s)["opsQueue"] for s in sessions]
     assert all(key.startswith("RECONCILE#") for key in queued)
 
     # WHEN one run of the reconciler is due
@@ -415,5 +404,5 @@ def test_reconciler_drains_the_whole_due_queue_in_one_run(
     # THEN it pages until the queue is empty, asking Flinks once per session
     assert (summary.reconciled, summary.errors) == (5, [])
     assert len(sandbox.calls(path_suffix="/status")) == 5
-    assert all("opsQueue" not in _guarantee(table_items, s) for s in sessions)
+    assert all("opsQueue" not in guarantee_item(table_items, s) for s in sessions)
     reconciler._dependencies.cache_clear()
