@@ -73,8 +73,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 2.0
     summary = reconcile(repository, flinks, config, deadline=deadline, clock=time.time)
     for name, value in (("Reconciled", summary.reconciled), ("ReconcileGaveUp", summary.gave_up)):
-        if value:
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)  # 0 is a datum too
     return summary.as_dict()
 
 

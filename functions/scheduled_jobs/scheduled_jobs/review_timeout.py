@@ -47,6 +47,5 @@ def apply_fallbacks(
                 session_id=ref.session_id,
                 decision=config.fallback_decision,
             )
-    if decided:
-        metrics.add_metric(name="ReviewTimedOut", unit=MetricUnit.Count, value=decided)
+    metrics.add_metric(name="ReviewTimedOut", unit=MetricUnit.Count, value=decided)  # 0 is a datum too
     return {"fallbackDecisions": decided}
