@@ -248,6 +248,9 @@ def _history(item: dict[str, Any]) -> list[dict[str, Any]]:
         events.append(
             (item["decidedAtMs"], "decided", f"{item['decision']} by rule {item.get('decisionRule')}")
         )
+    if item.get("reviewRequestedAtMs") is not None:
+        detail = f"sent to manual review by rule {item.get('reviewRequestedByRule')}"
+        events.append((item["reviewRequestedAtMs"], "review", detail))
     if item.get("reviewedAtMs") is not None:
         detail = f"{item.get('reviewDecision')} by {item.get('reviewer')}: {item.get('reviewReason')}"
         events.append((item["reviewedAtMs"], "reviewed", detail))

@@ -113,9 +113,11 @@ def test_review_then_operator_decision_then_confirm(
         "manual-review",
     )
     assert (item["reviewer"], item["reviewReason"]) == ("alice", "known customer")
+    # the audit trail keeps why it went to review and the facts the policy saw
+    assert (item["reviewRequestedByRule"], item["decisionInputs"]["amount"]) == ("large-amount", "2500")
     code, out, _ = cli("show", session_id)
     assert code == 0
-    assert "reviewed" in out
+    assert "sent to manual review by rule large-amount" in out
     assert "alice: known customer" in out
 
 

@@ -219,8 +219,9 @@ class GuaranteeProcessor:
                 return self._confirmed(guarantee, attempt, prior, recovered=True, details=details)
 
         if reviewed:
+            # The facts the policy saw stay on the item from the review request (no inputs written
+            # here); who decided and why are the review's own attributes.
             attempt.decision, attempt.rule = guarantee.review_decision, MANUAL_REVIEW_RULE
-            attempt.inputs = {"reviewer": guarantee.reviewer, "reason": guarantee.review_reason}
         else:
             decision = self._policy.decide(facts_from_session(details, carried_details, body))
             attempt.decision, attempt.rule, attempt.inputs = (

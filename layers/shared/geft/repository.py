@@ -509,6 +509,10 @@ def _outcome_attributes(outcome: GuaranteeOutcome) -> dict[str, Any]:
         attributes["decisionInputs"] = {"M": {k: _attribute(v) for k, v in outcome.inputs.items()}}
     if outcome.recovered_from_details:
         attributes["recoveredFromDetails"] = {"BOOL": True}
+    if outcome.status is GuaranteeStatus.REVIEW and outcome.rule and outcome.decided_at_ms is not None:
+        # Kept apart: the final write after the review replaces decision and decisionRule.
+        attributes["reviewRequestedByRule"] = _s(outcome.rule)
+        attributes["reviewRequestedAtMs"] = _n(outcome.decided_at_ms)
     return attributes
 
 
