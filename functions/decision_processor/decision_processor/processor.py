@@ -7,6 +7,7 @@ that may have reached Flinks' confirm first reads /details to learn whether it d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -169,7 +170,8 @@ class GuaranteeProcessor:
             # updated (or within its cache age). Re-read the secret and let the stream retry; failing
             # the guarantee for good would let the customer's session expire over a config problem.
             if self._on_credentials_rejected is not None:
-                self._on_credentials_rejected()
+                with contextlib.suppress(SecretError):  # unreadable now: the retry reads it again
+                    self._on_credentials_rejected()
             self._release(ref, claim_id, attempt)
             logger.error(
                 "Flinks refused our API credentials; claim released for the retry", reason=str(error)
