@@ -478,7 +478,7 @@ def test_timeout_fault_hangs_then_answers_504(sandbox: FlinksSandbox, http: requ
 
     # THEN
     assert response.status_code == 504
-    assert 0.45 <= time.monotonic() - started < 2.0
+    assert time.monotonic() - started >= 0.45  # it did hang (a lower bound cannot flake)
 
 
 def test_session_latency_is_added(sandbox: FlinksSandbox, http: requests.Session) -> None:
@@ -533,8 +533,8 @@ def test_stop_wakes_a_hang_and_frees_the_port(http: requests.Session) -> None:
     # WHEN
     sandbox.stop()
 
-    # THEN
-    assert time.monotonic() - started < 1.0
+    # THEN it returned long before the 20 s hang would have ended
+    assert time.monotonic() - started < 10.0
     caller.join(5)
     assert isinstance(outcome[0], requests.ConnectionError)
     with socket.socket() as probe:
