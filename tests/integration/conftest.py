@@ -63,7 +63,7 @@ def sandbox() -> Iterator[FlinksSandbox]:
     with FlinksSandbox(
         username=TEST_FLINKS_CREDENTIALS["username"],
         password=TEST_FLINKS_CREDENTIALS["password"],
-        hang_s=1.5,
+        hang_s=4.0,  # well past the read timeout below, so a "timeout" fault is never mistaken
     ) as running:
         yield running
 
@@ -82,8 +82,8 @@ def invoke_processor(
     function_env(
         "DecisionProcessorFunction",
         FLINKS_BASE_URL=sandbox.base_url,
-        HTTP_CONNECT_TIMEOUT_SECONDS="0.5",
-        HTTP_READ_TIMEOUT_SECONDS="0.5",
+        HTTP_CONNECT_TIMEOUT_SECONDS="1.0",
+        HTTP_READ_TIMEOUT_SECONDS="1.5",  # a loaded CI machine must not time out a normal answer
         FINISH_RESERVE_SECONDS="0.5",
     )
     handler._processor.cache_clear()

@@ -86,7 +86,9 @@ FAULT_CASES = {
     "details-429-retry-after": FaultCase(
         "details", ["429:retry-after=1"], "CONFIRMED", "CONFIRMED", [True], first_timeout=4.0
     ),
-    "details-read-timeout": FaultCase("details", ["timeout"], "CONFIRMED", "CONFIRMED", [True]),
+    "details-read-timeout": FaultCase(
+        "details", ["timeout"], "CONFIRMED", "CONFIRMED", [True], first_timeout=6.0
+    ),
     "details-reset": FaultCase("details", ["reset"], "CONFIRMED", "CONFIRMED", [True]),
     "details-400": FaultCase("details", ["400"], "FAILED", "FAILED", []),
     # Our credentials refused even after re-authorizing: retried (the secret is re-read), not FAILED.
@@ -94,7 +96,9 @@ FAULT_CASES = {
     "details-429-outage-then-recovery": FaultCase("details", ["429"] * 30, "RECEIVED", "CONFIRMED", [True]),
     "authorize-500": FaultCase("authorize", ["500"], "CONFIRMED", "CONFIRMED", [True]),
     "authorize-malformed-200": FaultCase("authorize", ["malformed"], "CONFIRMED", "CONFIRMED", [True]),
-    "authorize-read-timeout": FaultCase("authorize", ["timeout"], "CONFIRMED", "CONFIRMED", [True]),
+    "authorize-read-timeout": FaultCase(
+        "authorize", ["timeout"], "CONFIRMED", "CONFIRMED", [True], first_timeout=6.0
+    ),
     "authorize-503-outage-then-recovery": FaultCase(
         "authorize", ["503"] * 30, "RECEIVED", "CONFIRMED", [True]
     ),

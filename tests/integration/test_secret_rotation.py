@@ -105,7 +105,7 @@ def warm_processor_with_short_cache(
         FLINKS_BASE_URL=sandbox.base_url,
         SECRET_CACHE_SECONDS=str(CACHE_SECONDS),
         HTTP_CONNECT_TIMEOUT_SECONDS="0.5",
-        HTTP_READ_TIMEOUT_SECONDS="0.5",
+        HTTP_READ_TIMEOUT_SECONDS="1.5",
         FINISH_RESERVE_SECONDS="0.5",
     )
     handler._processor.cache_clear()
