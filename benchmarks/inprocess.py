@@ -161,7 +161,7 @@ class InProcessStack:
         import boto3
         from geft_local.flinks_sandbox import FlinksSandbox
         from geft_local.moto_atomic import make_conditional_writes_atomic
-        from geft_local.streams import filter_patterns, streams_client
+        from geft_local.streams import StreamFeed, filter_patterns, streams_client
         from geft_local.template_resources import create_resources, load_template, parameter_values
         from moto import mock_aws
 
@@ -207,11 +207,15 @@ class InProcessStack:
                 self.template, session=self.aws, stack_name=STACK_NAME, secret_values=secret_values
             )
         self._parameters = parameter_values(self.template)
-        self._streams = streams_client(self.aws) if self.fakes != "memory" else None
         self._stream_arn = self.created.get_att("GuaranteesTable", "StreamArn")
         properties = self.template["Resources"]["DecisionProcessorFunction"]["Properties"]
         self._patterns = filter_patterns(properties["Events"]["GuaranteeStream"]["Properties"])
-        self._seen: set[str] = set()
+        self._seen: set[str] = set()  # the memory fakes' own stream position
+        self._feed = (
+            StreamFeed(streams_client(self.aws), self._stream_arn, self._patterns)
+            if self.fakes != "memory"
+            else None
+        )
         self._apply_environment()
         if self.counter is not None:
             self.counter.install()
@@ -343,20 +347,10 @@ class InProcessStack:
 
     def next_event(self) -> dict[str, Any]:
         """Every stream record written since the last call that passes the FilterCriteria, as one batch."""
-        from geft_local.streams import matches_any, read_all_records, to_lambda_record
-
         if self.fakes == "memory":
             return self._memory_stream_event()
-        records = []
-        for record in read_all_records(self._streams, self._stream_arn):
-            sequence = record["dynamodb"]["SequenceNumber"]
-            if sequence in self._seen:
-                continue
-            self._seen.add(sequence)
-            lambda_record = to_lambda_record(record, self._stream_arn)
-            if matches_any(self._patterns, lambda_record):
-                records.append(lambda_record)
-        return {"Records": records}
+        assert self._feed is not None
+        return self._feed.next_event()
 
     def _memory_stream_event(self) -> dict[str, Any]:
         """INSERT records for the items PutItem stored since the last call, as Lambda delivers them."""

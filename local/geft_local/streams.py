@@ -47,6 +47,29 @@ def to_lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, An
     return dict(lambda_record)
 
 
+class StreamFeed:
+    """Reads a stream from its start and hands out, as one Lambda batch, the records written since
+    the last call that pass ``patterns`` (the event source mapping's FilterCriteria)."""
+
+    def __init__(self, streams: Any, stream_arn: str, patterns: Iterable[Mapping[str, Any]]) -> None:
+        self._streams = streams
+        self._stream_arn = stream_arn
+        self._patterns = list(patterns)
+        self._seen: set[str] = set()
+
+    def next_event(self) -> dict[str, Any]:
+        records = []
+        for record in read_all_records(self._streams, self._stream_arn):
+            sequence = record["dynamodb"]["SequenceNumber"]
+            if sequence in self._seen:
+                continue
+            self._seen.add(sequence)
+            lambda_record = to_lambda_record(record, self._stream_arn)
+            if matches_any(self._patterns, lambda_record):
+                records.append(lambda_record)
+        return {"Records": records}
+
+
 def matches_any(patterns: Iterable[Mapping[str, Any]], record: Mapping[str, Any]) -> bool:
     """Lambda's filtering: a record passes when any pattern matches (no patterns: all pass)."""
     patterns = list(patterns)
