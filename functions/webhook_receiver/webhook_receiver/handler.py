@@ -14,7 +14,7 @@ from typing import Any
 
 from geft.errors import GeftError, PersistenceError, SecretError
 from geft.observability import MetricUnit, logger, metrics
-from geft.repository import GuaranteeRepository
+from geft.repository import DYNAMODB_CLIENT_CONFIG, GuaranteeRepository
 from geft.secrets import JsonSecret
 from geft.webhook_events import ReplayWindow
 
@@ -39,12 +39,6 @@ _STATUS_BY_ERROR: tuple[tuple[type[GeftError], int, str], ...] = (
     (PersistenceError, 503, "persistence_unavailable"),
 )
 _JSON_HEADERS = {"content-type": "application/json"}
-# As GuaranteeRepository configures its own default client: fail fast, let the SDK retry twice.
-_DYNAMODB_CLIENT_CONFIG = {
-    "connect_timeout": 1,
-    "read_timeout": 2,
-    "retries": {"mode": "standard", "max_attempts": 3},
-}
 
 
 @functools.cache
@@ -63,7 +57,7 @@ def _receiver() -> WebhookReceiver:
         repository=GuaranteeRepository(
             config.table_name,
             retention_days=config.retention_days,
-            client=clients.lazy("dynamodb", _DYNAMODB_CLIENT_CONFIG),
+            client=clients.lazy("dynamodb", DYNAMODB_CLIENT_CONFIG),
         ),
         replay_window=ReplayWindow(config.replay_window_seconds, config.max_clock_skew_seconds),
     )

@@ -30,6 +30,13 @@ GUARANTEE_SK_PREFIX = "GUARANTEE#"
 SESSION_SK = "SESSION"
 QUARANTINE_PK = "QUARANTINE"
 OPS_QUEUE_INDEX = "OpsQueueIndex"
+# botocore Config for the table's client: fail fast (the receiver answers Flinks in milliseconds) and
+# let the SDK retry twice. Whoever injects a client builds it with these too.
+DYNAMODB_CLIENT_CONFIG: dict[str, Any] = {
+    "connect_timeout": 1,
+    "read_timeout": 2,
+    "retries": {"mode": "standard", "max_attempts": 3},
+}
 # Every answered guarantee joins the RECONCILE queue: one index partition key would cap the table's
 # writes near 1,000/s (a throttled GSI throttles the table), so each queue is spread over shards.
 OPS_QUEUE_SHARDS = 16
@@ -460,11 +467,7 @@ class GuaranteeRepository:
 
                 self._client = boto3.session.Session().client(
                     "dynamodb",
-                    config=Config(
-                        connect_timeout=1,
-                        read_timeout=2,
-                        retries={"mode": "standard", "max_attempts": 3},
-                    ),
+                    config=Config(**DYNAMODB_CLIENT_CONFIG),
                 )
             return self._client
 
