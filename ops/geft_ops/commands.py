@@ -2,32 +2,62 @@
 
 Every change goes through the same conditional writes the functions use, so an operator can never
 make a guarantee confirm twice: redrive and replay only send a guarantee back to the stream path,
-where the processor claims it and reads /details before any confirm.
+where the processor claims it and reads /details before any confirm. A DECIDING guarantee is taken
+over only once its lease has been over for ten minutes by the operator's clock (which may be off).
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from geft.models import GuaranteeRef, GuaranteeStatus
-from geft.repository import GUARANTEE_SK_PREFIX, SESSION_SK, GuaranteeRepository
+from geft.items import GuaranteeView, QuarantineView, ref_of_keys
+from geft.models import GuaranteeRef, GuaranteeStatus, Verdict
+from geft.repository import GuaranteeRepository
 from geft.webhook_events import GuaranteeEvent, classify
 
-REVIEW_DECISIONS = ("accept", "reject")
+REVIEW_DECISIONS = (Verdict.ACCEPT.value, Verdict.REJECT.value)
+# DynamoDB Streams may answer empty pages before the records of an open shard: keep reading this long.
+_EMPTY_STREAM_PAGES = 100
+_UNFINISHED = (
+    GuaranteeStatus.RECEIVED,
+    GuaranteeStatus.DECIDING,
+    GuaranteeStatus.REDRIVE,
+    GuaranteeStatus.REVIEWED,
+)
 
 
 class OperationError(Exception):
     """The operation could not be done; the message says why (exit code 1)."""
 
 
+class Resent(StrEnum):
+    """What a redrive or replay did with one guarantee."""
+
+    REDRIVEN = "redriven"
+    WOULD_REDRIVE = "would-redrive"
+    STORED_FROM_QUARANTINE = "stored-from-quarantine"
+    ALREADY_CONFIRMED = "already-confirmed"
+    ALREADY_FAILED = "already-failed"
+    IN_REVIEW = "in-review"
+    IN_PROGRESS = "in-progress"  # a claim whose lease is not safely over: try again later
+    MISSING = "missing"
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more for an operator to do: finished, sent back, or waiting for a person."""
+        return self not in (Resent.IN_PROGRESS, Resent.MISSING, Resent.WOULD_REDRIVE)
+
+
 @dataclass(frozen=True)
 class RedriveResult:
     session_id: str
     guarantee_key: str
-    result: str  # redriven | already-confirmed | already-failed | in-review | in-progress | missing
+    result: Resent
 
 
 def now_ms() -> int:
@@ -37,100 +67,89 @@ def now_ms() -> int:
 def list_guarantees(
     repository: GuaranteeRepository,
     *,
-    status: str | None,
-    decision: str | None,
+    status: GuaranteeStatus | None,
+    decision: Verdict | None,
     since_ms: int | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[GuaranteeView]:
     items = repository.guarantees(status=status, since_ms=since_ms)
-    if decision:
-        items = [item for item in items if item.get("decision") == decision]
-    items.sort(key=lambda item: int(item.get("receivedAtMs", 0)), reverse=True)
-    return [_summary(item) for item in items[:limit]]
-
-
-def show_session(repository: GuaranteeRepository, session_id: str) -> dict[str, Any]:
-    records = repository.session_records(session_id)
-    guarantees = [r for r in records if str(r.get("sk", "")).startswith(GUARANTEE_SK_PREFIX)]
-    status = next((r for r in records if r.get("sk") == SESSION_SK), None)
-    if not guarantees and status is None:
-        raise OperationError(f"no record of session {session_id}")
-    return {
-        "sessionId": session_id,
-        "guarantees": [{**_summary(g), "history": _history(g)} for g in guarantees],
-        "finalStatus": _final_status(status),
-    }
+    if decision is not None:
+        items = [item for item in items if item.decision is not None and item.decision.verdict is decision]
+    items.sort(key=lambda item: item.received_at_ms, reverse=True)
+    return items[:limit]
 
 
 def decide(
     repository: GuaranteeRepository,
     session_id: str,
     *,
-    decision: str,
+    verdict: Verdict,
     reason: str,
-    operator: str,
     guarantee_key: str | None,
-) -> dict[str, Any]:
-    if decision not in REVIEW_DECISIONS:
+) -> GuaranteeRef:
+    if verdict is Verdict.REVIEW:
         raise OperationError(f"decision must be one of {REVIEW_DECISIONS}")
     in_review = [
         g
-        for g in repository.session_records(session_id)
-        if str(g.get("sk", "")).startswith(GUARANTEE_SK_PREFIX)
-        and g.get("status") == GuaranteeStatus.REVIEW
-        and (guarantee_key is None or g.get("guaranteeKey") == guarantee_key)
+        for g in repository.session_guarantees(session_id)
+        if g.status is GuaranteeStatus.REVIEW and guarantee_key in (None, g.ref.guarantee_key)
     ]
     if not in_review:
         raise OperationError(f"session {session_id} has no guarantee waiting for review")
     if len(in_review) > 1:
-        keys = ", ".join(str(g["guaranteeKey"]) for g in in_review)
+        keys = ", ".join(g.ref.guarantee_key for g in in_review)
         raise OperationError(
             f"session {session_id} has several guarantees in review ({keys}): use --guarantee"
         )
-    ref = GuaranteeRef(session_id, str(in_review[0]["guaranteeKey"]))
-    if not repository.record_review_decision(
-        ref, decision=decision, reviewer=operator, reason=reason, now_ms=now_ms()
-    ):
+    ref = in_review[0].ref
+    if not repository.record_review_decision(ref, verdict=verdict, reason=reason, now_ms=now_ms()):
         raise OperationError(f"session {session_id} left review meanwhile (decided by someone else?)")
-    return {
-        "sessionId": session_id,
-        "guaranteeKey": ref.guarantee_key,
-        "decision": decision,
-        "operator": operator,
-    }
+    return ref
 
 
 def replay(repository: GuaranteeRepository, session_id: str) -> list[RedriveResult]:
-    """Send a session's stored webhook through the decision path again. A guarantee never stored
-    (its webhook was quarantined, e.g. outside the replay window) is stored from the kept body."""
-    records = repository.session_records(session_id)
-    guarantees = [r for r in records if str(r.get("sk", "")).startswith(GUARANTEE_SK_PREFIX)]
-    if guarantees:
-        return [
-            _redrive_one(repository, GuaranteeRef(session_id, str(g["guaranteeKey"])), include_failed=True)
-            for g in guarantees
-        ]
-    for body in reversed(repository.quarantined_bodies(session_id)):
-        event = classify(body)
-        if isinstance(event, GuaranteeEvent) and event.session_id == session_id:
-            ref = GuaranteeRef(session_id, event.guarantee_key)
-            stored = repository.insert_guarantee(
-                ref,
-                raw_body=body.decode("utf-8"),
-                received_at_ms=now_ms(),
-                event_when=event.when.isoformat() if event.when else None,
-            )
-            return [
-                RedriveResult(session_id, ref.guarantee_key, "stored-from-quarantine" if stored else "exists")
-            ]
-    raise OperationError(f"no stored webhook for session {session_id}")
+    """Send a session's webhooks through the decision path again: every unfinished (or FAILED) stored
+    guarantee is redriven, and every guarantee kept in quarantine and never stored (outside the replay
+    window, say, or a second guarantee nothing told apart) is stored from its kept body."""
+    guarantees = repository.session_guarantees(session_id)
+    results = [
+        _redrive_one(repository, g.ref, reason=f"replay of session {session_id}", include_failed=True)
+        for g in guarantees
+    ]
+    stored_content = {g.content_sha256 for g in guarantees}
+    stored_keys = {g.ref.guarantee_key for g in guarantees}
+    for kept in repository.quarantined(session_id):
+        event = classify(kept.body)
+        if not isinstance(event, GuaranteeEvent) or event.session_id != session_id:
+            continue
+        if event.content_sha256 in stored_content:
+            continue  # that webhook is stored already: its guarantee was redriven above
+        key = event.guarantee_key
+        if key in stored_keys:  # a second guarantee with the same key: store it beside the first
+            key = f"{key}#{event.content_sha256[:12]}"
+        insertion = repository.insert_guarantee(
+            GuaranteeRef(session_id, key),
+            raw_body=kept.body.decode("utf-8"),
+            content_sha256=event.content_sha256,
+            received_at_ms=now_ms(),
+            event_when=event.when.isoformat() if event.when else None,
+            reason=f"replayed from quarantine ({kept.reason}, {kept.digest[:12]})",
+        )
+        if insertion.stored:
+            stored_content.add(event.content_sha256)
+            stored_keys.add(key)
+            results.append(RedriveResult(session_id, key, Resent.STORED_FROM_QUARANTINE))
+    if not results:
+        raise OperationError(f"no stored webhook for session {session_id}")
+    return results
 
 
 def redrive_dead_letters(
     resources: Any, repository: GuaranteeRepository, *, dry_run: bool, max_messages: int
 ) -> list[RedriveResult]:
     """Each OnFailure message names a stream batch; find its guarantees and send them back through
-    claim -> decide -> confirm. A message is deleted only once every guarantee in it is handled."""
+    claim -> decide -> confirm. A message is deleted only once every guarantee in it is finished,
+    sent back, or waiting for a person; otherwise it stays for the next redrive."""
     sqs = resources.client("sqs")
     queue_url = resources.output("DeadLetterQueueUrl")
     results: list[RedriveResult] = []
@@ -144,43 +163,57 @@ def redrive_dead_letters(
         for message in messages:
             handled += 1
             refs = _refs_of_dead_letter(resources, repository, message["Body"])
+            reason = _dead_letter_reason(message["Body"])
             outcome = [
-                RedriveResult(ref.session_id, ref.guarantee_key, "would-redrive")
+                RedriveResult(ref.session_id, ref.guarantee_key, Resent.WOULD_REDRIVE)
                 if dry_run
-                else _redrive_one(repository, ref, include_failed=False)
+                else _redrive_one(repository, ref, reason=reason, include_failed=False)
                 for ref in refs
             ]
             results.extend(outcome)
-            if dry_run:  # only looked: make it visible again for the real redrive
+            if not dry_run and all(r.result.settled for r in outcome):
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:  # looked only, or something is still in progress: visible again for the next redrive
                 sqs.change_message_visibility(
                     QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
-            elif all(r.result != "missing" for r in outcome):
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         if dry_run:
             break
     return results
 
 
-def _refs_of_dead_letter(resources: Any, repository: GuaranteeRepository, body: str) -> list[GuaranteeRef]:
-    import json  # noqa: PLC0415
+def quarantine_entries(repository: GuaranteeRepository) -> list[QuarantineView]:
+    return repository.quarantined()
 
+
+def _dead_letter_reason(body: str) -> str:
+    try:
+        message = json.loads(body)
+        condition = message.get("requestContext", {}).get("condition", "unknown")
+        info = message["DDBStreamBatchInfo"]
+        return (
+            f"dead-letter redrive: batch {info['startSequenceNumber']}..{info['endSequenceNumber']} "
+            f"({condition}, {message.get('requestContext', {}).get('approximateInvokeCount', '?')} invokes, "
+            f"at {message.get('timestamp', '?')})"
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "dead-letter redrive"
+
+
+def _refs_of_dead_letter(resources: Any, repository: GuaranteeRepository, body: str) -> list[GuaranteeRef]:
     try:
         batch = json.loads(body)["DDBStreamBatchInfo"]
     except (ValueError, KeyError, TypeError) as error:
-        raise OperationError(f"not a DynamoDB stream failure record: {body[:200]}") from error
+        raise OperationError(f"not a DynamoDB stream failure record: {body[:200]!r}") from error
     refs = _refs_from_stream(resources, batch)
     if refs is None:
         # The stream keeps records 24 h: past that, every unfinished guarantee is a candidate.
-        refs = [
-            GuaranteeRef(str(item["pk"]), str(item["guaranteeKey"]))
-            for status in (GuaranteeStatus.RECEIVED, GuaranteeStatus.DECIDING, GuaranteeStatus.REDRIVE)
-            for item in repository.guarantees(status=status)
-        ]
+        refs = [item.ref for status in _UNFINISHED for item in repository.guarantees(status=status)]
     return list(dict.fromkeys(refs))
 
 
-def _refs_from_stream(resources: Any, batch: dict[str, Any]) -> list[GuaranteeRef] | None:
+def _refs_from_stream(resources: Any, batch: Mapping[str, Any]) -> list[GuaranteeRef] | None:
+    """The guarantees of the batch's records, or None when the stream no longer has them."""
     from botocore.exceptions import ClientError  # noqa: PLC0415
 
     streams = resources.client("dynamodbstreams")
@@ -192,96 +225,44 @@ def _refs_from_stream(resources: Any, batch: dict[str, Any]) -> list[GuaranteeRe
             ShardIteratorType="AT_SEQUENCE_NUMBER",
             SequenceNumber=batch["startSequenceNumber"],
         )["ShardIterator"]
-        refs: list[GuaranteeRef] = []
-        while iterator:
-            response = streams.get_records(ShardIterator=iterator, Limit=1000)
-            for record in response["Records"]:
-                sequence = int(record["dynamodb"]["SequenceNumber"])
-                if sequence > end:
-                    return refs
-                keys = record["dynamodb"]["Keys"]
-                sort_key = keys["sk"]["S"]
-                if sequence >= start and sort_key.startswith(GUARANTEE_SK_PREFIX):
-                    refs.append(GuaranteeRef(keys["pk"]["S"], sort_key.removeprefix(GUARANTEE_SK_PREFIX)))
-            if not response["Records"]:
-                return refs
-            iterator = response.get("NextShardIterator")
+        return _read_batch(streams, iterator, start, end)
     except ClientError:
         return None
-    return refs
+
+
+def _read_batch(streams: Any, iterator: str | None, start: int, end: int) -> list[GuaranteeRef] | None:
+    refs: list[GuaranteeRef] = []
+    empty_pages = 0
+    while iterator:
+        response = streams.get_records(ShardIterator=iterator, Limit=1000)
+        records: Iterable[Mapping[str, Any]] = response.get("Records", [])
+        empty_pages = 0 if records else empty_pages + 1
+        for record in records:
+            sequence = int(record["dynamodb"]["SequenceNumber"])
+            if sequence > end:
+                return refs
+            ref = ref_of_keys(record["dynamodb"]["Keys"])
+            if sequence >= start and ref is not None:
+                refs.append(ref)
+        if empty_pages >= _EMPTY_STREAM_PAGES:
+            return None  # never reached the batch's end: fall back to every unfinished guarantee
+        iterator = response.get("NextShardIterator")
+    return refs  # a closed shard ended: every record of the batch has been read
 
 
 def _redrive_one(
-    repository: GuaranteeRepository, ref: GuaranteeRef, *, include_failed: bool
+    repository: GuaranteeRepository, ref: GuaranteeRef, *, reason: str, include_failed: bool
 ) -> RedriveResult:
-    if repository.mark_redrive(ref, now_ms=now_ms(), include_failed=include_failed):
-        return RedriveResult(ref.session_id, ref.guarantee_key, "redriven")
+    if repository.mark_redrive(ref, now_ms=now_ms(), reason=reason, include_failed=include_failed):
+        return RedriveResult(ref.session_id, ref.guarantee_key, Resent.REDRIVEN)
     current = repository.get_guarantee(ref)
     if current is None:
-        return RedriveResult(ref.session_id, ref.guarantee_key, "missing")
+        return RedriveResult(ref.session_id, ref.guarantee_key, Resent.MISSING)
     result = {
-        GuaranteeStatus.CONFIRMED: "already-confirmed",
-        GuaranteeStatus.FAILED: "already-failed",
-        GuaranteeStatus.REVIEW: "in-review",
-        GuaranteeStatus.REVIEWED: "in-progress",
-        GuaranteeStatus.DECIDING: "in-progress",
-    }.get(current.status, current.status.value.lower())
+        GuaranteeStatus.CONFIRMED: Resent.ALREADY_CONFIRMED,
+        GuaranteeStatus.FAILED: Resent.ALREADY_FAILED,
+        GuaranteeStatus.REVIEW: Resent.IN_REVIEW,
+    }.get(current.status, Resent.IN_PROGRESS)
+    if current.confirm is not None:
+        result = Resent.ALREADY_CONFIRMED
     return RedriveResult(ref.session_id, ref.guarantee_key, result)
-
-
-def _summary(item: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "sessionId": item.get("sessionId"),
-        "guaranteeKey": item.get("guaranteeKey"),
-        "status": item.get("status"),
-        "decision": item.get("decision"),
-        "rule": item.get("decisionRule"),
-        "receivedAt": _iso(item.get("receivedAtMs")),
-        "webhookToConfirmMs": _int(item.get("webhookToConfirmMs")),
-        "failureReason": item.get("failureReason"),
-    }
-
-
-def _history(item: dict[str, Any]) -> list[dict[str, Any]]:
-    events: list[tuple[Any, str, str]] = [(item.get("receivedAtMs"), "received", "webhook stored")]
-    if item.get("decidedAtMs") is not None and item.get("decision"):
-        events.append(
-            (item["decidedAtMs"], "decided", f"{item['decision']} by rule {item.get('decisionRule')}")
-        )
-    if item.get("reviewRequestedAtMs") is not None:
-        detail = f"sent to manual review by rule {item.get('reviewRequestedByRule')}"
-        events.append((item["reviewRequestedAtMs"], "review", detail))
-    if item.get("reviewedAtMs") is not None:
-        detail = f"{item.get('reviewDecision')} by {item.get('reviewer')}: {item.get('reviewReason')}"
-        events.append((item["reviewedAtMs"], "reviewed", detail))
-    if item.get("redriveRequestedAtMs") is not None:
-        events.append((item["redriveRequestedAtMs"], "redrive", "sent back through the decision path"))
-    if item.get("confirmedAtMs") is not None:
-        recovered = " (learnt from /details)" if item.get("recoveredFromDetails") else ""
-        detail = f"Flinks acknowledged {item.get('decision')}{recovered}"
-        events.append((item["confirmedAtMs"], "confirmed", detail))
-    if item.get("status") == GuaranteeStatus.FAILED:
-        events.append((item.get("updatedAtMs"), "failed", str(item.get("failureReason"))))
-    events.sort(key=lambda event: int(event[0] or 0))
-    return [{"at": _iso(at), "event": name, "detail": detail} for at, name, detail in events]
-
-
-def _final_status(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    if record is None or not record.get("finalStatus"):
-        return None
-    return {
-        "status": record["finalStatus"],
-        "details": record.get("finalStatusDetails"),
-        "source": record.get("finalStatusSource"),
-        "at": _iso(record.get("finalStatusAtMs")),
-    }
-
-
-def _iso(epoch_ms: Any) -> str | None:
-    if epoch_ms is None:
-        return None
-    return datetime.fromtimestamp(int(epoch_ms) / 1000, tz=UTC).isoformat(timespec="milliseconds")
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)

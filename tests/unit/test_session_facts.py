@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 from geft.policy import DEFAULT_POLICY_JSON, DecisionPolicy
-from geft.session_facts import already_decided, facts_from_session
+from geft.session_facts import (
+    GuaranteeIdentity,
+    RecordedDecision,
+    decision_at_flinks,
+    facts_from_session,
+)
 
 
 def _loads(text: str) -> dict[str, Any]:
@@ -61,7 +66,7 @@ def test_current_shape() -> None:
         "availableBalance": Decimal("2500.5"),
         "shortfall": Decimal("0.00"),
     }
-    assert DecisionPolicy.from_json(DEFAULT_POLICY_JSON).decide(facts).outcome == "accept"
+    assert DecisionPolicy.from_json(DEFAULT_POLICY_JSON).decide(facts).verdict == "accept"
 
 
 def test_legacy_shape() -> None:
@@ -281,23 +286,65 @@ def test_booleans_are_not_money(flag: bool) -> None:
     assert facts == {}
 
 
+ONLY = GuaranteeIdentity(guarantee_id=None, amount=Decimal("250"))
+
+
 @pytest.mark.parametrize(
     ("details", "decided"),
     [
-        ({"guaranteeDetails": {"guaranteeAccepted": True}}, True),
-        ({"guaranteeDetails": {"guaranteeAccepted": False}}, False),
+        ({"amount": 250, "guaranteeDetails": {"guaranteeAccepted": True}}, True),
+        ({"amount": 250, "guaranteeDetails": {"guaranteeAccepted": False}}, False),
         ({"guaranteeDetails": {"guaranteeAccepted": None}}, None),
         ({"guaranteeDetails": {"guaranteeAccepted": "true"}}, None),
+        ({"guaranteeDetails": {"guaranteeAccepted": "false"}}, None),
         ({"guaranteeDetails": {"guaranteeAccepted": 1}}, None),
+        ({"guaranteeDetails": {"guaranteeAccepted": 0}}, None),
         ({"guaranteeDetails": {}}, None),
         ({"guaranteeDetails": None}, None),
         (LEGACY, None),
         (None, None),
     ],
 )
-def test_already_decided(details: dict[str, Any] | None, decided: bool | None) -> None:
-    # GIVEN / WHEN
-    result = already_decided(details)
+def test_only_a_json_boolean_is_a_recorded_decision(details: dict[str, Any] | None, decided: bool | None) -> None:
+    # GIVEN / WHEN the session's only guarantee is looked up in /details
+    result = decision_at_flinks(details, ONLY)
 
-    # THEN only a real boolean counts as an earlier decision
-    assert result is decided
+    # THEN only a real boolean counts as a decision Flinks recorded
+    if decided is None:
+        assert result.recorded is RecordedDecision.NONE
+    else:
+        assert (result.recorded, result.accepted) == (RecordedDecision.OURS, decided)
+
+
+def test_an_amount_that_does_not_match_is_not_this_guarantees_decision() -> None:
+    details = {"amount": 200, "guaranteeDetails": {"guaranteeAccepted": True, "highestDebitAmountToGuarantee": 200}}
+
+    result = decision_at_flinks(details, ONLY)
+
+    assert result.recorded is RecordedDecision.UNATTRIBUTABLE
+    assert "200" in result.evidence and "250" in result.evidence
+
+
+def test_another_answered_guarantee_of_the_session_makes_the_decision_unattributable() -> None:
+    details = {"amount": 250, "guaranteeDetails": {"guaranteeAccepted": True}}
+    first_offer = GuaranteeIdentity(guarantee_id=None, amount=Decimal("300"))
+
+    result = decision_at_flinks(details, ONLY, [first_offer])
+
+    assert result.recorded is RecordedDecision.UNATTRIBUTABLE
+
+
+@pytest.mark.parametrize(("shown", "recorded"), [("g-2", RecordedDecision.OURS), ("g-1", RecordedDecision.UNATTRIBUTABLE)])
+def test_guarantee_ids_decide_attribution_when_both_sides_have_one(shown: str, recorded: RecordedDecision) -> None:
+    details = {"amount": 999, "guaranteeDetails": {"guaranteeAccepted": False, "guaranteeId": shown}}
+    second = GuaranteeIdentity(guarantee_id="g-2", amount=Decimal("200"))
+
+    result = decision_at_flinks(details, second, [GuaranteeIdentity("g-1", Decimal("250"))])
+
+    assert result.recorded is recorded
+
+
+def test_identity_of_a_webhook_reads_the_key_and_the_amount() -> None:
+    assert GuaranteeIdentity.of_webhook("id:g-7", {"amount": 12.5}) == GuaranteeIdentity("g-7", Decimal("12.5"))
+    assert GuaranteeIdentity.of_webhook("amount:250.00", {"data": {"amount": 250}}) == ONLY
+    assert GuaranteeIdentity.of_webhook("single", {}) == GuaranteeIdentity(None, None)

@@ -27,6 +27,12 @@ class ProcessorConfig:
     finish_reserve_seconds: float
     review_timeout_seconds: int
     reconcile_delay_seconds: int
+    # How long a confirm whose outcome is unknown may still be applied at Flinks before /details is
+    # trusted to show it; at least the read timeout, by default twice it.
+    confirm_settle_seconds: float
+    stuck_after_seconds: int
+    shadow_policy_json: str | None
+    function_name: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorConfig:
@@ -34,6 +40,13 @@ class ProcessorConfig:
         base_url = env.text("FLINKS_BASE_URL").rstrip("/")
         if base_url and not base_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
             env.problems.append("FLINKS_BASE_URL must be https:// (plain http only for a local sandbox)")
+        read_timeout = env.number("HTTP_READ_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+        settle = env.number("CONFIRM_SETTLE_SECONDS", 2 * read_timeout, minimum=0.1)
+        if settle < read_timeout:
+            env.problems.append(
+                f"CONFIRM_SETTLE_SECONDS ({settle}) must be at least HTTP_READ_TIMEOUT_SECONDS "
+                f"({read_timeout}): a confirm can still be applied that long after it was sent"
+            )
         config = cls(
             table_name=env.text("TABLE_NAME"),
             retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
@@ -44,10 +57,14 @@ class ProcessorConfig:
             secret_max_age_seconds=env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600),
             pool_size=env.integer("PROCESSOR_POOL_SIZE", 16, minimum=1, maximum=64),
             connect_timeout_seconds=env.number("HTTP_CONNECT_TIMEOUT_SECONDS", 3.05, minimum=0.1),
-            read_timeout_seconds=env.number("HTTP_READ_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            read_timeout_seconds=read_timeout,
             finish_reserve_seconds=env.number("FINISH_RESERVE_SECONDS", 3.0, minimum=0.5),
             review_timeout_seconds=env.integer("REVIEW_TIMEOUT_SECONDS", 300, minimum=1),
             reconcile_delay_seconds=env.integer("RECONCILE_DELAY_SECONDS", 900, minimum=0),
+            confirm_settle_seconds=settle,
+            stuck_after_seconds=env.integer("STUCK_GUARANTEE_AGE_SECONDS", 900, minimum=60),
+            shadow_policy_json=env.optional_text("SHADOW_DECISION_POLICY"),
+            function_name=env.text("AWS_LAMBDA_FUNCTION_NAME", "decision-processor"),
         )
         env.raise_if_invalid("processor")
         return config

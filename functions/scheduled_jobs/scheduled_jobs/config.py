@@ -17,6 +17,8 @@ class ReviewTimeoutConfig:
     retention_days: int
     fallback_decision: str
     review_timeout_seconds: int
+    stuck_after_seconds: int
+    function_name: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReviewTimeoutConfig:
@@ -26,6 +28,8 @@ class ReviewTimeoutConfig:
             retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
             fallback_decision=env.choice("REVIEW_FALLBACK_DECISION", "reject", REVIEW_FALLBACK_DECISIONS),
             review_timeout_seconds=env.integer("REVIEW_TIMEOUT_SECONDS", 300, minimum=1),
+            stuck_after_seconds=env.integer("STUCK_GUARANTEE_AGE_SECONDS", 900, minimum=60),
+            function_name=env.text("AWS_LAMBDA_FUNCTION_NAME", "review-timeout"),
         )
         env.raise_if_invalid("review timeout")
         return config
@@ -43,6 +47,7 @@ class ReconcilerConfig:
     max_attempts: int
     batch_limit: int
     workers: int
+    function_name: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReconcilerConfig:
@@ -60,6 +65,29 @@ class ReconcilerConfig:
             max_attempts=env.integer("RECONCILE_MAX_ATTEMPTS", 96, minimum=1),
             batch_limit=env.integer("RECONCILE_BATCH_LIMIT", 100, minimum=1, maximum=1000),
             workers=env.integer("RECONCILE_WORKERS", 8, minimum=1, maximum=32),
+            function_name=env.text("AWS_LAMBDA_FUNCTION_NAME", "reconciler"),
         )
         env.raise_if_invalid("reconciler")
+        return config
+
+
+@dataclass(frozen=True)
+class SweeperConfig:
+    table_name: str
+    retention_days: int
+    stuck_after_seconds: int
+    batch_limit: int
+    function_name: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SweeperConfig:
+        env = EnvReader(os.environ if environ is None else environ)
+        config = cls(
+            table_name=env.text("TABLE_NAME"),
+            retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
+            stuck_after_seconds=env.integer("STUCK_GUARANTEE_AGE_SECONDS", 900, minimum=60),
+            batch_limit=env.integer("SWEEP_BATCH_LIMIT", 500, minimum=1, maximum=5000),
+            function_name=env.text("AWS_LAMBDA_FUNCTION_NAME", "sweeper"),
+        )
+        env.raise_if_invalid("sweeper")
         return config

@@ -3,19 +3,25 @@
 Flinks sends SessionSetupStatusChanged once, without retries, and never for Expired, so each
 answered guarantee is queued for reconciliation; if no final status was recorded by then, this job
 reads GET /api/v2/sessions/{id}/status and records Completed, Failed, Canceled or Expired.
+
+A session whose status cannot be read (Flinks down, 400/403/410, our secret) is put off with
+exponential backoff and counts toward ReconcileMaxAttempts like a status that is not final yet: no
+failing session can hold the head of the queue.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from geft.errors import FlinksError, FlinksSessionNotFoundError, PersistenceError, SecretError
 from geft.flinks_client import FlinksClient, client_for_secret
-from geft.models import FollowUpQueue, GuaranteeRef
+from geft.models import Actor, FollowUpQueue, GuaranteeRef
 from geft.observability import MetricUnit, logger, metrics
 from geft.repository import GuaranteeRepository
 from geft.secrets import JsonSecret
@@ -24,31 +30,39 @@ from geft.webhook_events import FINAL_SESSION_STATUSES
 from scheduled_jobs.config import ReconcilerConfig
 
 _CALL_BUDGET_SECONDS = 20.0
+_MAX_BACKOFF_FACTOR = 16
+
+
+class Reconciliation(StrEnum):
+    """What one attempt at a session's final status found."""
+
+    RECONCILED = "reconciled"  # the final status learnt from Flinks and recorded
+    ALREADY_KNOWN = "already_known"  # the status webhook had arrived
+    PENDING = "pending"  # not final yet: looked at again later
+    ERROR = "error"  # could not be read: looked at again later, with backoff
+    GAVE_UP = "gave_up"  # ReconcileMaxAttempts reached
+    NOT_FOUND = "not_found"
+    DEFERRED = "deferred"  # the run's time was up before it was tried
 
 
 @dataclass
 class ReconcileSummary:
-    reconciled: int = 0  # final status learnt from Flinks and recorded
-    already_known: int = 0  # the status webhook had arrived
-    pending: int = 0  # not final yet: looked at again later
-    gave_up: int = 0
-    not_found: int = 0
+    counts: dict[Reconciliation, int] = field(default_factory=lambda: dict.fromkeys(Reconciliation, 0))
     errors: list[str] = field(default_factory=list)
 
-    def count(self, outcome: str, ref: GuaranteeRef) -> None:
-        if outcome.startswith("error: "):
-            self.errors.append(f"{ref.session_id}: {outcome.removeprefix('error: ')}")
-        elif outcome != "deferred":
-            setattr(self, outcome, getattr(self, outcome) + 1)
+    def count(self, result: Reconciliation, ref: GuaranteeRef, error: str | None) -> None:
+        self.counts[result] += 1
+        if error is not None:
+            self.errors.append(f"{ref.session_id}: {error}")
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, int]:
         return {
-            "reconciled": self.reconciled,
-            "alreadyKnown": self.already_known,
-            "pending": self.pending,
-            "gaveUp": self.gave_up,
-            "notFound": self.not_found,
-            "errors": len(self.errors),
+            "reconciled": self.counts[Reconciliation.RECONCILED],
+            "alreadyKnown": self.counts[Reconciliation.ALREADY_KNOWN],
+            "pending": self.counts[Reconciliation.PENDING],
+            "gaveUp": self.counts[Reconciliation.GAVE_UP],
+            "notFound": self.counts[Reconciliation.NOT_FOUND],
+            "errors": self.counts[Reconciliation.ERROR],
         }
 
 
@@ -63,7 +77,10 @@ def _dependencies() -> tuple[ReconcilerConfig, GuaranteeRepository, FlinksClient
         read_timeout=10.0,
         pool_maxsize=config.workers,
     )
-    return config, GuaranteeRepository(config.table_name, retention_days=config.retention_days), flinks
+    repository = GuaranteeRepository(
+        config.table_name, retention_days=config.retention_days, actor=Actor.function(config.function_name)
+    )
+    return config, repository, flinks
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -72,8 +89,13 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config, repository, flinks = _dependencies()
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 2.0
     summary = reconcile(repository, flinks, config, deadline=deadline, clock=time.time)
-    for name, value in (("Reconciled", summary.reconciled), ("ReconcileGaveUp", summary.gave_up)):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)  # 0 is a datum too
+    counted = {
+        "Reconciled": Reconciliation.RECONCILED,
+        "ReconcileGaveUp": Reconciliation.GAVE_UP,
+        "ReconcileErrors": Reconciliation.ERROR,
+    }
+    for name, result in counted.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=summary.counts[result])  # 0 is a datum too
     return summary.as_dict()
 
 
@@ -83,7 +105,7 @@ def reconcile(
     config: ReconcilerConfig,
     *,
     deadline: float,
-    clock: Any = time.time,
+    clock: Callable[[], float] = time.time,
 ) -> ReconcileSummary:
     """Work through every due session until the queue is empty or the run's time is up, a few
     sessions at a time (each is mostly a wait on Flinks' /status)."""
@@ -102,15 +124,11 @@ def reconcile(
             if not due:
                 break
             seen.update(due)
-            for ref, outcome in zip(
-                due,
-                pool.map(
-                    lambda ref: _attempt(repository, flinks, config, ref, now_ms=now_ms, deadline=deadline),
-                    due,
-                ),
-                strict=True,
-            ):
-                summary.count(outcome, ref)
+            attempts = pool.map(
+                lambda ref: _attempt(repository, flinks, config, ref, now_ms=now_ms, deadline=deadline), due
+            )
+            for ref, (result, error) in zip(due, attempts, strict=True):
+                summary.count(result, ref, error)
     return summary
 
 
@@ -122,17 +140,18 @@ def _attempt(
     *,
     now_ms: int,
     deadline: float,
-) -> str:
+) -> tuple[Reconciliation, str | None]:
     if time.monotonic() >= deadline:
-        return "deferred"
+        return Reconciliation.DEFERRED, None
     try:
-        return _reconcile_one(repository, flinks, config, ref, now_ms=now_ms, deadline=deadline)
-    except (FlinksError, SecretError, PersistenceError) as error:
-        # Left in the queue: the next run tries again.
-        logger.warning(
-            "reconciliation failed; retried next run", session_id=ref.session_id, reason=str(error)
-        )
-        return f"error: {error}"
+        return _reconcile_one(repository, flinks, config, ref, now_ms=now_ms, deadline=deadline), None
+    except (FlinksError, SecretError) as error:
+        logger.warning("reconciliation failed; put off", session_id=ref.session_id, reason=str(error))
+        return _put_off(repository, config, ref, now_ms, f"status unreadable: {error}", error=True), str(error)
+    except PersistenceError as error:
+        # The table itself failed: nothing can be written now; the next run finds it still due.
+        logger.warning("reconciliation not recorded", session_id=ref.session_id, reason=str(error))
+        return Reconciliation.ERROR, str(error)
 
 
 def _reconcile_one(
@@ -143,19 +162,23 @@ def _reconcile_one(
     *,
     now_ms: int,
     deadline: float,
-) -> str:
+) -> Reconciliation:
     if repository.session_status(ref.session_id) is not None:
-        repository.clear_follow_up(ref, queue=FollowUpQueue.RECONCILE)
-        return "already_known"
+        repository.clear_follow_up(
+            ref, queue=FollowUpQueue.RECONCILE, now_ms=now_ms, reason="final status already recorded"
+        )
+        return Reconciliation.ALREADY_KNOWN
     calls = flinks.for_session(
         ref.session_id, deadline=min(deadline, time.monotonic() + _CALL_BUDGET_SECONDS)
     )
     try:
         answer = calls.status()
     except FlinksSessionNotFoundError:
-        repository.clear_follow_up(ref, queue=FollowUpQueue.RECONCILE)
+        repository.clear_follow_up(
+            ref, queue=FollowUpQueue.RECONCILE, now_ms=now_ms, reason="Flinks does not know the session"
+        )
         logger.warning("session unknown to Flinks; not reconciled", session_id=ref.session_id)
-        return "not_found"
+        return Reconciliation.NOT_FOUND
     status, details = answer.get("status"), answer.get("statusDetails")
     if status in FINAL_SESSION_STATUSES:
         repository.record_session_status(
@@ -166,16 +189,38 @@ def _reconcile_one(
             received_at_ms=now_ms,
             source="reconciliation",
         )
-        repository.clear_follow_up(ref, queue=FollowUpQueue.RECONCILE)
+        repository.clear_follow_up(
+            ref, queue=FollowUpQueue.RECONCILE, now_ms=now_ms, reason=f"final status {status} recorded"
+        )
         logger.info("session status reconciled", session_id=ref.session_id, final_status=status)
-        return "reconciled"
+        return Reconciliation.RECONCILED
+    return _put_off(repository, config, ref, now_ms, f"status {status} is not final", error=False)
+
+
+def _put_off(
+    repository: GuaranteeRepository,
+    config: ReconcilerConfig,
+    ref: GuaranteeRef,
+    now_ms: int,
+    reason: str,
+    *,
+    error: bool,
+) -> Reconciliation:
+    """Look again later (errors back off exponentially); give up after ReconcileMaxAttempts."""
+    current = repository.get_guarantee(ref)
+    done = current.follow_up_attempts if current is not None else 0
+    factor = min(2**done, _MAX_BACKOFF_FACTOR) if error else 1
     attempts = repository.reschedule_follow_up(
-        ref, queue=FollowUpQueue.RECONCILE, due_ms=now_ms + config.retry_seconds * 1000
+        ref,
+        queue=FollowUpQueue.RECONCILE,
+        due_ms=now_ms + config.retry_seconds * 1000 * factor,
+        now_ms=now_ms,
+        reason=reason,
     )
     if attempts is not None and attempts >= config.max_attempts:
-        repository.clear_follow_up(ref, queue=FollowUpQueue.RECONCILE)
-        logger.warning(
-            "session still not final; reconciliation gave up", session_id=ref.session_id, status=status
+        repository.clear_follow_up(
+            ref, queue=FollowUpQueue.RECONCILE, now_ms=now_ms, reason=f"gave up after {attempts} attempts"
         )
-        return "gave_up"
-    return "pending"
+        logger.warning("reconciliation gave up", session_id=ref.session_id, reason=reason)
+        return Reconciliation.GAVE_UP
+    return Reconciliation.ERROR if error else Reconciliation.PENDING

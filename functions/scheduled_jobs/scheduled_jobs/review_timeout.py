@@ -1,7 +1,8 @@
 """Scheduled job: a review nobody answered in time falls back to the configured decision.
 
 It writes the same REVIEW -> REVIEWED transition an operator's decision writes, so the stream path
-confirms it exactly like a human decision: no guarantee waits until Flinks expires the session.
+confirms it exactly like a human decision: no guarantee waits until Flinks expires the session. Only
+reviews the policy asked for: a guarantee held because its recovery was uncertain waits for a person.
 """
 
 from __future__ import annotations
@@ -10,19 +11,23 @@ import functools
 import time
 from typing import Any
 
-from geft.models import FollowUpQueue
+from geft.models import Actor, FollowUpQueue, Verdict
 from geft.observability import MetricUnit, logger, metrics
 from geft.repository import GuaranteeRepository
 
 from scheduled_jobs.config import ReviewTimeoutConfig
 
-REVIEWER = "system:review-timeout"
-
 
 @functools.cache
 def _dependencies() -> tuple[ReviewTimeoutConfig, GuaranteeRepository]:
     config = ReviewTimeoutConfig.from_env()
-    return config, GuaranteeRepository(config.table_name, retention_days=config.retention_days)
+    repository = GuaranteeRepository(
+        config.table_name,
+        retention_days=config.retention_days,
+        actor=Actor.function(config.function_name),
+        stuck_after_seconds=config.stuck_after_seconds,
+    )
+    return config, repository
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -36,16 +41,15 @@ def apply_fallbacks(
     repository: GuaranteeRepository, config: ReviewTimeoutConfig, *, now_ms: int
 ) -> dict[str, int]:
     decided = 0
+    verdict = Verdict(config.fallback_decision)
     for ref in repository.due_follow_ups(FollowUpQueue.REVIEW, now_ms=now_ms):
         reason = f"no review within {config.review_timeout_seconds} s; fallback decision"
         if repository.record_review_decision(
-            ref, decision=config.fallback_decision, reviewer=REVIEWER, reason=reason, now_ms=now_ms
+            ref, verdict=verdict, reason=reason, now_ms=now_ms, only_from=FollowUpQueue.REVIEW
         ):
             decided += 1
             logger.warning(
-                "review timed out; fallback decision applied",
-                session_id=ref.session_id,
-                decision=config.fallback_decision,
+                "review timed out; fallback decision applied", session_id=ref.session_id, decision=verdict.value
             )
     metrics.add_metric(name="ReviewTimedOut", unit=MetricUnit.Count, value=decided)  # 0 is a datum too
     return {"fallbackDecisions": decided}

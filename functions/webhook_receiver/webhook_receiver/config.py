@@ -21,6 +21,8 @@ class ReceiverConfig:
     max_body_bytes: int
     retention_days: int
     webhook_path: str
+    stuck_after_seconds: int
+    function_name: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReceiverConfig:
@@ -36,6 +38,8 @@ class ReceiverConfig:
             ),
             retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
             webhook_path=env.text("WEBHOOK_PATH", "/webhooks/flinks"),
+            stuck_after_seconds=env.integer("STUCK_GUARANTEE_AGE_SECONDS", 900, minimum=60),
+            function_name=env.text("AWS_LAMBDA_FUNCTION_NAME", "webhook-receiver"),
         )
         env.raise_if_invalid("receiver")
         return config

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from geft.errors import GeftError, PersistenceError, SecretError
+from geft.models import Actor
 from geft.observability import MetricUnit, logger, metrics
 from geft.repository import DYNAMODB_CLIENT_CONFIG, GuaranteeRepository
 from geft.secrets import JsonSecret
@@ -57,6 +58,8 @@ def _receiver() -> WebhookReceiver:
         repository=GuaranteeRepository(
             config.table_name,
             retention_days=config.retention_days,
+            actor=Actor.function(config.function_name),
+            stuck_after_seconds=config.stuck_after_seconds,
             client=clients.lazy("dynamodb", DYNAMODB_CLIENT_CONFIG),
         ),
         replay_window=ReplayWindow(config.replay_window_seconds, config.max_clock_skew_seconds),
@@ -108,7 +111,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         acknowledgement = receiver.receive(to_request(event, receiver))
     except GeftError as error:
         return _error_response(error)
-    return _response(200, {"outcome": acknowledgement.outcome.value})
+    return _response(200, {"outcome": acknowledgement.receipt.value})
 
 
 def to_request(event: dict[str, Any], receiver: WebhookReceiver) -> WebhookRequest:

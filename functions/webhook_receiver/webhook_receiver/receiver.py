@@ -54,7 +54,9 @@ class InvalidSignatureError(RequestRejectedError):
     code = "invalid_signature"
 
 
-class Outcome(StrEnum):
+class Receipt(StrEnum):
+    """What the receiver did with a signed webhook (the ``outcome`` field of its 200 answer)."""
+
     STORED = "stored"  # a new guarantee, RECEIVED and on its way to a decision
     DUPLICATE = "duplicate"  # a redelivery: nothing changed
     STATUS_RECORDED = "status-recorded"
@@ -71,7 +73,7 @@ class WebhookRequest:
 
 @dataclass(frozen=True)
 class Acknowledgement:
-    outcome: Outcome
+    receipt: Receipt
     session_id: str | None = None
 
 
@@ -139,16 +141,21 @@ class WebhookReceiver:
         raise InvalidSignatureError("missing or invalid X-Webhook-Signature")
 
     def _store_guarantee(self, event: GuaranteeEvent, body: bytes, received_at_ms: int) -> Acknowledgement:
-        stored = self._repository.insert_guarantee(
+        insertion = self._repository.insert_guarantee(
             GuaranteeRef(event.session_id, event.guarantee_key),
             raw_body=body.decode("utf-8"),
+            content_sha256=event.content_sha256,
             received_at_ms=received_at_ms,
             event_when=event.when.isoformat() if event.when else None,
         )
-        outcome = Outcome.STORED if stored else Outcome.DUPLICATE
-        metrics.add_metric(name="Received" if stored else "Duplicate", unit=MetricUnit.Count, value=1)
-        logger.info("guarantee webhook accepted", outcome=outcome.value, guarantee_key=event.guarantee_key)
-        return Acknowledgement(outcome, event.session_id)
+        if not insertion.stored and insertion.existing_content_sha256 not in (None, event.content_sha256):
+            # Not a redelivery (its content differs) yet nothing tells it apart: a person looks.
+            conflict = UnrecognizedEvent(QuarantineReason.SAME_KEY_OTHER_CONTENT, event.session_id)
+            return self._quarantine(conflict, body, received_at_ms)
+        receipt = Receipt.STORED if insertion.stored else Receipt.DUPLICATE
+        metrics.add_metric(name="Received" if insertion.stored else "Duplicate", unit=MetricUnit.Count, value=1)
+        logger.info("guarantee webhook accepted", outcome=receipt.value, guarantee_key=event.guarantee_key)
+        return Acknowledgement(receipt, event.session_id)
 
     def _record_status(self, event: SessionStatusEvent, body: bytes, received_at_ms: int) -> Acknowledgement:
         recorded = self._repository.record_session_status(
@@ -159,12 +166,12 @@ class WebhookReceiver:
             received_at_ms=received_at_ms,
             source="webhook",
         )
-        outcome = Outcome.STATUS_RECORDED if recorded else Outcome.DUPLICATE
+        receipt = Receipt.STATUS_RECORDED if recorded else Receipt.DUPLICATE
         metrics.add_metric(
             name="SessionStatusRecorded" if recorded else "Duplicate", unit=MetricUnit.Count, value=1
         )
-        logger.info("session status webhook accepted", outcome=outcome.value, final_status=event.status)
-        return Acknowledgement(outcome, event.session_id)
+        logger.info("session status webhook accepted", outcome=receipt.value, final_status=event.status)
+        return Acknowledgement(receipt, event.session_id)
 
     def _quarantine(self, event: UnrecognizedEvent, body: bytes, received_at_ms: int) -> Acknowledgement:
         self._repository.quarantine(
@@ -172,4 +179,4 @@ class WebhookReceiver:
         )
         metrics.add_metric(name="Quarantined", unit=MetricUnit.Count, value=1)
         logger.warning("signed webhook quarantined", reason=event.reason.value, body_bytes=len(body))
-        return Acknowledgement(Outcome.QUARANTINED, event.session_id)
+        return Acknowledgement(Receipt.QUARANTINED, event.session_id)

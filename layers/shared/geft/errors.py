@@ -39,12 +39,20 @@ class FlinksTransientError(FlinksError):
     """Worth retrying later: connection errors, timeouts, 429, 5xx, retries exhausted in the call."""
 
 
+class FlinksConfirmOutcomeUnknownError(FlinksTransientError):
+    """A confirm may have reached Flinks (timeout, dropped connection, 500/502/504): never re-sent blindly."""
+
+
 class FlinksProtocolError(FlinksTransientError):
     """Flinks answered 2xx with a body we cannot read (not JSON, wrong shape)."""
 
 
 class FlinksPermanentError(FlinksError):
     """Retrying cannot help: 400, 404, other 4xx (after one re-authorization on 401)."""
+
+
+class FlinksConflictError(FlinksPermanentError):
+    """Flinks answered 409 to a confirm: what /details records decides what it means."""
 
 
 class FlinksSessionNotFoundError(FlinksPermanentError):

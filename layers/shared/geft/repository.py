@@ -1,35 +1,58 @@
-"""DynamoDB adapter for the guarantees table: the only module that knows item shapes.
+"""DynamoDB adapter for the guarantees table: every state change is one conditional write.
 
-Every state change is a single conditional write, so no read-then-write race can confirm twice.
-Keys: ``pk`` is the session id (or ``QUARANTINE``), ``sk`` says which record of the session it is:
-``GUARANTEE#<key>`` for a guarantee, ``SESSION`` for its final status, a body hash for quarantine.
+No read-then-write race can confirm twice: each transition states, in its condition, the states it may
+start from. Every write also records what it did, who did it, when and from which status (the
+``change*`` attributes); the audit trail keeps one history record per write. Item shapes are items.py's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import re
 import threading
-import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 from geft.errors import PersistenceError
+from geft.items import (
+    OPS_QUEUE_INDEX,
+    QUARANTINE_PK,
+    AttributeValue,
+    Attr,
+    GuaranteeView,
+    Item,
+    QuarantineView,
+    SessionView,
+    attribute,
+    guarantee_key,
+    guarantee_view,
+    n,
+    quarantine_key,
+    quarantine_view,
+    queue_key,
+    queue_shards,
+    ref_of_keys,
+    s,
+    session_key,
+    session_view,
+)
 from geft.models import (
+    CLAIMABLE_STATUSES,
+    TERMINAL_STATUSES,
+    Actor,
+    ChangeKind,
+    Decision,
     FollowUpQueue,
     GuaranteeOutcome,
     GuaranteeRef,
     GuaranteeStatus,
     RecordType,
-    StoredGuarantee,
+    Verdict,
 )
+from geft.ports import Claim, ClaimResult, Release
 
-GUARANTEE_SK_PREFIX = "GUARANTEE#"
-SESSION_SK = "SESSION"
-QUARANTINE_PK = "QUARANTINE"
-OPS_QUEUE_INDEX = "OpsQueueIndex"
 # botocore Config for the table's client: fail fast (the receiver answers Flinks in milliseconds) and
 # let the SDK retry twice. Whoever injects a client builds it with these too.
 DYNAMODB_CLIENT_CONFIG: dict[str, Any] = {
@@ -37,58 +60,77 @@ DYNAMODB_CLIENT_CONFIG: dict[str, Any] = {
     "read_timeout": 2,
     "retries": {"mode": "standard", "max_attempts": 3},
 }
-# Every answered guarantee joins the RECONCILE queue: one index partition key would cap the table's
-# writes near 1,000/s (a throttled GSI throttles the table), so each queue is spread over shards.
-OPS_QUEUE_SHARDS = 16
+DEFAULT_STUCK_AFTER_SECONDS = 900
+# An operator action, or the sweep, takes over a DECIDING item only once its lease has been over for this
+# long: a laptop's clock may be minutes off, and the functions honour the lease by their own clocks.
+OPERATOR_LEASE_MARGIN_MS = 10 * 60 * 1000
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _MS_PER_DAY = 86_400_000
-
-
-class ClaimResult(Enum):
-    CLAIMED = "claimed"
-    ALREADY_DONE = "already-done"  # CONFIRMED or FAILED: nothing left to do
-    AWAITING_REVIEW = "awaiting-review"  # an operator (or the review timeout) must decide first
-    HELD = "held"  # another invocation holds a live lease
-    MISSING = "missing"
+_REASON_MAX_CHARS = 500
 
 
 @dataclass(frozen=True)
-class Claim:
-    result: ClaimResult
-    guarantee: StoredGuarantee | None = None
-    # True when an earlier attempt may already have sent the confirm: read /details before sending.
-    confirm_may_have_been_sent: bool = False
-    lease_expires_at_ms: int = 0
+class Insertion:
+    stored: bool
+    existing_content_sha256: str | None = None  # when not stored: the stored guarantee's fingerprint
 
 
 class GuaranteeRepository:
-    def __init__(self, table_name: str, *, retention_days: int, client: Any | None = None) -> None:
+    """Implements ``geft.ports.GuaranteeStore`` (the processor's port) and the other writers' operations."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        retention_days: int,
+        actor: Actor,
+        stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS,
+        client: Any | None = None,
+    ) -> None:
         self._table_name = table_name
         self._retention_ms = retention_days * _MS_PER_DAY
+        self._actor = actor
+        self._stuck_after_ms = stuck_after_seconds * 1000
         self._client = client
         self._client_lock = threading.Lock()
 
     # -- receiver ---------------------------------------------------------------------------------
 
     def insert_guarantee(
-        self, ref: GuaranteeRef, *, raw_body: str, received_at_ms: int, event_when: str | None
-    ) -> bool:
-        """Store a new guarantee as RECEIVED. False when it was already stored (a redelivery)."""
-        item = {
-            "pk": _s(ref.session_id),
-            "sk": _s(GUARANTEE_SK_PREFIX + ref.guarantee_key),
-            "recordType": _s(RecordType.GUARANTEE),
-            "sessionId": _s(ref.session_id),
-            "guaranteeKey": _s(ref.guarantee_key),
-            "status": _s(GuaranteeStatus.RECEIVED),
-            "rawBody": _s(raw_body),
-            "receivedAtMs": _n(received_at_ms),
-            "updatedAtMs": _n(received_at_ms),
-            "expiresAt": _n(self._expiry_epoch_seconds(received_at_ms)),
+        self,
+        ref: GuaranteeRef,
+        *,
+        raw_body: str,
+        content_sha256: str,
+        received_at_ms: int,
+        event_when: str | None,
+        change: ChangeKind = ChangeKind.RECEIVED,
+        reason: str | None = None,
+    ) -> Insertion:
+        """Store a new guarantee as RECEIVED (queued for the sweep until it is answered)."""
+        item: Item = {
+            **guarantee_key(ref),
+            Attr.RECORD_TYPE: s(RecordType.GUARANTEE),
+            Attr.SESSION_ID: s(ref.session_id),
+            Attr.GUARANTEE_KEY: s(ref.guarantee_key),
+            Attr.STATUS: s(GuaranteeStatus.RECEIVED),
+            Attr.RAW_BODY: s(raw_body),
+            Attr.CONTENT_SHA256: s(content_sha256),
+            Attr.RECEIVED_AT_MS: n(received_at_ms),
+            Attr.UPDATED_AT_MS: n(received_at_ms),
+            Attr.EXPIRES_AT: n(self._expiry_epoch_seconds(received_at_ms)),
+            Attr.OPS_QUEUE: s(queue_key(FollowUpQueue.SWEEP, ref.session_id)),
+            Attr.OPS_DUE_AT_MS: n(received_at_ms + self._stuck_after_ms),
+            **self._change_attributes(change, received_at_ms, reason),
         }
         if event_when:
-            item["eventWhen"] = _s(event_when)
-        return self._put_once(item)
+            item[Attr.EVENT_WHEN] = s(event_when)
+        try:
+            self._put_new(item)
+        except _ConditionFailedError as failed:
+            existing = failed.item.get(Attr.CONTENT_SHA256, {}).get("S")
+            return Insertion(stored=False, existing_content_sha256=existing)
+        return Insertion(stored=True)
 
     def record_session_status(
         self,
@@ -101,360 +143,420 @@ class GuaranteeRepository:
         source: str,
     ) -> bool:
         """Record a session's final status once. False when one was already recorded."""
-        names = {"#finalStatus": "finalStatus"}
-        values: dict[str, Any] = {
-            ":recordType": _s(RecordType.SESSION),
-            ":sessionId": _s(session_id),
-            ":status": _s(status),
-            ":receivedAt": _n(received_at_ms),
-            ":source": _s(source),
-            ":rawBody": _s(raw_body),
-            ":expiresAt": _n(self._expiry_epoch_seconds(received_at_ms)),
-        }
-        assignments = [
-            "recordType = :recordType",
-            "sessionId = :sessionId",
-            "#finalStatus = :status",
-            "finalStatusAtMs = :receivedAt",
-            "finalStatusSource = :source",
-            "statusRawBody = :rawBody",
-            "expiresAt = :expiresAt",
-        ]
+        update = _Update()
+        update.set(Attr.RECORD_TYPE, s(RecordType.SESSION))
+        update.set(Attr.SESSION_ID, s(session_id))
+        update.set(Attr.FINAL_STATUS, s(status))
+        update.set(Attr.FINAL_STATUS_AT_MS, n(received_at_ms))
+        update.set(Attr.FINAL_STATUS_SOURCE, s(source))
+        update.set(Attr.STATUS_RAW_BODY, s(raw_body))
+        update.set(Attr.EXPIRES_AT, n(self._expiry_epoch_seconds(received_at_ms)))
         if status_details:
-            values[":details"] = _s(status_details)
-            assignments.append("finalStatusDetails = :details")
-        return self._update_once(
-            key={"pk": _s(session_id), "sk": _s(SESSION_SK)},
-            update="SET " + ", ".join(assignments),
-            condition="attribute_not_exists(#finalStatus)",
-            names=names,
-            values=values,
-        )
+            update.set(Attr.FINAL_STATUS_DETAILS, s(status_details))
+        self._set_change(update, ChangeKind.FINAL_STATUS, received_at_ms, f"{status} ({source})")
+        update.condition(f"attribute_not_exists({update.name(Attr.FINAL_STATUS)})")
+        return self._update_if(session_key(session_id), update)
 
     def quarantine(
         self, raw_body: bytes, *, reason: str, session_id: str | None, received_at_ms: int
     ) -> bool:
         """Keep a signed but unexpected body for an operator. False when the same body is already kept."""
-        digest = hashlib.sha256(raw_body).hexdigest()
-        item: dict[str, Any] = {
-            "pk": _s(QUARANTINE_PK),
-            "sk": _s(digest),
-            "recordType": _s(RecordType.QUARANTINE),
-            "reason": _s(reason),
-            "rawBodyBytes": {"B": raw_body},
-            "receivedAtMs": _n(received_at_ms),
-            "expiresAt": _n(self._expiry_epoch_seconds(received_at_ms)),
+        item: Item = {
+            **quarantine_key(hashlib.sha256(raw_body).hexdigest()),
+            Attr.RECORD_TYPE: s(RecordType.QUARANTINE),
+            Attr.QUARANTINE_REASON: s(reason),
+            Attr.RAW_BODY_BYTES: {"B": raw_body},
+            Attr.RECEIVED_AT_MS: n(received_at_ms),
+            Attr.EXPIRES_AT: n(self._expiry_epoch_seconds(received_at_ms)),
+            **self._change_attributes(ChangeKind.QUARANTINED, received_at_ms, reason),
         }
         if session_id:
-            item["sessionId"] = _s(session_id)
-        return self._put_once(item)
+            item[Attr.SESSION_ID] = s(session_id)
+        try:
+            self._put_new(item)
+        except _ConditionFailedError:
+            return False
+        return True
 
-    # -- processor --------------------------------------------------------------------------------
+    # -- processor (geft.ports.GuaranteeStore) ------------------------------------------------------
 
     def claim(self, ref: GuaranteeRef, *, claim_id: str, now_ms: int, lease_until_ms: int) -> Claim:
-        """RECEIVED (or DECIDING with an expired lease) -> DECIDING under our lease, in one write."""
+        """RECEIVED, REVIEWED, REDRIVE (or DECIDING with an expired lease) -> DECIDING under our lease.
+
+        Never an item that records a confirm, and never before a possibly applied confirm has settled.
+        """
+        update = _Update()
+        status, lease = update.name(Attr.STATUS), update.name(Attr.LEASE_EXPIRES_AT_MS)
+        settles = update.name(Attr.CONFIRM_SETTLES_AT_MS)
+        now = update.value(n(now_ms))
+        claimable = update.values_of(sorted(CLAIMABLE_STATUSES))
+        update.condition(
+            f"attribute_not_exists({update.name(Attr.CONFIRMED_AT_MS)}) "
+            f"AND (attribute_not_exists({settles}) OR {settles} <= {now}) "
+            f"AND (({status} IN ({claimable}) AND (attribute_not_exists({lease}) OR {lease} < {now})) "
+            f"OR ({status} = {update.value(s(GuaranteeStatus.DECIDING))} AND {lease} < {now}))"
+        )
+        update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
+        update.set(Attr.STATUS, s(GuaranteeStatus.DECIDING))
+        update.set(Attr.CLAIM_ID, s(claim_id))
+        update.set(Attr.LEASE_EXPIRES_AT_MS, n(lease_until_ms))
+        update.increment(Attr.ATTEMPTS)
+        update.set(Attr.UPDATED_AT_MS, n(now_ms))
+        update.remove(Attr.CONFIRM_SETTLES_AT_MS)
+        self._set_change(update, ChangeKind.CLAIMED, now_ms, None)
         try:
-            response = self._call(
-                "update_item",
-                TableName=self._table_name,
-                Key=_guarantee_key(ref),
-                UpdateExpression=(
-                    "SET #status = :deciding, claimId = :claimId, leaseExpiresAtMs = :lease, "
-                    "attempts = if_not_exists(attempts, :zero) + :one, updatedAtMs = :now"
-                ),
-                ConditionExpression=(
-                    "#status IN (:received, :reviewed, :redrive) "
-                    "OR (#status = :deciding AND leaseExpiresAtMs < :now)"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":deciding": _s(GuaranteeStatus.DECIDING),
-                    ":received": _s(GuaranteeStatus.RECEIVED),
-                    ":reviewed": _s(GuaranteeStatus.REVIEWED),
-                    ":redrive": _s(GuaranteeStatus.REDRIVE),
-                    ":claimId": _s(claim_id),
-                    ":lease": _n(lease_until_ms),
-                    ":now": _n(now_ms),
-                    ":zero": _n(0),
-                    ":one": _n(1),
-                },
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            old = self._update_returning_old(guarantee_key(ref), update)
         except _ConditionFailedError as failed:
-            return _claim_refused(failed.item)
-        old = _to_guarantee(response.get("Attributes", {}))
-        if old is None:  # pragma: no cover - the condition requires an existing item
+            return _claim_refused(guarantee_view(failed.item) if failed.item else None, now_ms)
+        previous = guarantee_view(old)
+        if previous is None:  # pragma: no cover - the condition requires an existing guarantee
             return Claim(ClaimResult.MISSING)
         claimed = replace(
-            old,
+            previous,
             status=GuaranteeStatus.DECIDING,
-            attempts=old.attempts + 1,
+            attempts=previous.attempts + 1,
             lease_expires_at_ms=lease_until_ms,
             claim_id=claim_id,
         )
-        # A DECIDING item whose lease ran out belonged to an attempt that crashed or gave up
-        # mid-way: it may have reached Flinks' confirm before dying.
-        uncertain = old.status is GuaranteeStatus.DECIDING or old.confirm_attempted
+        # A DECIDING item whose lease ran out belonged to an attempt that crashed or gave up mid-way: it
+        # may have reached Flinks' confirm before dying. confirmAttempted says so explicitly.
+        uncertain = previous.status is GuaranteeStatus.DECIDING or previous.confirm_attempted
         return Claim(ClaimResult.CLAIMED, claimed, confirm_may_have_been_sent=uncertain)
 
-    def release(self, ref: GuaranteeRef, *, claim_id: str, now_ms: int, confirm_attempted: bool) -> None:
-        """Give a claim back after a transient failure so the stream's retry can take it at once."""
-        status = GuaranteeStatus.DECIDING if confirm_attempted else GuaranteeStatus.RECEIVED
-        values: dict[str, Any] = {
-            ":status": _s(status),
-            ":claimId": _s(claim_id),
-            ":expired": _n(0),
-            ":now": _n(now_ms),
-        }
-        update = "SET #status = :status, leaseExpiresAtMs = :expired, updatedAtMs = :now REMOVE claimId"
-        if confirm_attempted:
-            update = update.replace("updatedAtMs = :now", "updatedAtMs = :now, confirmAttempted = :true")
-            values[":true"] = {"BOOL": True}
-        self._conditional_update(ref, update, values)
+    def release(self, ref: GuaranteeRef, *, claim_id: str, now_ms: int, release: Release) -> bool:
+        """Give a claim back after a transient failure. False when the claim was no longer ours."""
+        update = self._holding(claim_id)
+        update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
+        status = GuaranteeStatus.DECIDING if release.confirm_attempted else GuaranteeStatus.RECEIVED
+        update.set(Attr.STATUS, s(status))
+        update.set(Attr.LEASE_EXPIRES_AT_MS, n(0))
+        update.set(Attr.UPDATED_AT_MS, n(now_ms))
+        update.remove(Attr.CLAIM_ID)
+        if release.confirm_attempted:
+            update.set(Attr.CONFIRM_ATTEMPTED, {"BOOL": True})
+        if release.settle_until_ms is not None:
+            update.set(Attr.CONFIRM_SETTLES_AT_MS, n(release.settle_until_ms))
+        self._set_change(update, ChangeKind.RELEASED, now_ms, release.reason)
+        return self._update_if(guarantee_key(ref), update)
 
     def finish(self, ref: GuaranteeRef, *, claim_id: str, outcome: GuaranteeOutcome, now_ms: int) -> bool:
-        """Write the terminal outcome if we still hold the claim. False when the claim was lost."""
-        values: dict[str, Any] = {":status": _s(outcome.status), ":claimId": _s(claim_id), ":now": _n(now_ms)}
-        assignments = ["#status = :status", "updatedAtMs = :now", "leaseExpiresAtMs = :zero"]
-        values[":zero"] = _n(0)
-        for attribute, value in _outcome_attributes(outcome).items():
-            placeholder = ":" + attribute
-            values[placeholder] = value
-            assignments.append(f"{attribute} = {placeholder}")
-        removals = ["claimId"]
-        if outcome.follow_up_due_ms is not None:
-            queue = (
-                FollowUpQueue.REVIEW if outcome.status is GuaranteeStatus.REVIEW else FollowUpQueue.RECONCILE
-            )
-            values.update({":queue": _s(_queue_key(queue, ref)), ":due": _n(outcome.follow_up_due_ms)})
-            assignments += ["opsQueue = :queue", "opsDueAtMs = :due"]
+        """Write the outcome if we still hold the claim. False when the claim was lost."""
+        update = self._holding(claim_id)
+        update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
+        update.set(Attr.STATUS, s(outcome.status))
+        update.set(Attr.UPDATED_AT_MS, n(now_ms))
+        update.set(Attr.LEASE_EXPIRES_AT_MS, n(0))
+        update.remove(Attr.CLAIM_ID)
+        _write_outcome(update, outcome)
+        if outcome.follow_up is not None:
+            update.set(Attr.OPS_QUEUE, s(queue_key(outcome.follow_up.queue, ref.session_id)))
+            update.set(Attr.OPS_DUE_AT_MS, n(outcome.follow_up.due_ms))
         else:
-            removals += ["opsQueue", "opsDueAtMs"]
-        update = "SET " + ", ".join(assignments) + " REMOVE " + ", ".join(removals)
-        return self._conditional_update(ref, update, values)
+            update.remove(Attr.OPS_QUEUE)
+            update.remove(Attr.OPS_DUE_AT_MS)
+        reason = outcome.failure_reason or outcome.hold_reason
+        self._set_change(update, outcome.change, now_ms, reason)
+        return self._update_if(guarantee_key(ref), update)
+
+    def session_guarantees(self, session_id: str) -> list[GuaranteeView]:
+        return self.session_records(session_id)[0]
 
     # -- operators and scheduled jobs -------------------------------------------------------------
 
     def record_review_decision(
-        self, ref: GuaranteeRef, *, decision: str, reviewer: str, reason: str, now_ms: int
+        self,
+        ref: GuaranteeRef,
+        *,
+        verdict: Verdict,
+        reason: str,
+        now_ms: int,
+        only_from: FollowUpQueue | None = None,
     ) -> bool:
-        """REVIEW -> REVIEWED with who decided and why. False when the guarantee is not in review."""
-        return self._update_once(
-            key=_guarantee_key(ref),
-            update=(
-                "SET #status = :reviewed, reviewDecision = :decision, reviewer = :reviewer, "
-                "reviewReason = :reason, reviewedAtMs = :now, updatedAtMs = :now REMOVE opsQueue, opsDueAtMs"
-            ),
-            condition="#status = :review",
-            names={"#status": "status"},
-            values={
-                ":reviewed": _s(GuaranteeStatus.REVIEWED),
-                ":review": _s(GuaranteeStatus.REVIEW),
-                ":decision": _s(decision),
-                ":reviewer": _s(reviewer),
-                ":reason": _s(reason),
-                ":now": _n(now_ms),
-            },
-        )
+        """REVIEW -> REVIEWED with who decided and why. False when the guarantee is not in review (or,
+        with ``only_from``, not waiting in that queue: the review timeout never decides a hold)."""
+        if verdict is Verdict.REVIEW:
+            raise ValueError("a review decision is accept or reject")
+        update = _Update()
+        status = update.name(Attr.STATUS)
+        condition = f"{status} = {update.value(s(GuaranteeStatus.REVIEW))}"
+        if only_from is not None:
+            queue = update.value(s(queue_key(only_from, ref.session_id)))
+            condition += f" AND {update.name(Attr.OPS_QUEUE)} = {queue}"
+        update.condition(condition)
+        update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
+        update.set(Attr.STATUS, s(GuaranteeStatus.REVIEWED))
+        update.set(Attr.REVIEW_DECISION, s(verdict))
+        update.set(Attr.REVIEWER, s(self._actor.identity))
+        if self._actor.note:
+            update.set(Attr.REVIEWER_NOTE, s(self._actor.note))
+        update.set(Attr.REVIEW_REASON, s(reason[:_REASON_MAX_CHARS]))
+        update.set(Attr.REVIEWED_AT_MS, n(now_ms))
+        update.set(Attr.UPDATED_AT_MS, n(now_ms))
+        self._queue_for_sweep(update, ref, now_ms)
+        self._set_change(update, ChangeKind.REVIEWED, now_ms, f"{verdict}: {reason}")
+        return self._update_if(guarantee_key(ref), update)
 
-    def mark_redrive(self, ref: GuaranteeRef, *, now_ms: int, include_failed: bool = False) -> bool:
-        """Send a guarantee through claim -> decide -> confirm again. Only unfinished ones (and FAILED
-        when asked); always flagged so the processor reads /details before any confirm."""
-        statuses = [GuaranteeStatus.RECEIVED, GuaranteeStatus.REDRIVE]
+    def mark_redrive(self, ref: GuaranteeRef, *, now_ms: int, reason: str, include_failed: bool = False) -> bool:
+        """Send a guarantee back through claim -> decide -> confirm, flagged so the processor reads
+        /details before any confirm. Only unfinished ones (and FAILED when asked); a DECIDING item only
+        once its lease has been over for ``OPERATOR_LEASE_MARGIN_MS`` by our clock."""
+        update = _Update()
+        status, lease = update.name(Attr.STATUS), update.name(Attr.LEASE_EXPIRES_AT_MS)
+        statuses = set(CLAIMABLE_STATUSES)
         if include_failed:
-            statuses.append(GuaranteeStatus.FAILED)
-        placeholders = {f":s{index}": _s(status) for index, status in enumerate(statuses)}
-        return self._update_once(
-            key=_guarantee_key(ref),
-            update=(
-                "SET #status = :redrive, confirmAttempted = :true, redriveRequestedAtMs = :now, "
-                "updatedAtMs = :now REMOVE failureReason, opsQueue, opsDueAtMs"
-            ),
-            condition=(
-                f"#status IN ({', '.join(placeholders)}) OR (#status = :deciding AND leaseExpiresAtMs < :now)"
-            ),
-            names={"#status": "status"},
-            values={
-                **placeholders,
-                ":redrive": _s(GuaranteeStatus.REDRIVE),
-                ":deciding": _s(GuaranteeStatus.DECIDING),
-                ":true": {"BOOL": True},
-                ":now": _n(now_ms),
-            },
+            statuses.add(GuaranteeStatus.FAILED)
+        stale = update.value(n(now_ms - OPERATOR_LEASE_MARGIN_MS))
+        update.condition(
+            f"attribute_not_exists({update.name(Attr.CONFIRMED_AT_MS)}) "
+            f"AND (({status} IN ({update.values_of(sorted(statuses))}) "
+            f"AND (attribute_not_exists({lease}) OR {lease} < {stale})) "
+            f"OR ({status} = {update.value(s(GuaranteeStatus.DECIDING))} AND {lease} < {stale}))"
         )
+        update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
+        update.set(Attr.STATUS, s(GuaranteeStatus.REDRIVE))
+        update.set(Attr.CONFIRM_ATTEMPTED, {"BOOL": True})
+        update.set(Attr.REDRIVE_REQUESTED_AT_MS, n(now_ms))
+        update.set(Attr.UPDATED_AT_MS, n(now_ms))
+        update.remove(Attr.CLAIM_ID)
+        self._queue_for_sweep(update, ref, now_ms)
+        self._set_change(update, ChangeKind.REDRIVEN, now_ms, reason)
+        return self._update_if(guarantee_key(ref), update)
 
     def due_follow_ups(self, queue: FollowUpQueue, *, now_ms: int, limit: int = 100) -> list[GuaranteeRef]:
         """Guarantees waiting in ``queue`` whose time has come, oldest first (up to ``limit``)."""
         due: list[tuple[int, GuaranteeRef]] = []
-        for shard in range(OPS_QUEUE_SHARDS):
-            response = self._call(
+        for partition in queue_shards(queue):
+            response = self._dynamodb_call(
                 "query",
-                TableName=self._table_name,
-                IndexName=OPS_QUEUE_INDEX,
-                KeyConditionExpression="opsQueue = :queue AND opsDueAtMs <= :now",
-                ExpressionAttributeValues={":queue": _s(f"{queue}#{shard:02d}"), ":now": _n(now_ms)},
-                Limit=limit,
+                lambda client, partition=partition: client.query(
+                    TableName=self._table_name,
+                    IndexName=OPS_QUEUE_INDEX,
+                    KeyConditionExpression="#queue = :queue AND #due <= :now",
+                    ExpressionAttributeNames={"#queue": Attr.OPS_QUEUE, "#due": Attr.OPS_DUE_AT_MS},
+                    ExpressionAttributeValues={":queue": s(partition), ":now": n(now_ms)},
+                    Limit=limit,
+                ),
             )
-            due += [
-                (int(item["opsDueAtMs"]["N"]), _ref_from_keys(item)) for item in response.get("Items", [])
-            ]
+            for item in response.get("Items", []):
+                ref = ref_of_keys(item)
+                if ref is not None:
+                    due.append((int(item[Attr.OPS_DUE_AT_MS]["N"]), ref))
         due.sort(key=lambda entry: entry[0])
         return [ref for _, ref in due[:limit]]
 
-    def reschedule_follow_up(self, ref: GuaranteeRef, *, queue: FollowUpQueue, due_ms: int) -> int | None:
+    def queue_depth(self, queue: FollowUpQueue) -> tuple[int, int | None]:
+        """How many guarantees wait in ``queue``, and the earliest due time among them."""
+        count, earliest = 0, None
+        for partition in queue_shards(queue):
+            request: dict[str, Any] = {
+                "TableName": self._table_name,
+                "IndexName": OPS_QUEUE_INDEX,
+                "KeyConditionExpression": "#queue = :queue",
+                "ExpressionAttributeNames": {"#queue": Attr.OPS_QUEUE},
+                "ExpressionAttributeValues": {":queue": s(partition)},
+            }
+            for item in self._paginate("query", request):
+                count += 1
+                due = int(item[Attr.OPS_DUE_AT_MS]["N"])
+                earliest = due if earliest is None else min(earliest, due)
+        return count, earliest
+
+    def reschedule_follow_up(
+        self, ref: GuaranteeRef, *, queue: FollowUpQueue, due_ms: int, now_ms: int, reason: str
+    ) -> int | None:
         """Look again at ``due_ms``; returns how many times it has been put off (None: not queued)."""
+        update = _Update()
+        update.condition(
+            f"{update.name(Attr.OPS_QUEUE)} = {update.value(s(queue_key(queue, ref.session_id)))}"
+        )
+        update.set(Attr.OPS_DUE_AT_MS, n(due_ms))
+        update.increment(Attr.FOLLOW_UP_ATTEMPTS)
+        update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
+        self._set_change(update, ChangeKind.RECONCILE_PENDING, now_ms, reason)
         try:
-            response = self._call(
-                "update_item",
-                TableName=self._table_name,
-                Key=_guarantee_key(ref),
-                UpdateExpression="SET opsDueAtMs = :due ADD followUpAttempts :one",
-                ConditionExpression="opsQueue = :queue",
-                ExpressionAttributeValues={
-                    ":queue": _s(_queue_key(queue, ref)),
-                    ":due": _n(due_ms),
-                    ":one": _n(1),
-                },
-                ReturnValues="UPDATED_NEW",
-            )
+            response = self._update(guarantee_key(ref), update, ReturnValues="UPDATED_NEW")
         except _ConditionFailedError:
             return None
-        return int(response["Attributes"]["followUpAttempts"]["N"])
+        return int(response["Attributes"][Attr.FOLLOW_UP_ATTEMPTS]["N"])
 
-    def clear_follow_up(self, ref: GuaranteeRef, *, queue: FollowUpQueue) -> bool:
-        return self._update_once(
-            key=_guarantee_key(ref),
-            update="REMOVE opsQueue, opsDueAtMs",
-            condition="opsQueue = :queue",
-            names={},
-            values={":queue": _s(_queue_key(queue, ref))},
+    def clear_follow_up(self, ref: GuaranteeRef, *, queue: FollowUpQueue, now_ms: int, reason: str) -> bool:
+        update = _Update()
+        update.condition(
+            f"{update.name(Attr.OPS_QUEUE)} = {update.value(s(queue_key(queue, ref.session_id)))}"
         )
+        update.remove(Attr.OPS_QUEUE)
+        update.remove(Attr.OPS_DUE_AT_MS)
+        update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
+        self._set_change(update, ChangeKind.FOLLOW_UP_CLEARED, now_ms, reason)
+        return self._update_if(guarantee_key(ref), update)
 
-    def session_status(self, session_id: str) -> str | None:
-        """The final status recorded for the session (by webhook or reconciliation), if any."""
-        response = self._call(
+    # -- reads ------------------------------------------------------------------------------------
+
+    def get_guarantee(self, ref: GuaranteeRef) -> GuaranteeView | None:
+        response = self._dynamodb_call(
             "get_item",
-            TableName=self._table_name,
-            Key={"pk": _s(session_id), "sk": _s(SESSION_SK)},
-            ConsistentRead=True,
+            lambda client: client.get_item(
+                TableName=self._table_name, Key=guarantee_key(ref), ConsistentRead=True
+            ),
         )
-        status = response.get("Item", {}).get("finalStatus", {}).get("S")
-        return str(status) if status else None
+        return guarantee_view(response.get("Item", {}))
 
-    def session_records(self, session_id: str) -> list[dict[str, Any]]:
-        """Every record of a session (guarantees and final status), as plain Python values."""
+    def session_status(self, session_id: str) -> SessionView | None:
+        """The final status recorded for the session (by webhook or reconciliation), if any."""
+        response = self._dynamodb_call(
+            "get_item",
+            lambda client: client.get_item(
+                TableName=self._table_name, Key=session_key(session_id), ConsistentRead=True
+            ),
+        )
+        view = session_view(response.get("Item", {}))
+        return view if view is not None and view.final_status else None
+
+    def session_records(self, session_id: str) -> tuple[list[GuaranteeView], SessionView | None]:
+        """A session's guarantees and its final status record, read consistently."""
         items = self._paginate(
             "query",
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": _s(session_id)},
-            ConsistentRead=True,
+            {
+                "TableName": self._table_name,
+                "KeyConditionExpression": "#pk = :pk",
+                "ExpressionAttributeNames": {"#pk": Attr.PK},
+                "ExpressionAttributeValues": {":pk": s(session_id)},
+                "ConsistentRead": True,
+            },
         )
-        return [_plain(item) for item in items]
+        guarantees = [view for item in items if (view := guarantee_view(item)) is not None]
+        statuses = [view for item in items if (view := session_view(item)) is not None]
+        return guarantees, (statuses[0] if statuses else None)
 
-    def guarantees(self, *, status: str | None = None, since_ms: int | None = None) -> list[dict[str, Any]]:
+    def guarantees(
+        self, *, status: GuaranteeStatus | None = None, since_ms: int | None = None
+    ) -> list[GuaranteeView]:
         """Guarantee records by status and received time: a scan, for operators, never on a hot path."""
-        conditions = ["recordType = :guarantee"]
-        values: dict[str, Any] = {":guarantee": _s(RecordType.GUARANTEE)}
-        if status:
+        names = {"#type": Attr.RECORD_TYPE}
+        values: dict[str, AttributeValue] = {":guarantee": s(RecordType.GUARANTEE)}
+        conditions = ["#type = :guarantee"]
+        if status is not None:
+            names["#status"] = Attr.STATUS
+            values[":status"] = s(status)
             conditions.append("#status = :status")
-            values[":status"] = _s(status)
         if since_ms is not None:
-            conditions.append("receivedAtMs >= :since")
-            values[":since"] = _n(since_ms)
-        request: dict[str, Any] = {
+            names["#received"] = Attr.RECEIVED_AT_MS
+            values[":since"] = n(since_ms)
+            conditions.append("#received >= :since")
+        request = {
+            "TableName": self._table_name,
             "FilterExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
-        if status:
-            request["ExpressionAttributeNames"] = {"#status": "status"}
-        return [_plain(item) for item in self._paginate("scan", **request)]
+        return [view for item in self._paginate("scan", request) if (view := guarantee_view(item)) is not None]
 
-    def quarantined_bodies(self, session_id: str) -> list[bytes]:
-        """Signed bodies kept in quarantine for this session, oldest first."""
-        items = self._paginate(
-            "query",
-            KeyConditionExpression="pk = :pk",
-            FilterExpression="sessionId = :session",
-            ExpressionAttributeValues={":pk": _s(QUARANTINE_PK), ":session": _s(session_id)},
+    def quarantined(self, session_id: str | None = None) -> list[QuarantineView]:
+        """Bodies kept in quarantine (for one session, or all), oldest first."""
+        request: dict[str, Any] = {
+            "TableName": self._table_name,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": Attr.PK},
+            "ExpressionAttributeValues": {":pk": s(QUARANTINE_PK)},
+        }
+        if session_id is not None:
+            request["FilterExpression"] = "#session = :session"
+            request["ExpressionAttributeNames"]["#session"] = Attr.SESSION_ID
+            request["ExpressionAttributeValues"][":session"] = s(session_id)
+        views = [view for item in self._paginate("query", request) if (view := quarantine_view(item))]
+        return sorted(views, key=lambda view: view.received_at_ms)
+
+    def quarantined_body(self, digest: str) -> QuarantineView | None:
+        response = self._dynamodb_call(
+            "get_item",
+            lambda client: client.get_item(
+                TableName=self._table_name, Key=quarantine_key(digest), ConsistentRead=True
+            ),
         )
-        items.sort(key=lambda item: int(item.get("receivedAtMs", {}).get("N", "0")))
-        return [bytes(item["rawBodyBytes"]["B"]) for item in items if "rawBodyBytes" in item]
-
-    def _paginate(self, operation: str, **request: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        while True:
-            response = self._call(operation, TableName=self._table_name, **request)
-            items.extend(response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-    def get_guarantee(self, ref: GuaranteeRef) -> StoredGuarantee | None:
-        response = self._call(
-            "get_item", TableName=self._table_name, Key=_guarantee_key(ref), ConsistentRead=True
-        )
-        return _to_guarantee(response.get("Item", {}))
+        return quarantine_view(response.get("Item", {}))
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _conditional_update(self, ref: GuaranteeRef, update: str, values: dict[str, Any]) -> bool:
-        return self._update_once(
-            key=_guarantee_key(ref),
-            update=update,
-            condition="claimId = :claimId",
-            names={"#status": "status"},
-            values=values,
+    def _holding(self, claim_id: str) -> _Update:
+        """An update that applies only while we hold the claim on a DECIDING item."""
+        update = _Update()
+        update.condition(
+            f"{update.name(Attr.CLAIM_ID)} = {update.value(s(claim_id))} "
+            f"AND {update.name(Attr.STATUS)} = {update.value(s(GuaranteeStatus.DECIDING))}"
         )
+        return update
 
-    def _put_once(self, item: dict[str, Any]) -> bool:
-        try:
-            self._call(
-                "put_item",
+    def _queue_for_sweep(self, update: _Update, ref: GuaranteeRef, now_ms: int) -> None:
+        update.set(Attr.OPS_QUEUE, s(queue_key(FollowUpQueue.SWEEP, ref.session_id)))
+        update.set(Attr.OPS_DUE_AT_MS, n(now_ms + self._stuck_after_ms))
+
+    def _change_attributes(self, kind: ChangeKind, now_ms: int, reason: str | None) -> Item:
+        attributes: Item = {
+            Attr.CHANGE_KIND: s(kind),
+            Attr.CHANGED_BY: s(self._actor.identity),
+            Attr.CHANGED_AT_MS: n(now_ms),
+        }
+        if self._actor.note:
+            attributes[Attr.CHANGED_BY_NOTE] = s(self._actor.note)
+        if reason:
+            attributes[Attr.CHANGE_REASON] = s(reason[:_REASON_MAX_CHARS])
+        return attributes
+
+    def _set_change(self, update: _Update, kind: ChangeKind, now_ms: int, reason: str | None) -> None:
+        for name, value in self._change_attributes(kind, now_ms, reason).items():
+            update.set(name, value)
+        for name in (Attr.CHANGED_BY_NOTE, Attr.CHANGE_REASON):
+            if not update.sets_attribute(name):
+                update.remove(name)
+
+    def _put_new(self, item: Item) -> None:
+        self._dynamodb_call(
+            "put_item",
+            lambda client: client.put_item(
                 TableName=self._table_name,
                 Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": Attr.PK},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            ),
+        )
+
+    def _update_if(self, key: Item, update: _Update) -> bool:
+        try:
+            self._update(key, update)
         except _ConditionFailedError:
             return False
         return True
 
-    def _update_once(
-        self,
-        *,
-        key: dict[str, Any],
-        update: str,
-        condition: str,
-        names: dict[str, str],
-        values: dict[str, Any],
-    ) -> bool:
-        request: dict[str, Any] = {
-            "TableName": self._table_name,
-            "Key": key,
-            "UpdateExpression": update,
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-        }
-        if names:
-            request["ExpressionAttributeNames"] = names
-        try:
-            self._call("update_item", **request)
-        except _ConditionFailedError:
-            return False
-        return True
+    def _update_returning_old(self, key: Item, update: _Update) -> Item:
+        response = self._update(
+            key, update, ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD"
+        )
+        attributes: Item = response.get("Attributes", {})
+        return attributes
 
-    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - loaded with boto3
+    def _update(self, key: Item, update: _Update, **options: str) -> dict[str, Any]:
+        request = update.request()
+        return self._dynamodb_call(
+            "update_item",
+            lambda client: client.update_item(TableName=self._table_name, Key=key, **request, **options),
+        )
 
-        try:
-            response: dict[str, Any] = getattr(self._dynamodb(), operation)(**kwargs)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code == _CONDITION_FAILED:
-                raise _ConditionFailedError(error.response.get("Item", {})) from None
-            raise PersistenceError(f"DynamoDB {operation} failed: {code or 'unknown error'}") from error
-        except BotoCoreError as error:
-            raise PersistenceError(f"DynamoDB {operation} failed: {type(error).__name__}") from error
+    def _paginate(self, operation: str, request: dict[str, Any]) -> list[Item]:
+        items: list[Item] = []
+        while True:
+            if operation == "scan":
+                response = self._dynamodb_call(operation, lambda client: client.scan(**request))
+            else:
+                response = self._dynamodb_call(operation, lambda client: client.query(**request))
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
+
+    def _dynamodb_call(self, operation: str, call: Any) -> dict[str, Any]:
+        with _translated(operation):
+            response: dict[str, Any] = call(self._dynamodb())
         return response
 
     def _dynamodb(self) -> Any:
@@ -466,109 +568,181 @@ class GuaranteeRepository:
                 from botocore.config import Config  # noqa: PLC0415
 
                 self._client = boto3.session.Session().client(
-                    "dynamodb",
-                    config=Config(**DYNAMODB_CLIENT_CONFIG),
+                    "dynamodb", config=Config(**DYNAMODB_CLIENT_CONFIG)
                 )
             return self._client
 
-    def _expiry_epoch_seconds(self, received_at_ms: int) -> int:
-        return (received_at_ms + self._retention_ms) // 1000
+    def _expiry_epoch_seconds(self, at_ms: int) -> int:
+        return (at_ms + self._retention_ms) // 1000
+
+
+_PLACEHOLDER = re.compile(r"#a\d+|:v\d+")
 
 
 class _ConditionFailedError(Exception):
-    def __init__(self, item: dict[str, Any]) -> None:
+    def __init__(self, item: Item) -> None:
         super().__init__("condition failed")
         self.item = item
 
 
-def _claim_refused(item: dict[str, Any]) -> Claim:
-    current = _to_guarantee(item)
+@contextlib.contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """botocore errors as this service's: a failed condition is a result, anything else PersistenceError."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - loaded with the client
+
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == _CONDITION_FAILED:
+            raise _ConditionFailedError(error.response.get("Item", {})) from None
+        raise PersistenceError(f"DynamoDB {operation} failed: {code or 'unknown error'}") from error
+    except BotoCoreError as error:
+        raise PersistenceError(f"DynamoDB {operation} failed: {type(error).__name__}") from error
+
+
+class _Update:
+    """An UpdateExpression with its condition, every attribute name and value behind a placeholder."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+        self._values: dict[str, AttributeValue] = {}
+        self._sets: dict[str, str] = {}
+        self._removes: list[str] = []
+        self._adds: list[str] = []
+        self._condition: str | None = None
+
+    def name(self, attribute_name: str) -> str:
+        for placeholder, name in self._names.items():
+            if name == attribute_name:
+                return placeholder
+        placeholder = f"#a{len(self._names)}"
+        self._names[placeholder] = attribute_name
+        return placeholder
+
+    def value(self, value: AttributeValue) -> str:
+        placeholder = f":v{len(self._values)}"
+        self._values[placeholder] = value
+        return placeholder
+
+    def values_of(self, statuses: Sequence[GuaranteeStatus]) -> str:
+        return ", ".join(self.value(s(status)) for status in statuses)
+
+    def set(self, attribute_name: str, value: AttributeValue) -> None:
+        self._sets[attribute_name] = self.value(value)
+
+    def set_from(self, attribute_name: str, source: str) -> None:
+        """``SET a = b``: DynamoDB reads ``b`` as it was before this update."""
+        self._sets[attribute_name] = self.name(source)
+
+    def sets_attribute(self, attribute_name: str) -> bool:
+        return attribute_name in self._sets
+
+    def increment(self, attribute_name: str) -> None:
+        placeholder = self.name(attribute_name)
+        self._sets[attribute_name] = f"if_not_exists({placeholder}, {self.value(n(0))}) + {self.value(n(1))}"
+
+    def remove(self, attribute_name: str) -> None:
+        if attribute_name not in self._sets and attribute_name not in self._removes:
+            self._removes.append(attribute_name)
+
+    def condition(self, expression: str) -> None:
+        self._condition = expression
+
+    def request(self) -> dict[str, Any]:
+        clauses = []
+        if self._sets:
+            clauses.append(
+                "SET " + ", ".join(f"{self.name(name)} = {expr}" for name, expr in self._sets.items())
+            )
+        removes = [name for name in self._removes if name not in self._sets]
+        if removes:
+            clauses.append("REMOVE " + ", ".join(self.name(name) for name in removes))
+        expression = " ".join(clauses)
+        # DynamoDB refuses placeholders no expression uses (a value replaced by a later set, say).
+        used = set(_PLACEHOLDER.findall(expression + " " + (self._condition or "")))
+        request: dict[str, Any] = {
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": {key: name for key, name in self._names.items() if key in used},
+        }
+        values = {key: value for key, value in self._values.items() if key in used}
+        if values:
+            request["ExpressionAttributeValues"] = values
+        if self._condition:
+            request["ConditionExpression"] = self._condition
+        return request
+
+
+def _claim_refused(current: GuaranteeView | None, now_ms: int) -> Claim:
     if current is None:
         return Claim(ClaimResult.MISSING)
-    if current.status in (GuaranteeStatus.CONFIRMED, GuaranteeStatus.FAILED):
+    if current.status in TERMINAL_STATUSES:
         return Claim(ClaimResult.ALREADY_DONE, current)
+    if current.confirm is not None:
+        return Claim(ClaimResult.RECORDS_A_CONFIRM, current)
     if current.status is GuaranteeStatus.REVIEW:
         return Claim(ClaimResult.AWAITING_REVIEW, current)
-    return Claim(ClaimResult.HELD, current, lease_expires_at_ms=current.lease_expires_at_ms)
+    if current.confirm_settles_at_ms is not None and current.confirm_settles_at_ms > now_ms:
+        return Claim(ClaimResult.SETTLING, current, wait_until_ms=current.confirm_settles_at_ms)
+    return Claim(ClaimResult.HELD, current, wait_until_ms=current.lease_expires_at_ms)
 
 
-def _outcome_attributes(outcome: GuaranteeOutcome) -> dict[str, Any]:
-    attributes: dict[str, Any] = {}
-    optional_strings = {
-        "decision": outcome.decision,
-        "decisionRule": outcome.rule,
-        "flinksSessionId": outcome.flinks_session_id,
-        "flinksReferenceId": outcome.flinks_reference_id,
-        "failureReason": outcome.failure_reason,
+def _write_outcome(update: _Update, outcome: GuaranteeOutcome) -> None:
+    decision = outcome.decision
+    if decision is not None:
+        _write_decision(update, decision)
+    if outcome.shadow is not None:
+        shadow = outcome.shadow
+        update.set(Attr.SHADOW_DECISION, s(shadow.verdict))
+        update.set(Attr.SHADOW_RULE, s(shadow.rule))
+        _set_optional(update, Attr.SHADOW_REASON, shadow.reason)
+        if shadow.policy is not None:
+            update.set(Attr.SHADOW_POLICY_HASH, s(shadow.policy.content_hash))
+            _set_optional(update, Attr.SHADOW_POLICY_VERSION, shadow.policy.version)
+    numbers = {
+        Attr.DECIDED_AT_MS: outcome.decided_at_ms,
+        Attr.CONFIRMED_AT_MS: outcome.confirmed_at_ms,
+        Attr.WEBHOOK_TO_CONFIRM_MS: outcome.webhook_to_confirm_ms,
     }
-    optional_numbers = {
-        "decidedAtMs": outcome.decided_at_ms,
-        "confirmedAtMs": outcome.confirmed_at_ms,
-        "webhookToConfirmMs": outcome.webhook_to_confirm_ms,
-    }
-    attributes.update({name: _s(value) for name, value in optional_strings.items() if value is not None})
-    attributes.update({name: _n(value) for name, value in optional_numbers.items() if value is not None})
-    if outcome.inputs:
-        attributes["decisionInputs"] = {"M": {k: _attribute(v) for k, v in outcome.inputs.items()}}
+    for name, number in numbers.items():
+        if number is not None:
+            update.set(name, n(number))
+    _set_optional(update, Attr.FLINKS_SESSION_ID, outcome.flinks_session_id)
+    _set_optional(update, Attr.FLINKS_REFERENCE_ID, outcome.flinks_reference_id)
     if outcome.recovered_from_details:
-        attributes["recoveredFromDetails"] = {"BOOL": True}
-    if outcome.status is GuaranteeStatus.REVIEW and outcome.rule and outcome.decided_at_ms is not None:
+        update.set(Attr.RECOVERED_FROM_DETAILS, {"BOOL": True})
+    if outcome.status is GuaranteeStatus.FAILED:
+        update.set(Attr.FAILURE_REASON, s((outcome.failure_reason or "failed")[:_REASON_MAX_CHARS]))
+    else:
+        update.remove(Attr.FAILURE_REASON)  # the audit trail keeps the earlier failure
+    if outcome.hold_reason is not None:
+        update.set(Attr.HOLD_REASON, s(outcome.hold_reason[:_REASON_MAX_CHARS]))
+    elif outcome.status is GuaranteeStatus.REVIEW:
+        update.remove(Attr.HOLD_REASON)
+    if outcome.status is GuaranteeStatus.REVIEW and decision is not None and outcome.decided_at_ms:
         # Kept apart: the final write after the review replaces decision and decisionRule.
-        attributes["reviewRequestedByRule"] = _s(outcome.rule)
-        attributes["reviewRequestedAtMs"] = _n(outcome.decided_at_ms)
-    return attributes
+        update.set(Attr.REVIEW_REQUESTED_BY_RULE, s(decision.rule))
+        _set_optional(update, Attr.REVIEW_REQUESTED_REASON, decision.reason)
+        update.set(Attr.REVIEW_REQUESTED_AT_MS, n(outcome.decided_at_ms))
 
 
-def _to_guarantee(item: Mapping[str, Any]) -> StoredGuarantee | None:
-    if not item or "sessionId" not in item or "guaranteeKey" not in item:
-        return None
-    return StoredGuarantee(
-        ref=GuaranteeRef(item["sessionId"]["S"], item["guaranteeKey"]["S"]),
-        status=GuaranteeStatus(item["status"]["S"]),
-        raw_body=item.get("rawBody", {}).get("S", ""),
-        received_at_ms=int(item.get("receivedAtMs", {}).get("N", "0")),
-        attempts=int(item.get("attempts", {}).get("N", "0")),
-        confirm_attempted=bool(item.get("confirmAttempted", {}).get("BOOL", False)),
-        lease_expires_at_ms=int(item.get("leaseExpiresAtMs", {}).get("N", "0")),
-        claim_id=item.get("claimId", {}).get("S"),
-        review_decision=item.get("reviewDecision", {}).get("S"),
-        reviewer=item.get("reviewer", {}).get("S"),
-        review_reason=item.get("reviewReason", {}).get("S"),
-    )
+def _write_decision(update: _Update, decision: Decision) -> None:
+    update.set(Attr.DECISION, s(decision.verdict))
+    update.set(Attr.DECISION_RULE, s(decision.rule))
+    _set_optional(update, Attr.DECISION_REASON, decision.reason)
+    if decision.inputs:
+        update.set(Attr.DECISION_INPUTS, attribute(decision.inputs))
+    if decision.missing_facts:
+        update.set(Attr.MISSING_FACTS, attribute(list(decision.missing_facts)))
+    elif decision.inputs:
+        update.remove(Attr.MISSING_FACTS)
+    if decision.policy is not None:
+        update.set(Attr.POLICY_HASH, s(decision.policy.content_hash))
+        _set_optional(update, Attr.POLICY_NAME, decision.policy.name)
+        _set_optional(update, Attr.POLICY_VERSION, decision.policy.version)
 
 
-def _queue_key(queue: FollowUpQueue, ref: GuaranteeRef) -> str:
-    return f"{queue}#{zlib.crc32(ref.session_id.encode()) % OPS_QUEUE_SHARDS:02d}"
+def _set_optional(update: _Update, name: str, value: str | None) -> None:
+    if value is not None:
+        update.set(name, s(value))
 
-
-def _ref_from_keys(item: Mapping[str, Any]) -> GuaranteeRef:
-    return GuaranteeRef(item["pk"]["S"], item["sk"]["S"].removeprefix(GUARANTEE_SK_PREFIX))
-
-
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer  # noqa: PLC0415 - operators' reads only
-
-    deserializer = TypeDeserializer()
-    return {key: deserializer.deserialize(value) for key, value in item.items()}
-
-
-def _guarantee_key(ref: GuaranteeRef) -> dict[str, Any]:
-    return {"pk": _s(ref.session_id), "sk": _s(GUARANTEE_SK_PREFIX + ref.guarantee_key)}
-
-
-def _attribute(value: object) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int | Decimal):
-        return _n(value)
-    if value is None:
-        return {"NULL": True}
-    return _s(str(value))
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": str(value)}
-
-
-def _n(value: int | Decimal) -> dict[str, str]:
-    return {"N": str(value)}

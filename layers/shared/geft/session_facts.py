@@ -15,8 +15,10 @@ treats it as unknown. Money is an exact ``Decimal`` (see ``geft.policy.as_decima
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation
+from enum import Enum
 from typing import Any, Final
 
 from geft.policy import as_decimal
@@ -68,11 +70,95 @@ def _difference(minuend: Decimal | None, subtrahend: Decimal | None) -> Decimal 
     return _EXACT.subtract(minuend, subtrahend)
 
 
-def already_decided(details: Mapping[str, Any] | None) -> bool | None:
-    """``guaranteeDetails.guaranteeAccepted`` if a real boolean (a confirm reached Flinks), else None."""
+class RecordedDecision(Enum):
+    NONE = "none"  # /details shows no decision: nothing reached Flinks, or it is not applied yet
+    OURS = "ours"  # the decision Flinks shows is this guarantee's
+    UNATTRIBUTABLE = "unattributable"  # Flinks shows a decision that may belong to another guarantee
+
+
+@dataclass(frozen=True)
+class GuaranteeIdentity:
+    """What tells one guarantee of a session from another: its id, else its amount (from the webhook)."""
+
+    guarantee_id: str | None
+    amount: Decimal | None
+
+    @classmethod
+    def of_webhook(cls, guarantee_key: str, body: Mapping[str, Any]) -> GuaranteeIdentity:
+        guarantee_id = guarantee_key.removeprefix("id:") if guarantee_key.startswith("id:") else None
+        fields = {**body.get("data", {}), **body} if isinstance(body.get("data"), Mapping) else body
+        amount = next(
+            (
+                number
+                for key in ("amount", "guaranteeAmount")
+                if (number := as_decimal(fields.get(key))) is not None
+            ),
+            None,
+        )
+        return cls(guarantee_id, amount)
+
+
+@dataclass(frozen=True)
+class DecisionAtFlinks:
+    """What ``/details`` says about the decision for one guarantee, and how we know."""
+
+    recorded: RecordedDecision
+    accepted: bool | None = None
+    evidence: str = ""
+
+
+def decision_at_flinks(
+    details: Mapping[str, Any] | None,
+    guarantee: GuaranteeIdentity,
+    answered_siblings: Sequence[GuaranteeIdentity] = (),
+) -> DecisionAtFlinks:
+    """Whether Flinks already records a decision for ``guarantee`` (the one rule; see decisions.md).
+
+    ``guaranteeDetails.guaranteeAccepted`` is session-wide in the documented shape, so it is taken as this
+    guarantee's only when that is certain: the guarantee ids match, or, without ids to compare, no other
+    guarantee of the session may have been confirmed (``answered_siblings``: the ones we sent, or may
+    have sent, a confirm for) and the amounts /details shows agree with this guarantee's. Anything but a
+    JSON boolean there is no decision.
+    """
     block = details.get("guaranteeDetails") if details is not None else None
     accepted = block.get("guaranteeAccepted") if isinstance(block, Mapping) else None
-    return accepted if isinstance(accepted, bool) else None
+    if not isinstance(accepted, bool) or not isinstance(block, Mapping) or details is None:
+        return DecisionAtFlinks(RecordedDecision.NONE)
+    shown_id = block.get("guaranteeId")
+    if guarantee.guarantee_id is not None and isinstance(shown_id, str) and shown_id:
+        if shown_id == guarantee.guarantee_id:
+            return DecisionAtFlinks(RecordedDecision.OURS, accepted, f"/details shows guarantee {shown_id}")
+        return DecisionAtFlinks(
+            RecordedDecision.UNATTRIBUTABLE,
+            accepted,
+            f"/details shows a decision for guarantee {shown_id}, not {guarantee.guarantee_id}",
+        )
+    if answered_siblings:
+        return DecisionAtFlinks(
+            RecordedDecision.UNATTRIBUTABLE,
+            accepted,
+            f"another guarantee of this session was also answered, and /details cannot tell which one "
+            f"its decision ({'accept' if accepted else 'reject'}) belongs to",
+        )
+    shown_amounts = {
+        number
+        for number in (as_decimal(details.get("amount")), as_decimal(block.get("highestDebitAmountToGuarantee")))
+        if number is not None
+    }
+    if guarantee.amount is None or not shown_amounts or guarantee.amount in shown_amounts:
+        return DecisionAtFlinks(
+            RecordedDecision.OURS, accepted, "the session's only answered guarantee, and /details agrees on it"
+        )
+    return DecisionAtFlinks(
+        RecordedDecision.UNATTRIBUTABLE,
+        accepted,
+        f"/details shows a decision for amount {_amounts(shown_amounts)}, this guarantee is for "
+        f"{guarantee.amount}",
+    )
+
+
+def _amounts(amounts: set[Decimal]) -> str:
+    return "/".join(str(amount) for amount in sorted(amounts)) or "unknown"
 
 
 def _guarantee_block(

@@ -25,6 +25,10 @@ class EnvReader:
             return ""
         return value.strip()
 
+    def optional_text(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
     def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
         raw = self._environ.get(name)
         if raw is None or not raw.strip():

@@ -16,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
+from geft.canonical import sha256_of
+
 SESSION_STATUS_EVENT_TYPE = "sessionsetupstatuschanged"
 FINAL_SESSION_STATUSES = frozenset({"Completed", "Failed", "Canceled", "Expired"})
 _TYPE_KEYS = ("type", "eventType", "event", "eventName", "EventType")
@@ -35,6 +37,9 @@ class QuarantineReason(StrEnum):
     NO_SESSION_ID = "no-uuid-session-id"
     UNKNOWN_STATUS = "unknown-session-status"
     OUTSIDE_REPLAY_WINDOW = "outside-replay-window"
+    # The guarantee's key is stored already, with other content: a redelivery carries the same content,
+    # so this may be a second guarantee that nothing tells apart (same amount, or no amount and no id).
+    SAME_KEY_OTHER_CONTENT = "same-key-other-content"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class GuaranteeEvent:
     session_id: str
     guarantee_key: str
     when: datetime | None
+    content_sha256: str  # of the body without its `when`: equal for a redelivery, whenever it was sent
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,20 @@ def _classify_object(document: dict[str, Any]) -> ClassifiedEvent:
         session_id=session_id,
         guarantee_key=_guarantee_key(fields),
         when=parse_when(fields.get("when")),
+        content_sha256=content_fingerprint(document),
     )
+
+
+def content_fingerprint(document: Mapping[str, Any]) -> str:
+    """sha256 of the body's content without ``when`` (top level and ``data``), keys sorted, types kept.
+
+    Flinks' retries may carry a new ``when``; anything else that differs means another event.
+    """
+    content = {key: value for key, value in document.items() if key != "when"}
+    envelope = content.get("data")
+    if isinstance(envelope, dict):
+        content["data"] = {key: value for key, value in envelope.items() if key != "when"}
+    return sha256_of(content)
 
 
 def _merged_fields(document: dict[str, Any]) -> dict[str, Any]:

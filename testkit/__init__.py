@@ -1,0 +1,1 @@
+"""Test support shared by tests, benchmarks and the local stack; never shipped in a function."""
