@@ -51,7 +51,7 @@ class InlineExecutor(Executor):
         future: Future[_T] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
+        except BaseException as error:
             future.set_exception(error)
         return future
 
@@ -197,7 +197,9 @@ class FakeGuaranteeStore:
             current = self._items.get(ref)
             if current is None or current.status is not GuaranteeStatus.REVIEW:
                 return False
-            if only_from is not None and (current.follow_up is None or current.follow_up.queue is not only_from):
+            if only_from is not None and (
+                current.follow_up is None or current.follow_up.queue is not only_from
+            ):
                 return False
             previous = current.review
             reviewed = replace(
@@ -220,7 +222,9 @@ class FakeGuaranteeStore:
             self._store(reviewed, ChangeKind.REVIEWED, reason, previous=current.status)
         return True
 
-    def mark_redrive(self, ref: GuaranteeRef, *, now_ms: int, reason: str, include_failed: bool = False) -> bool:
+    def mark_redrive(
+        self, ref: GuaranteeRef, *, now_ms: int, reason: str, include_failed: bool = False
+    ) -> bool:
         with self._lock:
             current = self._items.get(ref)
             if current is None or current.confirm is not None:
@@ -321,8 +325,13 @@ def _apply_outcome(current: GuaranteeView, outcome: GuaranteeOutcome, now_ms: in
     shadow = current.shadow
     if outcome.shadow is not None:
         shadow = DecisionView(
-            outcome.shadow.verdict, outcome.shadow.rule, outcome.shadow.reason, {}, (),
-            outcome.shadow.policy, outcome.decided_at_ms,
+            outcome.shadow.verdict,
+            outcome.shadow.rule,
+            outcome.shadow.reason,
+            {},
+            (),
+            outcome.shadow.policy,
+            outcome.decided_at_ms,
         )
     return replace(
         current,
@@ -416,7 +425,12 @@ class FakeFlinks:
         return state
 
     def add_offer(
-        self, session_id: str, *, amount: str, highest_debit: str | None = None, guarantee_id: str | None = None
+        self,
+        session_id: str,
+        *,
+        amount: str,
+        highest_debit: str | None = None,
+        guarantee_id: str | None = None,
     ) -> None:
         self.sessions[session_id].offers.append(
             Offer(Decimal(amount), Decimal(highest_debit or amount), guarantee_id)
@@ -431,7 +445,9 @@ class FakeFlinks:
 
     def applied_confirms_for(self, session_id: str) -> list[tuple[int, bool]]:
         """(offer index, decision) of every confirm Flinks applied for the session."""
-        return [(c.offer_index, c.accepted) for c in self.confirms if c.session_id == session_id and c.applied]
+        return [
+            (c.offer_index, c.accepted) for c in self.confirms if c.session_id == session_id and c.applied
+        ]
 
     def for_session(self, session_id: str, *, deadline: float) -> _FakeSession:
         return _FakeSession(self, session_id)
@@ -522,7 +538,9 @@ class _FakeSession:
 
 def _fault_error(operation: str, fault: str) -> Exception:
     if fault == "unavailable":
-        return FlinksTransientError(f"Flinks {operation} gave up after 5 attempts: answered 503", status_code=503)
+        return FlinksTransientError(
+            f"Flinks {operation} gave up after 5 attempts: answered 503", status_code=503
+        )
     if fault == "auth":
         return FlinksAuthError(f"Flinks {operation} refused a freshly issued token (401)", status_code=401)
     return FlinksPermanentError(f"Flinks {operation} rejected the request (400)", status_code=400)

@@ -9,16 +9,19 @@
 | ``FLINKS_USERNAME`` / ``FLINKS_PASSWORD`` | ``sandbox-user`` / ``sandbox-pass`` | API credentials |
 | ``DECISION_POLICY`` | the template's default | JSON policy; overrides the DecisionPolicy parameter |
 | ``PARAM_<Name>`` | the template's default | any parameter, e.g. ``PARAM_StreamMaximumRetryAttempts=1`` |
-| ``LOCAL_RUN_DIR`` | ``.local`` | where the functions' logs go (``logs/<Function>.log``) |
+| ``LOCAL_RUN_DIR`` | ``.local`` | per stack ``<port>/stack.json`` and ``<port>/logs/<Function>.log`` |
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from geft.errors import PolicyError
+from geft.policy import DecisionPolicy
 
 from geft_local.flinks_sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from geft_local.template_resources import REPO_ROOT, TEMPLATE_PATH, parameter_values
@@ -69,11 +72,6 @@ class LocalConfig:
         if base_url and not base_url.startswith(("http://", "https://")):
             problems.append(f"FLINKS_BASE_URL must be an http(s) URL, got {base_url!r}")
         policy = environ.get("DECISION_POLICY", "").strip() or base.decision_policy
-        if policy:
-            try:
-                json.loads(policy)
-            except ValueError as error:
-                problems.append(f"DECISION_POLICY is not JSON: {error}")
         overrides = dict(base.parameter_overrides)
         overrides |= {
             name[len(PARAMETER_PREFIX) :]: value
@@ -98,13 +96,53 @@ class LocalConfig:
         return config
 
     def parameters(self, template: Mapping[str, Any]) -> dict[str, str]:
-        """Template parameter values: defaults, then PARAM_* overrides, then DECISION_POLICY."""
+        """Template parameter values: defaults, then PARAM_* overrides, then DECISION_POLICY; each checked
+        as CloudFormation would (AllowedValues, MinValue, MaxValue, AllowedPattern), the policies by the
+        policy language itself, so a bad value stops the start instead of failing every invoke."""
         overrides = dict(self.parameter_overrides)
         if self.decision_policy is not None:
             overrides["DecisionPolicy"] = self.decision_policy
-        unknown = sorted(set(overrides) - set(template.get("Parameters", {})))
+        declared = template.get("Parameters", {})
+        unknown = sorted(set(overrides) - set(declared))
         if unknown:
             raise LocalConfigError(
                 f"template has no parameter {', '.join(unknown)} (check the PARAM_<Name> variables)"
             )
-        return parameter_values(template, overrides)
+        values = parameter_values(template, overrides)
+        problems = [
+            problem
+            for name in overrides
+            if (problem := parameter_problem(name, declared[name], values[name])) is not None
+        ]
+        for name, variable in (
+            ("DecisionPolicy", "DECISION_POLICY"),
+            ("ShadowDecisionPolicy", "PARAM_ShadowDecisionPolicy"),
+        ):
+            if values.get(name):
+                try:
+                    DecisionPolicy.from_json(values[name])
+                except PolicyError as error:
+                    problems.append(f"{variable} is not a valid policy: {error}")
+        if problems:
+            raise LocalConfigError("; ".join(problems))
+        return values
+
+
+def parameter_problem(name: str, spec: Mapping[str, Any], value: str) -> str | None:
+    """What CloudFormation would refuse about ``value`` for the parameter ``spec``, or None."""
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(choice) for choice in allowed]:
+        return f"PARAM_{name} must be one of {[str(choice) for choice in allowed]}, got {value!r}"
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return f"PARAM_{name} must be a number, got {value!r}"
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            return f"PARAM_{name} must be at least {spec['MinValue']}, got {value}"
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            return f"PARAM_{name} must be at most {spec['MaxValue']}, got {value}"
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(str(pattern), value) is None:
+        return f"PARAM_{name} does not match {pattern}, got {value!r}"
+    return None

@@ -1,9 +1,7 @@
 """Console lines for each guarantee as it flows, read from the table's stream (a second consumer).
 
-Every state change of an item is a stream record carrying its new image, so the stream tells the whole
-story without polling the table: a guarantee ``RECEIVED``, retried (``DECIDING`` attempts), and its end
-(``CONFIRMED`` with the decision, the rule and ``webhookToConfirmMs``, or ``FAILED`` with
-``failureReason``); plus quarantined bodies and session final statuses.
+Every write is a stream record carrying the item's new image, and every write says what it did
+(``changeKind``): the stream tells the whole story without polling the table, one line per change.
 """
 
 from __future__ import annotations
@@ -12,84 +10,64 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from geft.items import GuaranteeView, guarantee_view, last_change_of, quarantine_view, session_view
+from geft.models import ChangeKind
+
 from geft_local.console import Console
 
 POLL_INTERVAL_S = 0.25
-_GUARANTEE_PREFIX = "GUARANTEE#"
-_QUARANTINE_PK = "QUARANTINE"
-_SESSION_SK = "SESSION"
 
 
-def attribute(image: Mapping[str, Any], name: str) -> Any:
-    """A scalar attribute of a DynamoDB-JSON image (S and N as text, BOOL as bool), or None."""
-    value = image.get(name)
-    if not isinstance(value, Mapping) or len(value) != 1:
+def describe_change(image: Mapping[str, Any]) -> str | None:
+    """One console line for the change a write made (every write names its ChangeKind), or None when
+    the change is bookkeeping (a reconciliation put off, a follow-up cleared)."""
+    change = last_change_of(image)
+    kind = change.kind if change is not None else None
+    reason = f": {change.reason}" if change is not None and change.reason else ""
+    session = session_view(image)
+    if session is not None:
+        details = f" ({session.final_status_details})" if session.final_status_details else ""
+        return f"{session.session_id} session final status {session.final_status}{details}" if kind else None
+    kept = quarantine_view(image)
+    if kept is not None:
+        where = f" (session {kept.session_id})" if kept.session_id else ""
+        return f"quarantined a signed body{where}: {kept.reason}" if kind is ChangeKind.QUARANTINED else None
+    guarantee = guarantee_view(image)
+    if guarantee is None or kind is None:
         return None
-    ((kind, content),) = value.items()
-    if kind in ("S", "N"):
-        return str(content)
-    if kind == "BOOL":
-        return bool(content)
-    return None
+    return _guarantee_line(guarantee, kind, reason)
 
 
-def describe_change(  # noqa: PLR0911 - one return per kind of line reads best
-    event_name: str, image: Mapping[str, Any], previous_status: str | None
-) -> str | None:
-    """One console line for an item's new image, or None when the change is not worth a line."""
-    pk, sk = attribute(image, "pk"), attribute(image, "sk")
-    if pk is None or sk is None:
-        return None
-    if pk == _QUARANTINE_PK:
-        if event_name != "INSERT":
+def _guarantee_line(guarantee: GuaranteeView, kind: ChangeKind, reason: str) -> str | None:  # noqa: PLR0911
+    sid, decision = guarantee.ref.session_id, guarantee.decision
+    decided = f"decided {decision.verdict} (rule {decision.rule})" if decision else "no decision"
+    match kind:
+        case ChangeKind.RECEIVED:
+            return f"{sid} guarantee received ({guarantee.ref.guarantee_key})"
+        case ChangeKind.STORED_FROM_QUARANTINE:
+            return f"{sid} guarantee stored from quarantine ({guarantee.ref.guarantee_key}){reason}"
+        case ChangeKind.CLAIMED:
+            return f"{sid} deciding again, attempt {guarantee.attempts}" if guarantee.attempts > 1 else None
+        case ChangeKind.RELEASED:
+            return f"{sid} attempt {guarantee.attempts} failed transiently; claim released{reason}"
+        case ChangeKind.CONFIRMED | ChangeKind.RECOVERED:
+            recovered = " (recovered from Flinks /details)" if kind is ChangeKind.RECOVERED else ""
+            latency = guarantee.confirm.webhook_to_confirm_ms if guarantee.confirm else None
+            return f"{sid} {decided} -> CONFIRMED{recovered}, webhook-to-confirm {latency} ms"
+        case ChangeKind.FAILED:
+            return f"{sid} {decided} -> FAILED{reason}"
+        case ChangeKind.REVIEW_REQUESTED:
+            return f"{sid} {decided} -> REVIEW: waiting for a person or the review timeout"
+        case ChangeKind.HELD:
+            return f"{sid} -> REVIEW (held for a person, no fallback){reason}"
+        case ChangeKind.REVIEWED:
+            review = guarantee.review
+            who = review.reviewer if review else None
+            return f"{sid} review decided {guarantee.review_decision} by {who}; confirming"
+        case ChangeKind.REDRIVEN:
+            return f"{sid} sent back through the decision path{reason}"
+        case _:
             return None
-        session = attribute(image, "sessionId")
-        where = f" (session {session})" if session else ""
-        return f"quarantined a signed body{where}: {attribute(image, 'reason')}"
-    if sk == _SESSION_SK:
-        if attribute(image, "finalStatus") is None:
-            return None
-        details = attribute(image, "finalStatusDetails")
-        suffix = f" ({details})" if details else ""
-        return f"{pk} session final status {attribute(image, 'finalStatus')}{suffix}"
-    if sk.startswith(_GUARANTEE_PREFIX):
-        return _guarantee_line(pk, event_name, image, previous_status)
-    return None
-
-
-def _guarantee_line(  # noqa: PLR0911 - one return per kind of line reads best
-    pk: str, event_name: str, image: Mapping[str, Any], previous_status: str | None
-) -> str | None:
-    status = attribute(image, "status")
-    attempts = attribute(image, "attempts") or "0"
-    if status == "RECEIVED" and event_name == "INSERT":
-        return f"{pk} guarantee received"
-    if status == "DECIDING" and attribute(image, "claimId") is not None:
-        return f"{pk} deciding again, attempt {attempts}" if int(attempts) > 1 else None
-    if status in ("RECEIVED", "DECIDING") and previous_status == "DECIDING":
-        return f"{pk} attempt {attempts} failed transiently; claim released (the stream retries the record)"
-    if status == previous_status or status is None:
-        return None  # a follow-up write (e.g. reconciliation bookkeeping), not a new state
-    decided = _decision_text(image)
-    if status == "CONFIRMED":
-        recovered = " (recovered from Flinks /details)" if attribute(image, "recoveredFromDetails") else ""
-        latency = attribute(image, "webhookToConfirmMs")
-        return f"{pk} received -> {decided} -> CONFIRMED{recovered}, webhook-to-confirm {latency} ms"
-    if status == "FAILED":
-        return f"{pk} received -> {decided} -> FAILED: {attribute(image, 'failureReason')}"
-    if status == "REVIEW":
-        return f"{pk} received -> {decided} -> REVIEW: waiting for an operator or the review timeout"
-    if status == "REVIEWED":
-        who = attribute(image, "reviewer")
-        return f"{pk} review decided {attribute(image, 'reviewDecision')} by {who}; confirming"
-    return f"{pk} guarantee {previous_status or 'new'} -> {status}"
-
-
-def _decision_text(image: Mapping[str, Any]) -> str:
-    decision = attribute(image, "decision")
-    if decision is None:
-        return "no decision"
-    return f"decided {decision} (rule {attribute(image, 'decisionRule')})"
 
 
 class FlowMonitor:
@@ -104,7 +82,6 @@ class FlowMonitor:
         self._poll_interval_s = poll_interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._status: dict[tuple[str, str], str] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="flow-monitor", daemon=True)
@@ -151,12 +128,6 @@ class FlowMonitor:
         }
 
     def _show(self, record: Mapping[str, Any]) -> None:
-        image = record.get("dynamodb", {}).get("NewImage") or {}
-        key = (str(attribute(image, "pk")), str(attribute(image, "sk")))
-        previous = self._status.get(key)
-        status = attribute(image, "status")
-        if status is not None:
-            self._status[key] = status
-        line = describe_change(str(record.get("eventName", "")), image, previous)
+        line = describe_change(record.get("dynamodb", {}).get("NewImage") or {})
         if line is not None:
             self._console.emit("flow", line)

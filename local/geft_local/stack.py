@@ -12,8 +12,10 @@
 * a ``flow.FlowMonitor`` printing each guarantee as it flows.
 
 ``start()`` and ``stop()`` are the same code path for ``make local``, ``make demo`` and tests/e2e.
-While it runs, ``<run dir>/stack.json`` holds the moto endpoint and the template's outputs, resolved
-(``bin/geft-ops --local`` reads it).
+While it runs, ``<run dir>/<port>/stack.json`` holds its process id, the moto endpoint, the local URLs
+and the template's outputs, resolved (``bin/geft-ops --local`` finds it); its function logs are in
+``<run dir>/<port>/logs/``. A second stack on another port keeps its own; one on a taken port stops
+before touching anything.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ from geft_local.template_resources import (
     resolve,
     resources_of_type,
 )
+from geft_local.topics import TopicMonitor
 from geft_local.workers import FunctionWorker, InvokeResult, function_spec
 
 TERMINAL_STATUSES = frozenset({"CONFIRMED", "FAILED"})
 WEBHOOK_SECRET_VARIABLE = "WEBHOOK_SECRET_ARN"  # noqa: S105 - a variable's name, not a secret
 FLINKS_CREDENTIALS_VARIABLE = "FLINKS_CREDENTIALS_SECRET_ARN"
 FLINKS_BASE_URL_VARIABLE = "FLINKS_BASE_URL"
+OPS_CLI_TARGET_VARIABLE = "OPS_CLI_TARGET"
 _T = TypeVar("_T")
 
 
@@ -82,6 +86,9 @@ class LocalStack:
         self._monitors: list[FlowMonitor] = []
         self._aws: EndpointSession | None = None
         self.scheduler: Scheduler | None = None
+        self.topics: TopicMonitor | None = None
+        self.stack_dir = self.config.run_dir
+        self._wrote_state = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -113,6 +120,8 @@ class LocalStack:
             )
         except PortInUseError as error:
             raise LocalStackError(f"{error.strerror}: stop what uses it or set LOCAL_PORT") from None
+        # Only now, with the port ours, is this stack's folder ours too: nothing of another stack is touched.
+        self.stack_dir = config.run_dir / str(self._gateway.port)
         self._start_flinks()
         self._moto = MotoServer()
         self._moto.start()
@@ -155,6 +164,8 @@ class LocalStack:
             console=self.console,
         )
         self.scheduler.start()
+        self.topics = TopicMonitor(self._aws, self.created, self.console)
+        self.topics.start()
         self._gateway.start()
         self._write_state()
 
@@ -194,13 +205,15 @@ class LocalStack:
 
     def _start_workers(self) -> None:
         assert self._moto is not None
-        log_dir = self.config.run_dir / "logs"
+        log_dir = self.stack_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         template_dir = self.config.template_path.parent
         for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
             environment = function_environment(self.template, logical_id, self.created, self.parameters)
             if FLINKS_BASE_URL_VARIABLE in environment:
                 environment[FLINKS_BASE_URL_VARIABLE] = self.flinks_base_url
+            if OPS_CLI_TARGET_VARIABLE in environment:  # notices tell the operator the local command
+                environment[OPS_CLI_TARGET_VARIABLE] = "--local"
             spec = function_spec(
                 self.template,
                 logical_id,
@@ -229,14 +242,19 @@ class LocalStack:
 
     def stop(self) -> None:
         """Close the gateway, stop the pumps, end every container, stop the sandbox and moto."""
-        self.state_path.unlink(missing_ok=True)
+        if self._wrote_state:
+            self.state_path.unlink(missing_ok=True)
+            self._wrote_state = False
         gateway, self._gateway = self._gateway, None
         if gateway is not None:
             gateway.stop()
         scheduler, self.scheduler = self.scheduler, None
-        loops: list[Scheduler | StreamPump | FlowMonitor] = [*self.pumps, *self._monitors]
+        loops: list[Scheduler | StreamPump | FlowMonitor | TopicMonitor] = [*self.pumps, *self._monitors]
         if scheduler is not None:
             loops.append(scheduler)
+        topics, self.topics = self.topics, None
+        if topics is not None:
+            loops.append(topics)
         for loop in loops:
             loop.signal_stop()  # all at once: an invoke in flight ends when its container stops
         workers = list(self.workers.values())
@@ -257,7 +275,7 @@ class LocalStack:
 
     @property
     def state_path(self) -> Path:
-        return self.config.run_dir / "stack.json"
+        return self.stack_dir / "stack.json"
 
     def outputs(self) -> dict[str, str]:
         """The template's Outputs as the local stack resolves them (WebhookUrl: the local route)."""
@@ -272,14 +290,18 @@ class LocalStack:
 
     def _write_state(self) -> None:
         state = {
+            "pid": os.getpid(),
+            "port": self._gateway.port if self._gateway else None,
             "region": "us-east-1",
             "endpointUrl": self.moto_url,
             "webhookUrl": self.webhook_url,
+            "webhookSecret": self.config.webhook_secret,
             "flinksBaseUrl": self.flinks_base_url,
             "outputs": self.outputs(),
         }
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         self.state_path.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        self._wrote_state = True
 
     # -- what a caller needs -----------------------------------------------------------------------
 

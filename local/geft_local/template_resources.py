@@ -8,6 +8,7 @@ built the way CloudFormation would build them.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ class CreatedResources:
 
     refs: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+    topics: dict[str, str] = field(default_factory=dict)  # SNS topic ARNs by logical id
+    stack_name: str = "geft-local"
 
     def ref(self, logical_id: str) -> str:
         return self.refs[logical_id]
@@ -73,7 +76,7 @@ def create_resources(
 ) -> CreatedResources:
     """Create every table, queue and secret of ``template`` with ``session`` (a boto3 Session
     pointed at moto). ``secret_values`` replaces a secret's generated value by logical id."""
-    created = CreatedResources()
+    created = CreatedResources(stack_name=stack_name)
     dynamodb = session.client("dynamodb")
     for logical_id, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
         _create_table(dynamodb, f"{stack_name}-{logical_id}", resource["Properties"], logical_id, created)
@@ -88,6 +91,11 @@ def create_resources(
         created.refs[logical_id] = url
         created.attributes[(logical_id, "Arn")] = arn
         created.attributes[(logical_id, "QueueName")] = url.rsplit("/", 1)[-1]
+    sns = session.client("sns")
+    for logical_id in resources_of_type(template, "AWS::SNS::Topic"):
+        arn = sns.create_topic(Name=f"{stack_name}-{logical_id}")["TopicArn"]
+        created.refs[logical_id] = arn
+        created.topics[logical_id] = arn
     secretsmanager = session.client("secretsmanager")
     for logical_id, resource in resources_of_type(template, "AWS::SecretsManager::Secret").items():
         value = (secret_values or {}).get(logical_id) or _generated_secret(resource.get("Properties", {}))
@@ -156,10 +164,27 @@ def resolve(value: Any, created: CreatedResources, parameters: Mapping[str, str]
                 return parameters[argument]
             if argument in created.refs:
                 return created.refs[argument]
-            pseudo = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
+            pseudo = {
+                "AWS::Region": "us-east-1",
+                "AWS::AccountId": "123456789012",
+                "AWS::Partition": "aws",
+                "AWS::StackName": created.stack_name,
+            }
             if argument in pseudo:
                 return pseudo[argument]
         if function == "Fn::GetAtt":
             logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
             return created.get_att(logical_id, attribute)
+        if function == "Fn::Sub" and isinstance(argument, str):
+            return re.sub(
+                r"\$\{([^}]+)\}",
+                lambda match: resolve(
+                    {"Fn::GetAtt": match[1]}
+                    if "." in match[1] and not match[1].startswith("AWS::")
+                    else {"Ref": match[1]},
+                    created,
+                    parameters,
+                ),
+                argument,
+            )
     raise ValueError(f"cannot resolve {value!r} locally")

@@ -1,34 +1,45 @@
 """geft-ops: the operator's command line, against a deployed stack or the local stack.
 
-Exit codes: 0 done, 1 the operation failed (not found, nothing to do, AWS error), 2 bad usage.
+Exit codes: 0 done, 1 the operation failed (not found, nothing to do, still in progress, AWS error),
+2 bad usage. Every failure is one line on stderr, never a traceback (GEFT_OPS_DEBUG=1 shows one).
+Where the stack is (``--stack NAME``, ``--local``, ``--local-state PATH``, ``--region``, ``--profile``)
+and ``--json`` may come before or after the command.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from geft_ops import commands
+from geft_ops import commands, render
 from geft_ops.resources import (
-    DEFAULT_LOCAL_STATE,
+    LOCAL_RUN_DIR,
     ResourceLookupError,
     StackResources,
     from_local_state,
     from_stack,
+    running_local_state,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_SESSION_ID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_STATUSES = ("RECEIVED", "DECIDING", "REVIEW", "REVIEWED", "REDRIVE", "CONFIRMED", "FAILED")
+
+
+class UsageError(Exception):
+    """Bad usage found after parsing (exit code 2)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,217 +50,399 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exit_.code else EXIT_OK
     try:
         return int(args.run(args))
-    except (commands.OperationError, ResourceLookupError) as error:
-        print(f"geft-ops: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    except _UsageError as error:
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except UsageError as error:
         parser.print_usage(sys.stderr)
-        print(f"geft-ops: {error}", file=sys.stderr)
+        _fail(str(error))
         return EXIT_USAGE
+    except Exception as error:
+        _fail(_one_line(error))
+        if os.environ.get("GEFT_OPS_DEBUG"):
+            traceback.print_exc()
+        return EXIT_FAILED
 
 
-class _UsageError(Exception):
-    pass
+def _one_line(error: BaseException) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+    from geft.errors import GeftError  # noqa: PLC0415
+
+    if isinstance(error, commands.OperationError | ResourceLookupError | GeftError):
+        return str(error)
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        return f"AWS refused: {info.get('Code', 'error')}: {info.get('Message', '')}".rstrip(": ")
+    if isinstance(error, BotoCoreError):
+        return f"AWS unreachable: {type(error).__name__}: {error}"
+    if isinstance(error, OSError):
+        return f"{error.strerror or type(error).__name__}: {error.filename or ''}".rstrip(": ")
+    return f"unexpected error ({type(error).__name__}: {error}); GEFT_OPS_DEBUG=1 shows the traceback"
+
+
+def _fail(message: str) -> None:
+    print(f"geft-ops: {render.clean(message)}", file=sys.stderr)
+
+
+# -- the parser ---------------------------------------------------------------------------------------
+
+
+def _location_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """Where the stack is and how to print: accepted before the command (defaults) and after it."""
+    default: Callable[[Any], Any] = (lambda _: argparse.SUPPRESS) if suppress else (lambda value: value)
+    options = argparse.ArgumentParser(add_help=False)
+    where = options.add_argument_group("where the stack is (one of)")
+    where.add_argument("--stack", default=default(None), help="a deployed stack's name (its outputs)")
+    where.add_argument(
+        "--local", action="store_true", default=default(False), help="the running local stack (make local)"
+    )
+    where.add_argument(
+        "--local-state", type=Path, default=default(None), metavar="PATH", help="a local stack's state file"
+    )
+    where.add_argument("--region", default=default(None), help="AWS region of the deployed stack")
+    where.add_argument("--profile", default=default(None), help="AWS profile for the deployed stack")
+    options.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output"
+    )
+    return options
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="geft-ops", description=__doc__.splitlines()[0])
-    where = parser.add_argument_group("where the stack is (one of)")
-    where.add_argument("--stack", help="a deployed stack's name (resources from its outputs)")
-    where.add_argument(
-        "--local",
-        nargs="?",
-        const=str(DEFAULT_LOCAL_STATE),
-        metavar="STATE_FILE",
-        help=f"the local stack (`make local`), from its state file (default {DEFAULT_LOCAL_STATE})",
+    parser = argparse.ArgumentParser(
+        prog="geft-ops", description=__doc__.splitlines()[0], parents=[_location_options(suppress=False)]
     )
-    where.add_argument("--region", help="AWS region of the deployed stack")
-    where.add_argument("--profile", help="AWS profile for the deployed stack")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    listing = sub.add_parser("list", help="guarantees, newest first")
-    listing.add_argument("--status", choices=[s.value for s in _statuses()])
+    def command(
+        name: str, help_text: str, run: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=help_text, parents=[_location_options(suppress=True)])
+        child.set_defaults(run=run)
+        return child
+
+    listing = command("list", "guarantees, newest first", _list)
+    listing.add_argument("--status", choices=_STATUSES)
     listing.add_argument("--decision", choices=["accept", "reject", "review"])
     listing.add_argument("--since", type=_since, help="e.g. 30m, 12h, 7d, or an ISO-8601 time")
     listing.add_argument("--limit", type=_positive, default=50)
-    listing.set_defaults(run=_list)
 
-    show = sub.add_parser("show", help="a session's whole history")
+    show = command("show", "a session's whole story: webhook, decision, review, confirm, history", _show)
     show.add_argument("session_id", metavar="SESSION")
-    show.set_defaults(run=_show)
 
-    decide = sub.add_parser("decide", help="decide a guarantee waiting for manual review")
+    decide = command("decide", "decide a guarantee waiting for a person", _decide)
     decide.add_argument("session_id", metavar="SESSION")
     decide.add_argument("decision", choices=commands.REVIEW_DECISIONS)
     decide.add_argument("--reason", required=True, help="why (kept in the audit trail)")
-    decide.add_argument("--operator", default=None, help="who decides (default: your user name)")
+    decide.add_argument(
+        "--operator", default=None, help="your name, shown next to your verified AWS identity"
+    )
     decide.add_argument("--guarantee", default=None, help="the guarantee key, when a session has several")
-    decide.set_defaults(run=_decide)
 
-    redrive = sub.add_parser("redrive", help="send dead-lettered guarantees through the decision path again")
+    redrive = command("redrive", "send dead-lettered guarantees through the decision path again", _redrive)
     redrive.add_argument("--dry-run", action="store_true", help="show what would be redriven")
     redrive.add_argument("--max-messages", type=_positive, default=100)
-    redrive.set_defaults(run=_redrive)
+    redrive.add_argument("--operator", default=None, help="your name, shown next to your AWS identity")
 
-    replay = sub.add_parser("replay", help="send a session's stored webhook through the decision path again")
+    replay = command("replay", "send a session's webhooks through the decision path again", _replay)
     replay.add_argument("session_id", metavar="SESSION")
-    replay.set_defaults(run=_replay)
+    replay.add_argument("--operator", default=None, help="your name, shown next to your AWS identity")
 
-    policy = sub.add_parser("policy", help="decision policy tools")
+    quarantine = command("quarantine", "signed bodies that could not be acted on", _usage_of("quarantine"))
+    quarantine_sub = quarantine.add_subparsers(dest="quarantine_command", required=True, metavar="ACTION")
+    quarantine_list = quarantine_sub.add_parser(
+        "list", help="what is kept, newest last", parents=[_location_options(suppress=True)]
+    )
+    quarantine_list.set_defaults(run=_quarantine_list)
+    quarantine_show = quarantine_sub.add_parser(
+        "show", help="one body (account numbers masked)", parents=[_location_options(suppress=True)]
+    )
+    quarantine_show.add_argument("digest", metavar="DIGEST", help="its digest, or the first 8+ characters")
+    quarantine_show.set_defaults(run=_quarantine_show)
+
+    policy = command("policy", "decision policy tools", _usage_of("policy"))
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
-    check = policy_sub.add_parser("check", help="validate a policy file offline")
-    check.add_argument("file", metavar="FILE")
+    check = policy_sub.add_parser(
+        "check", help="validate a policy file offline", parents=[_location_options(suppress=True)]
+    )
+    check.add_argument("file", metavar="FILE", type=Path)
+    check.add_argument("--facts", metavar="JSON", help='facts to decide, e.g. \'{"amount": "100.00"}\'')
     check.set_defaults(run=_policy_check)
 
-    sign = sub.add_parser("sign", help="sign a body as Flinks would (for testing)")
+    sign = command("sign", "the X-Webhook-Signature Flinks would send for a body (testing)", _sign)
     sign.add_argument("file", nargs="?", default="-", metavar="FILE", help="the body (default: stdin)")
-    sign.add_argument("--secret", default=None, help="the webhook secret (default: $GEFT_WEBHOOK_SECRET)")
-    sign.set_defaults(run=_sign)
+    sign.add_argument(
+        "--secret", default=None, help="the webhook secret (default: the local stack's, or $WEBHOOK_SECRET)"
+    )
+
+    command("env", "shell variables for the local stack: WEBHOOK_URL, WEBHOOK_SECRET, SANDBOX", _env)
     return parser
+
+
+def _usage_of(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise UsageError(f"{name} needs an action")
+
+    return run
 
 
 # -- commands -----------------------------------------------------------------------------------------
 
 
 def _list(args: argparse.Namespace) -> int:
-    rows = commands.list_guarantees(
+    from geft.models import GuaranteeStatus, Verdict  # noqa: PLC0415
+
+    views = commands.list_guarantees(
         _repository(args),
-        status=args.status,
-        decision=args.decision,
+        status=GuaranteeStatus(args.status) if args.status else None,
+        decision=Verdict(args.decision) if args.decision else None,
         since_ms=args.since,
         limit=args.limit,
     )
-    columns = ("sessionId", "status", "decision", "rule", "receivedAt", "webhookToConfirmMs")
-    _emit(args, rows, lambda: _table(rows, columns) if rows else "no guarantees match")
+    rows = [commands.guarantee_row(view) for view in views]
+    columns = (
+        "sessionId",
+        "guaranteeKey",
+        "status",
+        "decision",
+        "rule",
+        "reason",
+        "receivedAt",
+        "webhookToConfirmMs",
+    )
+    _emit(args, rows, lambda: render.table(rows, columns) if rows else "no guarantees match")
     return EXIT_OK
 
 
 def _show(args: argparse.Namespace) -> int:
-    session = commands.show_session(_repository(args), _session_id(args.session_id))
-
-    def text() -> str:
-        lines = [f"session {session['sessionId']}"]
-        for guarantee in session["guarantees"]:
-            lines.append(f"  guarantee {guarantee['guaranteeKey']}: {guarantee['status']}")
-            lines.extend(f"    {e['at']}  {e['event']:<10} {e['detail']}" for e in guarantee["history"])
-        final = session["finalStatus"]
-        lines.append(
-            f"  final status: {final['status']} {final['details'] or ''} ({final['source']}, {final['at']})"
-            if final
-            else "  final status: unknown yet"
-        )
-        return "\n".join(lines)
-
-    _emit(args, session, text)
+    resources = _resources(args)
+    session_id = _session_id(args.session_id)
+    story = commands.session_story(
+        _repository(args, resources), commands.read_history(resources, session_id), session_id
+    )
+    _emit(args, story, lambda: render.story(story))
     return EXIT_OK
 
 
 def _decide(args: argparse.Namespace) -> int:
+    from geft.models import Verdict  # noqa: PLC0415
+
     reason = args.reason.strip()
     if not reason:
-        raise _UsageError("--reason must say why")
-    operator = (args.operator or _current_user()).strip()
-    if not operator:
-        raise _UsageError("--operator is required when your user name is unknown")
-    result = commands.decide(
-        _repository(args),
+        raise UsageError("--reason must say why")
+    resources = _resources(args)
+    repository = _repository(args, resources, as_operator=True)
+    ref = commands.decide(
+        repository,
         _session_id(args.session_id),
-        decision=args.decision,
+        verdict=Verdict(args.decision),
         reason=reason,
-        operator=operator,
         guarantee_key=args.guarantee,
     )
-    _emit(
-        args,
-        result,
-        lambda: f"{result['sessionId']}: {result['decision']} recorded; the processor confirms it",
-    )
+    result = {"sessionId": ref.session_id, "guaranteeKey": ref.guarantee_key, "decision": args.decision}
+    _emit(args, result, lambda: f"{ref.session_id}: {args.decision} recorded; the processor confirms it")
     return EXIT_OK
 
 
 def _redrive(args: argparse.Namespace) -> int:
     resources = _resources(args)
+    repository = _repository(args, resources, as_operator=not args.dry_run)
     results = commands.redrive_dead_letters(
-        resources, _repository(args, resources), dry_run=args.dry_run, max_messages=args.max_messages
+        resources, repository, dry_run=args.dry_run, max_messages=args.max_messages
     )
-    rows = [asdict(result) for result in results]
+    rows = [_result_row(result) for result in results]
     _emit(
         args,
         rows,
-        lambda: _table(rows, ("session_id", "guarantee_key", "result")) if rows else "DLQ is empty",
+        lambda: (
+            render.table(rows, ("session_id", "guarantee_key", "result"))
+            if rows
+            else "DLQ is empty: nothing to do"
+        ),
     )
-    return EXIT_FAILED if any(r.result == "missing" for r in results) else EXIT_OK
+    if not results:
+        return EXIT_FAILED  # nothing to do
+    unsettled = [row for row, result in zip(rows, results, strict=True) if not result.result.settled]
+    return EXIT_FAILED if unsettled and not args.dry_run else EXIT_OK
 
 
 def _replay(args: argparse.Namespace) -> int:
-    results = commands.replay(_repository(args), _session_id(args.session_id))
-    rows = [asdict(result) for result in results]
-    _emit(args, rows, lambda: _table(rows, ("session_id", "guarantee_key", "result")))
+    resources = _resources(args)
+    results = commands.replay(_repository(args, resources, as_operator=True), _session_id(args.session_id))
+    rows = [_result_row(result) for result in results]
+    _emit(args, rows, lambda: render.table(rows, ("session_id", "guarantee_key", "result")))
+    sent = {commands.Resent.REDRIVEN, commands.Resent.STORED_FROM_QUARANTINE}
+    return EXIT_OK if any(result.result in sent for result in results) else EXIT_FAILED
+
+
+def _quarantine_list(args: argparse.Namespace) -> int:
+    rows = commands.quarantine_list(_repository(args))
+    for row in rows:
+        row["digest"] = row["digest"][:16]
+    _emit(
+        args,
+        rows,
+        lambda: (
+            render.table(rows, ("digest", "receivedAt", "reason", "sessionId", "bytes"))
+            if rows
+            else "quarantine is empty"
+        ),
+    )
+    return EXIT_OK
+
+
+def _quarantine_show(args: argparse.Namespace) -> int:
+    entry = commands.quarantine_show(_repository(args), args.digest)
+
+    def text() -> str:
+        body = entry["body"]
+        shown = render.as_json(body) if not isinstance(body, str) else render.clean(body)
+        return "\n".join(
+            [
+                f"digest    {render.clean(entry['digest'])}",
+                f"received  {render.clean(entry['receivedAt'])}",
+                f"reason    {render.clean(entry['reason'])}",
+                f"session   {render.clean(entry['sessionId'])}",
+                f"body      {entry['bytes']} bytes, account numbers masked:",
+                shown,
+            ]
+        )
+
+    _emit(args, entry, text)
     return EXIT_OK
 
 
 def _policy_check(args: argparse.Namespace) -> int:
-    from geft.policy import main as policy_main  # noqa: PLC0415
+    from geft.errors import PolicyError  # noqa: PLC0415
+    from geft.policy import DecisionPolicy, encode_json  # noqa: PLC0415
 
-    return policy_main(["check", args.file])
+    facts: object = None
+    if args.facts is not None:
+        try:
+            facts = json.loads(args.facts, parse_float=Decimal)
+        except ValueError as error:
+            raise UsageError(f"--facts is not valid JSON: {error}") from error
+        if not isinstance(facts, dict):
+            raise UsageError("--facts must be a JSON object")
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {args.file}: {error}") from error
+    try:
+        policy = DecisionPolicy.from_json(text)
+    except PolicyError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    identity = policy.identity
+    print(f"OK: {identity.label()}: {len(policy.rules)} rules, default {policy.default}")
+    for warning in policy.warnings:
+        print(f"warning: {warning}")
+    if isinstance(facts, dict):
+        decision = policy.decide(facts)
+        print(
+            encode_json(
+                {
+                    "decision": decision.verdict.value,
+                    "rule": decision.rule,
+                    "reason": decision.reason,
+                    "missingFacts": list(decision.missing_facts),
+                    "inputs": decision.inputs,
+                }
+            )
+        )
+    return EXIT_OK
 
 
 def _sign(args: argparse.Namespace) -> int:
     from geft.signature import compute_signature  # noqa: PLC0415
 
-    secret = args.secret or os.environ.get("GEFT_WEBHOOK_SECRET")
+    secret = args.secret
+    if not secret and _wants_local(args):
+        secret = str(_resources(args).local.get("webhookSecret") or "")
+    secret = secret or os.environ.get("WEBHOOK_SECRET")
     if not secret:
-        raise _UsageError("give --secret or set GEFT_WEBHOOK_SECRET")
+        raise UsageError("give --secret, use --local (the local stack's secret) or set WEBHOOK_SECRET")
     try:
         body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as error:
-        raise _UsageError(f"cannot read {args.file}: {error.strerror}") from error
+        raise UsageError(f"cannot read {args.file}: {error.strerror}") from error
     print(compute_signature(body, secret))
+    return EXIT_OK
+
+
+def _env(args: argparse.Namespace) -> int:
+    if not _wants_local(args):
+        raise UsageError("env describes a local stack: use --local (or --local-state PATH)")
+    state = _resources(args).local
+    values = {
+        "WEBHOOK_URL": state.get("webhookUrl"),
+        "WEBHOOK_SECRET": state.get("webhookSecret"),
+        "SANDBOX": state.get("flinksBaseUrl"),
+    }
+    import shlex  # noqa: PLC0415
+
+    _emit(
+        args,
+        values,
+        lambda: "\n".join(f"export {name}={shlex.quote(str(value))}" for name, value in values.items()),
+    )
     return EXIT_OK
 
 
 # -- plumbing -----------------------------------------------------------------------------------------
 
 
+def _wants_local(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "local", False) or getattr(args, "local_state", None))
+
+
 def _resources(args: argparse.Namespace) -> StackResources:
-    if args.stack and args.local:
-        raise _UsageError("give --stack or --local, not both")
+    cached: StackResources | None = getattr(args, "_resources", None)
+    if cached is not None:
+        return cached
+    chosen = [name for name, given in (("--stack", args.stack), ("--local", _wants_local(args))) if given]
+    if len(chosen) > 1:
+        raise UsageError("give --stack or --local, not both")
     if args.stack:
-        return from_stack(args.stack, region=args.region, profile=args.profile)
-    if args.local:
-        return from_local_state(Path(args.local))
-    raise _UsageError("say where the stack is: --stack NAME (deployed) or --local (make local)")
+        resources = from_stack(args.stack, region=args.region, profile=args.profile)
+    elif _wants_local(args):
+        resources = from_local_state(args.local_state or running_local_state(LOCAL_RUN_DIR))
+    else:
+        raise UsageError("say where the stack is: --stack NAME (deployed) or --local (make local)")
+    args._resources = resources
+    return resources
 
 
-def _repository(args: argparse.Namespace, resources: StackResources | None = None) -> Any:
+def _repository(
+    args: argparse.Namespace, resources: StackResources | None = None, *, as_operator: bool = False
+) -> Any:
+    from geft.models import Actor  # noqa: PLC0415
     from geft.repository import GuaranteeRepository  # noqa: PLC0415
 
     resources = resources or _resources(args)
+    actor = (
+        Actor.operator(resources.caller_identity(), getattr(args, "operator", None))
+        if as_operator
+        else Actor("operator:read-only")
+    )
     return GuaranteeRepository(
-        resources.output("GuaranteesTableName"), retention_days=365, client=resources.client("dynamodb")
+        resources.output("GuaranteesTableName"),
+        retention_days=int(resources.outputs.get("RetentionDays", "400")),
+        actor=actor,
+        client=resources.client("dynamodb"),
     )
 
 
-def _emit(args: argparse.Namespace, data: Any, text: Any) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.json else text())
+def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:
+    print(render.as_json(data) if args.json else text())
 
 
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max(len(column), *(len(row[i]) for row in cells)) for i, column in enumerate(columns)]
-    lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True))]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+def _result_row(result: commands.RedriveResult) -> dict[str, Any]:
+    return {**asdict(result), "result": result.result.value}
 
 
 def _session_id(value: str) -> str:
-    if not re.fullmatch(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", value):
-        raise _UsageError(f"{value!r} is not a session id (a UUID)")
+    if not _SESSION_ID.fullmatch(value):
+        raise UsageError(f"{value!r} is not a session id (a UUID)")
     return value.lower()
 
 
@@ -273,16 +466,3 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return number
-
-
-def _statuses() -> list[Any]:
-    from geft.models import GuaranteeStatus  # noqa: PLC0415
-
-    return list(GuaranteeStatus)
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return ""

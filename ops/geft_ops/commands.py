@@ -12,10 +12,14 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from geft.items import GuaranteeView, QuarantineView, ref_of_keys
+from geft.audit import HistoryRecord
+from geft.items import GUARANTEE_SK_PREFIX, SESSION_SK, GuaranteeView, ref_of_keys
+from geft.masking import mask_document, mask_text
 from geft.models import GuaranteeRef, GuaranteeStatus, Verdict
 from geft.repository import GuaranteeRepository
 from geft.webhook_events import GuaranteeEvent, classify
@@ -182,8 +186,184 @@ def redrive_dead_letters(
     return results
 
 
-def quarantine_entries(repository: GuaranteeRepository) -> list[QuarantineView]:
-    return repository.quarantined()
+def session_story(
+    repository: GuaranteeRepository, history: Iterable[HistoryRecord], session_id: str
+) -> dict[str, Any]:
+    """Everything the table and the audit trail know about a session, as plain data (``show``)."""
+    guarantees, final = repository.session_records(session_id)
+    records = list(history)
+    if not guarantees and final is None and not records:
+        raise OperationError(f"no record of session {session_id}")
+    by_key: dict[str, list[HistoryRecord]] = {}
+    for record in records:
+        by_key.setdefault(record.record_key, []).append(record)
+    return {
+        "sessionId": session_id,
+        "guarantees": [
+            _guarantee_story(view, by_key.get(GUARANTEE_SK_PREFIX + view.ref.guarantee_key, []))
+            for view in sorted(guarantees, key=lambda view: view.received_at_ms)
+        ],
+        "finalStatus": None
+        if final is None
+        else {
+            "status": final.final_status,
+            "details": final.final_status_details,
+            "source": final.source,
+            "at": iso(final.final_status_at_ms),
+        },
+        "sessionHistory": [_history_entry(record) for record in by_key.get(SESSION_SK, [])],
+    }
+
+
+def quarantine_list(repository: GuaranteeRepository) -> list[dict[str, Any]]:
+    return [
+        {
+            "digest": view.digest,
+            "receivedAt": iso(view.received_at_ms),
+            "reason": view.reason,
+            "sessionId": view.session_id,
+            "bytes": len(view.body),
+        }
+        for view in repository.quarantined()
+    ]
+
+
+def quarantine_show(repository: GuaranteeRepository, digest_prefix: str) -> dict[str, Any]:
+    """One quarantined body, found by its digest or a prefix of it (at least 8 characters)."""
+    if len(digest_prefix) < 8:
+        raise OperationError("give at least 8 characters of the digest (quarantine list shows them)")
+    matches = [view for view in repository.quarantined() if view.digest.startswith(digest_prefix.lower())]
+    if not matches:
+        raise OperationError(f"nothing in quarantine matches {digest_prefix}")
+    if len(matches) > 1:
+        raise OperationError(
+            f"{len(matches)} quarantined bodies match {digest_prefix}: give more of the digest"
+        )
+    view = matches[0]
+    try:
+        body: Any = mask_document(json.loads(view.body.decode("utf-8"), parse_float=Decimal))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        body = mask_text(view.body.decode("utf-8", errors="replace"))
+    return {
+        "digest": view.digest,
+        "receivedAt": iso(view.received_at_ms),
+        "reason": view.reason,
+        "sessionId": view.session_id,
+        "bytes": len(view.body),
+        "body": body,
+    }
+
+
+def guarantee_row(view: GuaranteeView) -> dict[str, Any]:
+    decision = view.decision
+    return {
+        "sessionId": view.ref.session_id,
+        "guaranteeKey": view.ref.guarantee_key,
+        "status": view.status.value,
+        "decision": decision.verdict.value if decision else None,
+        "rule": decision.rule if decision else None,
+        "reason": decision.reason if decision else None,
+        "receivedAt": iso(view.received_at_ms),
+        "webhookToConfirmMs": view.confirm.webhook_to_confirm_ms if view.confirm else None,
+    }
+
+
+def iso(epoch_ms: int | None) -> str | None:
+    if epoch_ms is None:
+        return None
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _guarantee_story(view: GuaranteeView, history: list[HistoryRecord]) -> dict[str, Any]:
+    decision, review, confirm = view.decision, view.review, view.confirm
+    body = view.body()
+    return {
+        **guarantee_row(view),
+        "attempts": view.attempts,
+        "webhook": mask_document({key: value for key, value in body.items() if key != "guaranteeDetails"})
+        | (
+            {"guaranteeDetails": mask_document(body["guaranteeDetails"])}
+            if "guaranteeDetails" in body
+            else {}
+        ),
+        "decisionDetail": None
+        if decision is None
+        else {
+            "verdict": decision.verdict.value,
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "inputs": mask_document(decision.inputs),
+            "missingFacts": list(decision.missing_facts),
+            "policy": decision.policy.label() if decision.policy else None,
+            "decidedAt": iso(decision.decided_at_ms),
+        },
+        "shadow": None
+        if view.shadow is None
+        else {
+            "verdict": view.shadow.verdict.value,
+            "rule": view.shadow.rule,
+            "reason": view.shadow.reason,
+            "policy": view.shadow.policy.label() if view.shadow.policy else None,
+        },
+        "review": None
+        if review is None
+        else {
+            "requestedByRule": review.requested_by_rule,
+            "requestedReason": review.requested_reason,
+            "requestedAt": iso(review.requested_at_ms),
+            "holdReason": review.hold_reason,
+            "decision": review.decision.value if review.decision else None,
+            "reviewer": review.reviewer,
+            "reviewerNote": review.reviewer_note,
+            "reason": review.reason,
+            "reviewedAt": iso(review.reviewed_at_ms),
+        },
+        "confirm": None
+        if confirm is None
+        else {
+            "confirmedAt": iso(confirm.confirmed_at_ms),
+            "flinksSessionId": confirm.flinks_session_id,
+            "flinksReferenceId": confirm.flinks_reference_id,
+            "recoveredFromDetails": confirm.recovered_from_details,
+            "webhookToConfirmMs": confirm.webhook_to_confirm_ms,
+        },
+        "failureReason": view.failure_reason,
+        "followUp": None
+        if view.follow_up is None
+        else {"queue": view.follow_up.queue.value, "due": iso(view.follow_up.due_ms)},
+        "history": [_history_entry(record) for record in sorted(history, key=lambda r: r.at_ms)]
+        or _history_from_item(view),
+    }
+
+
+def _history_entry(record: HistoryRecord) -> dict[str, Any]:
+    return {
+        "at": iso(record.at_ms),
+        "change": record.change,
+        "from": record.previous_status,
+        "to": record.status,
+        "by": record.by,
+        "note": record.by_note,
+        "reason": record.reason,
+    }
+
+
+def _history_from_item(view: GuaranteeView) -> list[dict[str, Any]]:
+    """Without the audit trail (it lags the table by a moment): the item's own last change."""
+    change = view.last_change
+    if change is None:
+        return []
+    return [
+        {
+            "at": iso(change.at_ms),
+            "change": change.kind.value if change.kind else None,
+            "from": change.previous_status.value if change.previous_status else None,
+            "to": view.status.value,
+            "by": change.by,
+            "note": change.by_note,
+            "reason": change.reason,
+        }
+    ]
 
 
 def _dead_letter_reason(body: str) -> str:
@@ -266,3 +446,26 @@ def _redrive_one(
     if current.confirm is not None:
         result = Resent.ALREADY_CONFIRMED
     return RedriveResult(ref.session_id, ref.guarantee_key, result)
+
+
+def read_history(resources: Any, session_id: str) -> list[HistoryRecord]:
+    """The session's history records from the audit table, oldest first (empty when the stack has none)."""
+    from geft.audit import history_record  # noqa: PLC0415
+
+    table = resources.outputs.get("AuditTableName")
+    if not table:
+        return []
+    client = resources.client("dynamodb")
+    request: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": session_id}},
+        "ConsistentRead": True,
+    }
+    records: list[HistoryRecord] = []
+    while True:
+        response = client.query(**request)
+        records.extend(history_record(item) for item in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return sorted(records, key=lambda record: record.at_ms)
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]

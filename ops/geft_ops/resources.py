@@ -1,16 +1,22 @@
-"""Where the stack's resources are: a deployed stack's outputs, or the local stack's state file.
+"""Where the stack's resources are: a deployed stack's outputs, or a running local stack's state file.
 
-Both give the same output names, so every command works the same against either.
+Both give the same output names, so every command works the same against either. A local stack
+writes ``<run dir>/<port>/stack.json`` while it runs (with its process id); ``--local`` finds the one
+that is running, ``--local-state PATH`` names one.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_LOCAL_STATE = Path(".local") / "stack.json"
+# Where `make local` keeps its stacks: the repository's .local, or LOCAL_RUN_DIR as for make local.
+LOCAL_RUN_DIR = Path(os.environ.get("LOCAL_RUN_DIR") or Path(__file__).resolve().parents[2] / ".local")
+STATE_FILE = "stack.json"
 _REQUIRED_OUTPUTS = ("GuaranteesTableName",)
 
 
@@ -23,11 +29,12 @@ class StackResources:
     session: Any  # boto3.Session
     endpoint_url: str | None
     outputs: dict[str, str]
+    local: Mapping[str, Any] = field(default_factory=dict)  # the local stack's state (URLs, secret)
 
     def client(self, service: str) -> Any:
         from botocore.config import Config  # noqa: PLC0415
 
-        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
         if self.endpoint_url:  # moto: stream calls must not go to an account-scoped host
             config = config.merge(Config(account_id_endpoint_mode="disabled"))
         return self.session.client(service, endpoint_url=self.endpoint_url, config=config)
@@ -38,13 +45,24 @@ class StackResources:
         except KeyError:
             raise ResourceLookupError(f"the stack has no output {name}") from None
 
+    def caller_identity(self) -> str:
+        """The AWS principal this CLI acts as (STS), recorded with every operator action."""
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        try:
+            return str(self.client("sts").get_caller_identity()["Arn"])
+        except (BotoCoreError, ClientError) as error:
+            raise ResourceLookupError(
+                f"cannot tell who you are (sts get-caller-identity): {error}"
+            ) from error
+
 
 def from_stack(stack_name: str, *, region: str | None, profile: str | None) -> StackResources:
     import boto3  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
-    session = boto3.Session(profile_name=profile, region_name=region)
     try:
+        session = boto3.Session(profile_name=profile, region_name=region)
         stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
     except (ClientError, BotoCoreError) as error:
         raise ResourceLookupError(f"cannot read stack {stack_name}: {error}") from error
@@ -52,22 +70,60 @@ def from_stack(stack_name: str, *, region: str | None, profile: str | None) -> S
     return _checked(StackResources(session=session, endpoint_url=None, outputs=outputs))
 
 
+def running_local_state(run_dir: Path = LOCAL_RUN_DIR) -> Path:
+    """The state file of the one local stack running under ``run_dir``."""
+    running = sorted(
+        (path for path in run_dir.glob(f"*/{STATE_FILE}") if _is_running(path)),
+        key=lambda path: path.parent.name,
+    )
+    if not running:
+        raise ResourceLookupError(
+            f"no local stack is running (under {run_dir}/): start one with `make local`"
+        )
+    if len(running) > 1:
+        choices = ", ".join(str(path) for path in running)
+        raise ResourceLookupError(
+            f"several local stacks are running ({choices}): choose one with --local-state"
+        )
+    return running[0]
+
+
 def from_local_state(path: Path) -> StackResources:
     import boto3  # noqa: PLC0415
 
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ResourceLookupError(f"no local stack state at {path}: is `make local` running?") from None
     except (OSError, ValueError) as error:
         raise ResourceLookupError(f"cannot read {path}: {error}") from error
+    if not _is_running(path):
+        raise ResourceLookupError(f"the local stack of {path} is not running (start one with `make local`)")
     session = boto3.Session(
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
         region_name=state.get("region", "us-east-1"),
     )
     outputs = {str(k): str(v) for k, v in state.get("outputs", {}).items()}
-    return _checked(StackResources(session=session, endpoint_url=state.get("endpointUrl"), outputs=outputs))
+    return _checked(
+        StackResources(session=session, endpoint_url=state.get("endpointUrl"), outputs=outputs, local=state)
+    )
+
+
+def _is_running(state_path: Path) -> bool:
+    try:
+        pid = int(json.loads(state_path.read_text(encoding="utf-8")).get("pid", 0))
+    except (OSError, ValueError, TypeError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def _checked(resources: StackResources) -> StackResources:

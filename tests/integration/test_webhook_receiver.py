@@ -40,7 +40,7 @@ def test_valid_guarantee_is_stored_once_as_received(invoke_receiver: Invoke, tab
     assert _body(response) == {"outcome": "stored"}
     [item] = table_items()
     assert item["pk"] == session_id
-    assert item["sk"] == "GUARANTEE#amount:500.00"
+    assert item["sk"] == "GUARANTEE#amount:250.00"
     assert item["status"] == "RECEIVED"
     assert item["recordType"] == "GUARANTEE"
     assert item["rawBody"] == body.decode()
@@ -239,7 +239,7 @@ def test_session_status_event_records_final_status_without_a_guarantee(
     assert items["SESSION"]["finalStatus"] == "Completed"
     assert items["SESSION"]["finalStatusDetails"] == "EFT0301"
     assert items["SESSION"]["recordType"] == "SESSION"
-    assert items["GUARANTEE#amount:500.00"]["status"] == "RECEIVED"
+    assert items["GUARANTEE#amount:250.00"]["status"] == "RECEIVED"
 
 
 def test_persistence_failure_is_503_so_flinks_retries(

@@ -10,7 +10,6 @@ written.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -127,18 +126,24 @@ def aws_faults_installed() -> Iterator[AwsFaults]:
             default_session.events.unregister(_EVENT, faults._on_call)
 
 
+def _writes_change(params: Mapping[str, Any], *kinds: str) -> bool:
+    """Every repository write records its ChangeKind: the request says which transition it is."""
+    values = params.get("ExpressionAttributeValues", {}).values()
+    return any(value in [{"S": kind} for kind in kinds] for value in values) or any(
+        params.get("Item", {}).get("changeKind") == {"S": kind} for kind in kinds
+    )
+
+
 def is_claim(params: Mapping[str, Any]) -> bool:
-    """The processor's claim: the one update that assigns a claimId."""
-    return re.search(r"\bclaimId\s*=", str(params.get("UpdateExpression", ""))) is not None
+    """The processor's claim."""
+    return _writes_change(params, "claimed")
 
 
 def is_finish(params: Mapping[str, Any]) -> bool:
-    """The processor's terminal write: an update that writes CONFIRMED or FAILED."""
-    values = params.get("ExpressionAttributeValues", {}).values()
-    return any(value in ({"S": "CONFIRMED"}, {"S": "FAILED"}) for value in values)
+    """The processor's terminal write: CONFIRMED (sent or recovered) or FAILED."""
+    return _writes_change(params, "confirmed", "recovered", "failed")
 
 
 def is_release(params: Mapping[str, Any]) -> bool:
-    """A claim given back after a transient failure: conditional on the claim, writing no outcome."""
-    condition = str(params.get("ConditionExpression", ""))
-    return "claimId" in condition and not is_claim(params) and not is_finish(params)
+    """A claim given back after a transient failure."""
+    return _writes_change(params, "released")

@@ -36,7 +36,7 @@ def guarantee_body(session_id: str | None = None, *, when: str | None = None, **
         "when": when or datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "sessionId": session_id or str(uuid.uuid4()),
         "referenceId": "test-reference",
-        "amount": 500,
+        "amount": 250,
         **fields,
     }
     return json.dumps(document, separators=(",", ":")).encode()

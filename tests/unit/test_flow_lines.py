@@ -1,28 +1,63 @@
-"""The local stack's console lines: one line per state change, never one per write."""
+"""The local stack's console lines: one line per change a write made, none for bookkeeping."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from geft_local.flow import describe_change
 
 SESSION = "aadd08f2-83ce-456d-84ed-c68cfed4ee7b"
 
 
-def _image(sk: str, **attributes: str) -> dict[str, dict[str, str]]:
-    return {"pk": {"S": SESSION}, "sk": {"S": sk}, **{k: {"S": v} for k, v in attributes.items()}}
+def _image(sk: str, change: str | None, **attributes: Any) -> dict[str, dict[str, Any]]:
+    image: dict[str, dict[str, Any]] = {"pk": {"S": SESSION}, "sk": {"S": sk}}
+    image |= {k: ({"N": str(v)} if isinstance(v, int) else {"S": v}) for k, v in attributes.items()}
+    if change is not None:
+        image["changeKind"] = {"S": change}
+        image["changedAtMs"] = {"N": "1"}
+    return image
 
 
-def test_confirmed_is_shown_once_even_when_written_again() -> None:
-    confirmed = _image("GUARANTEE#single", status="CONFIRMED", decision="accept", decisionRule="default")
+def _guarantee(change: str, status: str, **attributes: Any) -> dict[str, dict[str, Any]]:
+    return _image(
+        "GUARANTEE#single",
+        change,
+        recordType="GUARANTEE",
+        sessionId=SESSION,
+        guaranteeKey="single",
+        status=status,
+        rawBody="{}",
+        receivedAtMs=1,
+        **attributes,
+    )
 
-    first = describe_change("MODIFY", confirmed, previous_status="DECIDING")
-    follow_up = describe_change("MODIFY", confirmed, previous_status="CONFIRMED")
 
-    assert first is not None
-    assert "CONFIRMED" in first
-    assert follow_up is None
+def test_a_confirm_is_one_line_and_bookkeeping_none() -> None:
+    confirmed = _guarantee(
+        "confirmed",
+        "CONFIRMED",
+        decision="accept",
+        decisionRule="default",
+        confirmedAtMs=5,
+        webhookToConfirmMs=4,
+    )
+    bookkeeping = _guarantee("reconcile-pending", "CONFIRMED", decision="accept", decisionRule="default")
+
+    line = describe_change(confirmed)
+
+    assert line == f"{SESSION} decided accept (rule default) -> CONFIRMED, webhook-to-confirm 4 ms"
+    assert describe_change(bookkeeping) is None
 
 
-def test_session_record_without_a_final_status_is_not_shown() -> None:
-    assert describe_change("INSERT", _image("SESSION"), previous_status=None) is None
-    line = describe_change("MODIFY", _image("SESSION", finalStatus="Completed"), previous_status=None)
+def test_a_release_says_why() -> None:
+    released = _guarantee("released", "RECEIVED", attempts=1, changeReason="Flinks details answered 503")
+
+    assert describe_change(released) == (
+        f"{SESSION} attempt 1 failed transiently; claim released: Flinks details answered 503"
+    )
+
+
+def test_session_record_lines() -> None:
+    assert describe_change(_image("SESSION", None, recordType="SESSION")) is None
+    line = describe_change(_image("SESSION", "final-status", recordType="SESSION", finalStatus="Completed"))
     assert line == f"{SESSION} session final status Completed"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -576,7 +573,7 @@ def test_from_json_rejects_text_that_is_not_a_policy_json_document(text: str, ex
     assert str(caught.value).splitlines()[1].removeprefix("  - ").startswith(expected)
 
 
-# --- fail closed, identity, reasons and warnings -------------------------------------------------------------
+# --- fail closed, identity, reasons and warnings ------------------------------------------------------------
 
 
 def test_an_accept_rule_that_cannot_be_checked_accepts_nothing() -> None:
@@ -592,7 +589,11 @@ def test_an_accept_rule_that_cannot_be_checked_accepts_nothing() -> None:
     decision = policy.decide({"amount": 100})
 
     # THEN the default decides, and the decision records what could not be checked
-    assert (decision.verdict, decision.rule, decision.missing_facts) == (Verdict.REJECT, DEFAULT_RULE, ("shortfall",))
+    assert (decision.verdict, decision.rule, decision.missing_facts) == (
+        Verdict.REJECT,
+        DEFAULT_RULE,
+        ("shortfall",),
+    )
 
 
 def test_on_missing_facts_can_reject_instead_of_review() -> None:
@@ -611,7 +612,12 @@ def test_on_missing_facts_can_reject_instead_of_review() -> None:
 
 def test_every_decision_names_its_policy_and_its_rule_reason() -> None:
     policy = DecisionPolicy.from_document(
-        {"name": "tight", "version": "2026-12", "default": "accept", "rules": [_rule("big", reason="TOO_BIG")]}
+        {
+            "name": "tight",
+            "version": "2026-12",
+            "default": "accept",
+            "rules": [_rule("big", reason="TOO_BIG")],
+        }
     )
 
     decision = policy.decide({"amount": 5})
@@ -625,13 +631,16 @@ def test_every_decision_names_its_policy_and_its_rule_reason() -> None:
 
 def test_the_content_hash_ignores_spelling_and_changes_with_content() -> None:
     spelled = DecisionPolicy.from_json(
-        '{"rules": [{"decision": "reject", "when": {"amount": {"gt": 10.0}}, "name": "r"}], "default": "accept"}'
+        '{"rules": [{"decision": "reject", "when": {"amount": {"gt": 10.0}}, "name": "r"}], '
+        '"default": "accept"}'
     )
     same = DecisionPolicy.from_json(
-        '{"default": "accept", "rules": [{"name": "r", "when": {"amount": {"gt": 10}}, "decision": "reject"}]}'
+        '{"default": "accept", "rules": '
+        '[{"name": "r", "when": {"amount": {"gt": 10}}, "decision": "reject"}]}'
     )
     different = DecisionPolicy.from_json(
-        '{"default": "accept", "rules": [{"name": "r", "when": {"amount": {"gt": 11}}, "decision": "reject"}]}'
+        '{"default": "accept", "rules": '
+        '[{"name": "r", "when": {"amount": {"gt": 11}}, "decision": "reject"}]}'
     )
 
     assert spelled.identity.content_hash == same.identity.content_hash

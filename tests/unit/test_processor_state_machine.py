@@ -28,6 +28,7 @@ from geft.items import ConfirmView
 from geft.models import Actor, ChangeKind, FollowUpQueue, GuaranteeRef, GuaranteeStatus, Verdict
 from geft.policy import DEFAULT_POLICY_JSON, MISSING_FACTS_RULE, DecisionPolicy
 from geft.ports import ClaimResult
+
 from testkit.fakes import FakeClock, FakeFlinks, FakeGuaranteeStore, InlineExecutor
 
 DEFAULT_POLICY = DecisionPolicy.from_json(DEFAULT_POLICY_JSON)
@@ -36,7 +37,11 @@ LEASE_SECONDS = 60.0
 
 
 def webhook(session_id: str, amount: str | None = "250.00", **fields: Any) -> str:
-    body: dict[str, Any] = {"type": "GuaranteeEmitted", "when": "2027-01-15T10:00:00Z", "sessionId": session_id}
+    body: dict[str, Any] = {
+        "type": "GuaranteeEmitted",
+        "when": "2027-01-15T10:00:00Z",
+        "sessionId": session_id,
+    }
     if amount is not None:
         body["amount"] = float(amount) if "." in amount else int(amount)
     body.update(fields)
@@ -46,8 +51,15 @@ def webhook(session_id: str, amount: str | None = "250.00", **fields: Any) -> st
 class Pipeline:
     """The processor wired to fakes, with the helpers a scenario needs."""
 
-    def __init__(self, *, sticky: bool = False, expose_ids: bool = False, shadow: DecisionPolicy | None = None,
-                 policy: DecisionPolicy = DEFAULT_POLICY, settle_seconds: float = SETTLE_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        sticky: bool = False,
+        expose_ids: bool = False,
+        shadow: DecisionPolicy | None = None,
+        policy: DecisionPolicy = DEFAULT_POLICY,
+        settle_seconds: float = SETTLE_SECONDS,
+    ) -> None:
         self.clock = FakeClock()
         self.store = FakeGuaranteeStore(clock=self.clock)
         self.flinks = FakeFlinks(self.clock, sticky=sticky, expose_ids=expose_ids)
@@ -55,9 +67,15 @@ class Pipeline:
         self.processor = self.build(policy=policy, shadow=shadow, settle_seconds=settle_seconds)
         self._sequence = 0
 
-    def build(self, *, policy: DecisionPolicy, shadow: DecisionPolicy | None = None,
-              settle_seconds: float = SETTLE_SECONDS, executor: Any = None,
-              sleep: Any = None) -> GuaranteeProcessor:
+    def build(
+        self,
+        *,
+        policy: DecisionPolicy,
+        shadow: DecisionPolicy | None = None,
+        settle_seconds: float = SETTLE_SECONDS,
+        executor: Any = None,
+        sleep: Any = None,
+    ) -> GuaranteeProcessor:
         def refreshed() -> None:
             self.credential_refreshes += 1
 
@@ -142,8 +160,10 @@ def test_a_guarantee_is_decided_confirmed_once_and_recorded_with_rule_reason_and
     assert item.decision is not None
     assert (item.decision.verdict, item.decision.rule, item.decision.reason) == (verdict, rule, reason)
     assert item.decision.policy == DEFAULT_POLICY.identity
-    assert item.follow_up is not None and item.follow_up.queue is FollowUpQueue.RECONCILE
-    assert item.confirm is not None and not item.confirm.recovered_from_details
+    assert item.follow_up is not None
+    assert item.follow_up.queue is FollowUpQueue.RECONCILE
+    assert item.confirm is not None
+    assert not item.confirm.recovered_from_details
 
 
 def test_a_policy_review_waits_for_a_person_with_a_deadline_and_sends_nothing(pipeline: Pipeline) -> None:
@@ -156,7 +176,8 @@ def test_a_policy_review_waits_for_a_person_with_a_deadline_and_sends_nothing(pi
     assert pipeline.flinks.confirms == []
     item = pipeline.store.get(ref)
     assert item.status is GuaranteeStatus.REVIEW
-    assert item.review is not None and item.review.requested_by_rule == "unknown-risk"
+    assert item.review is not None
+    assert item.review.requested_by_rule == "unknown-risk"
     assert item.follow_up is not None
     assert item.follow_up.queue is FollowUpQueue.REVIEW
     assert item.follow_up.due_ms == pipeline.clock.ms() + 300_000
@@ -168,7 +189,9 @@ def test_an_operator_decision_is_confirmed_as_the_operators(pipeline: Pipeline) 
     ref = pipeline.receive(session_id)
     pipeline.one(ref)
     pipeline.store.actor = Actor.operator("arn:aws:iam::123456789012:user/m.tremblay", "m.tremblay")
-    assert pipeline.store.record_review_decision(ref, verdict=Verdict.ACCEPT, reason="verified", now_ms=pipeline.clock.ms())
+    assert pipeline.store.record_review_decision(
+        ref, verdict=Verdict.ACCEPT, reason="verified", now_ms=pipeline.clock.ms()
+    )
 
     # WHEN the REVIEWED record reaches the processor
     result = pipeline.one(ref)
@@ -177,11 +200,14 @@ def test_an_operator_decision_is_confirmed_as_the_operators(pipeline: Pipeline) 
     assert result.disposition is Disposition.CONFIRMED
     assert pipeline.flinks.confirms_for(session_id) == [True]
     item = pipeline.store.get(ref)
-    assert item.decision is not None and item.decision.rule == MANUAL_REVIEW_RULE
+    assert item.decision is not None
+    assert item.decision.rule == MANUAL_REVIEW_RULE
     assert pipeline.flinks.details_calls == [session_id]  # only the first decision read /details
 
 
-def test_webhook_facts_replace_details_only_when_they_carry_every_fact_the_policy_reads(pipeline: Pipeline) -> None:
+def test_webhook_facts_replace_details_only_when_they_carry_every_fact_the_policy_reads(
+    pipeline: Pipeline,
+) -> None:
     complete = {"guaranteeOffered": True, "highestDebitAmountToGuarantee": 250, "overallRiskLevel": "Low"}
     first = pipeline.session()
     second = pipeline.session()
@@ -200,8 +226,10 @@ def test_webhook_facts_replace_details_only_when_they_carry_every_fact_the_polic
     ("block", "missing"),
     [
         ({"guaranteeOffered": True}, ("shortfall",)),
-        ({"guaranteeOffered": True, "highestDebitAmountToGuarantee": 250, "overallRiskLevel": "HIGH"},
-         ("overallRiskLevel",)),
+        (
+            {"guaranteeOffered": True, "highestDebitAmountToGuarantee": 250, "overallRiskLevel": "HIGH"},
+            ("overallRiskLevel",),
+        ),
         ({}, ("guaranteeOffered",)),
     ],
 )
@@ -235,7 +263,7 @@ def test_a_missing_amount_goes_to_review(pipeline: Pipeline) -> None:
     assert pipeline.store.get(ref).decision.missing_facts == ("shortfall",)  # type: ignore[union-attr]
 
 
-# -- transient failures and the settle delay -------------------------------------------------------------------
+# -- transient failures and the settle delay -----------------------------------------------------------------
 
 
 def test_a_transient_details_failure_releases_the_claim_and_the_retry_decides(pipeline: Pipeline) -> None:
@@ -246,15 +274,19 @@ def test_a_transient_details_failure_releases_the_claim_and_the_retry_decides(pi
     first = pipeline.one(ref)
     assert first.disposition is Disposition.RETRY
     item = pipeline.store.get(ref)
-    assert item.status is GuaranteeStatus.RECEIVED and not item.confirm_attempted
-    assert item.last_change is not None and item.last_change.kind is ChangeKind.RELEASED
+    assert item.status is GuaranteeStatus.RECEIVED
+    assert not item.confirm_attempted
+    assert item.last_change is not None
+    assert item.last_change.kind is ChangeKind.RELEASED
 
     second = pipeline.one(ref)
     assert second.disposition is Disposition.CONFIRMED
     assert pipeline.flinks.confirms_for(session_id) == [True]
 
 
-def test_a_confirm_applied_but_unanswered_is_recorded_from_details_after_it_settles(pipeline: Pipeline) -> None:
+def test_a_confirm_applied_but_unanswered_is_recorded_from_details_after_it_settles(
+    pipeline: Pipeline,
+) -> None:
     # GIVEN a confirm that reached Flinks, which applied it, but whose answer was lost
     session_id = pipeline.session()
     ref = pipeline.receive(session_id)
@@ -265,7 +297,8 @@ def test_a_confirm_applied_but_unanswered_is_recorded_from_details_after_it_sett
     # THEN the claim is released as "a confirm may have gone", not to be looked at before it settles
     assert first.disposition is Disposition.RETRY
     item = pipeline.store.get(ref)
-    assert item.status is GuaranteeStatus.DECIDING and item.confirm_attempted
+    assert item.status is GuaranteeStatus.DECIDING
+    assert item.confirm_attempted
     assert item.confirm_settles_at_ms == pipeline.clock.ms() + int(SETTLE_SECONDS * 1000)
     assert pipeline.store.claim(ref, claim_id="x", now_ms=pipeline.clock.ms(), lease_until_ms=0).result is (
         ClaimResult.SETTLING
@@ -280,8 +313,10 @@ def test_a_confirm_applied_but_unanswered_is_recorded_from_details_after_it_sett
     assert pipeline.clock.now - started >= SETTLE_SECONDS
     assert pipeline.flinks.confirms_for(session_id) == [True]
     item = pipeline.store.get(ref)
-    assert item.confirm is not None and item.confirm.recovered_from_details
-    assert item.decision is not None and item.decision.rule == RECOVERED_RULE
+    assert item.confirm is not None
+    assert item.confirm.recovered_from_details
+    assert item.decision is not None
+    assert item.decision.rule == RECOVERED_RULE
 
 
 def test_a_slow_confirm_is_never_posted_twice(pipeline: Pipeline) -> None:
@@ -331,14 +366,18 @@ def test_a_lost_confirm_is_sent_again_once_details_still_shows_no_decision(pipel
     assert not pipeline.store.get(ref).confirm.recovered_from_details  # type: ignore[union-attr]
 
 
-def test_a_failed_final_write_releases_the_claim_and_the_retry_records_flinks_answer(pipeline: Pipeline) -> None:
+def test_a_failed_final_write_releases_the_claim_and_the_retry_records_flinks_answer(
+    pipeline: Pipeline,
+) -> None:
     # GIVEN the confirm went through but the final write failed
     session_id = pipeline.session(risk="High")
     ref = pipeline.receive(session_id)
     pipeline.store.fail_next.append("finish")
     assert pipeline.one(ref).disposition is Disposition.RETRY
     item = pipeline.store.get(ref)
-    assert item.status is GuaranteeStatus.DECIDING and item.confirm_attempted and item.lease_expires_at_ms == 0
+    assert item.status is GuaranteeStatus.DECIDING
+    assert item.confirm_attempted
+    assert item.lease_expires_at_ms == 0
 
     # WHEN the stream retries
     result = pipeline.one(ref)
@@ -347,8 +386,10 @@ def test_a_failed_final_write_releases_the_claim_and_the_retry_records_flinks_an
     assert result.disposition is Disposition.CONFIRMED
     assert pipeline.flinks.confirms_for(session_id) == [False]
     item = pipeline.store.get(ref)
-    assert item.decision is not None and item.decision.verdict is Verdict.REJECT
-    assert item.confirm is not None and item.confirm.recovered_from_details
+    assert item.decision is not None
+    assert item.decision.verdict is Verdict.REJECT
+    assert item.confirm is not None
+    assert item.confirm.recovered_from_details
 
 
 def test_a_crash_after_the_confirm_is_recovered_once_the_lease_has_ended(pipeline: Pipeline) -> None:
@@ -390,7 +431,8 @@ def test_a_permanent_refusal_is_failed_with_its_reason(pipeline: Pipeline) -> No
     assert result.disposition is Disposition.FAILED
     item = pipeline.store.get(ref)
     assert item.status is GuaranteeStatus.FAILED
-    assert item.failure_reason is not None and "400" in item.failure_reason
+    assert item.failure_reason is not None
+    assert "400" in item.failure_reason
 
 
 # -- 409 on confirm ---------------------------------------------------------------------------------------
@@ -428,7 +470,7 @@ def test_a_409_with_no_decision_at_flinks_fails_with_both_facts(pipeline: Pipeli
     assert "no decision" in (pipeline.store.get(ref).failure_reason or "")
 
 
-# -- a second guarantee of the session (Next Best Offer) ----------------------------------------------------------
+# -- a second guarantee of the session (Next Best Offer) -----------------------------------------------------
 
 
 def _first_offer_answered(pipeline: Pipeline, *, risk: str = "Low") -> tuple[str, GuaranteeRef]:
@@ -454,7 +496,8 @@ def test_second_guarantee_meeting_503s_is_decided_and_sent_not_recovered_from_th
     assert result.disposition is Disposition.CONFIRMED
     assert pipeline.flinks.applied_confirms_for(session_id) == [(0, True), (1, False)]
     item = pipeline.store.get(second)
-    assert item.decision is not None and item.decision.verdict is Verdict.REJECT
+    assert item.decision is not None
+    assert item.decision.verdict is Verdict.REJECT
     assert item.decision.rule == "shortfall"
 
 
@@ -492,18 +535,25 @@ def test_second_guarantee_whose_details_keep_the_first_decision_is_held_for_a_pe
     assert result.disposition is Disposition.REVIEW
     item = pipeline.store.get(second)
     assert item.status is GuaranteeStatus.REVIEW
-    assert item.review is not None and item.review.hold_reason is not None
+    assert item.review is not None
+    assert item.review.hold_reason is not None
     assert "cannot tell" in item.review.hold_reason
-    assert item.follow_up is not None and item.follow_up.queue is FollowUpQueue.HOLD
+    assert item.follow_up is not None
+    assert item.follow_up.queue is FollowUpQueue.HOLD
     assert not pipeline.store.record_review_decision(
-        second, verdict=Verdict.REJECT, reason="timeout", now_ms=pipeline.clock.ms(), only_from=FollowUpQueue.REVIEW
+        second,
+        verdict=Verdict.REJECT,
+        reason="timeout",
+        now_ms=pipeline.clock.ms(),
+        only_from=FollowUpQueue.REVIEW,
     )
     assert pipeline.flinks.applied_confirms_for(session_id) == [(0, False)]
 
     # WHEN an operator who checked with Flinks decides, THEN that decision is sent
     pipeline.store.actor = Actor.operator("arn:aws:iam::123456789012:user/ops", "ops")
-    assert pipeline.store.record_review_decision(second, verdict=Verdict.ACCEPT, reason="Flinks confirmed G2 open",
-                                                 now_ms=pipeline.clock.ms())
+    assert pipeline.store.record_review_decision(
+        second, verdict=Verdict.ACCEPT, reason="Flinks confirmed G2 open", now_ms=pipeline.clock.ms()
+    )
     assert pipeline.one(second).disposition is Disposition.CONFIRMED
     assert pipeline.flinks.applied_confirms_for(session_id) == [(0, False), (1, True)]
 
@@ -521,7 +571,7 @@ def test_guarantee_ids_attribute_a_recorded_decision_with_certainty() -> None:
     assert pipeline.store.get(first).confirm.recovered_from_details  # type: ignore[union-attr]
 
 
-# -- operators, clocks, defence in depth --------------------------------------------------------------------------
+# -- operators, clocks, defence in depth ---------------------------------------------------------------------
 
 
 def test_an_item_that_records_a_confirm_is_never_claimed_again(pipeline: Pipeline) -> None:
@@ -540,8 +590,9 @@ def test_an_item_that_records_a_confirm_is_never_claimed_again(pipeline: Pipelin
 def test_a_fast_operator_clock_cannot_take_a_live_claim(pipeline: Pipeline) -> None:
     # GIVEN a guarantee claimed by a live invocation (lease 62 s from now)
     ref = pipeline.receive(pipeline.session())
-    claim = pipeline.store.claim(ref, claim_id="live", now_ms=pipeline.clock.ms(),
-                                 lease_until_ms=pipeline.clock.ms() + 62_000)
+    claim = pipeline.store.claim(
+        ref, claim_id="live", now_ms=pipeline.clock.ms(), lease_until_ms=pipeline.clock.ms() + 62_000
+    )
     assert claim.result is ClaimResult.CLAIMED
 
     # WHEN an operator whose clock runs 9 minutes ahead redrives it
@@ -549,8 +600,9 @@ def test_a_fast_operator_clock_cannot_take_a_live_claim(pipeline: Pipeline) -> N
 
     # THEN it is refused; only a lease over by more than the margin can be taken
     assert not pipeline.store.mark_redrive(ref, now_ms=skewed, reason="operator redrive")
-    assert pipeline.store.mark_redrive(ref, now_ms=pipeline.clock.ms() + 62_000 + 10 * 60_000 + 1,
-                                       reason="operator redrive")
+    assert pipeline.store.mark_redrive(
+        ref, now_ms=pipeline.clock.ms() + 62_000 + 10 * 60_000 + 1, reason="operator redrive"
+    )
 
 
 def test_a_redrive_of_a_live_claim_cannot_be_claimed_by_a_second_invocation(pipeline: Pipeline) -> None:
@@ -571,7 +623,9 @@ def test_a_decided_review_stranded_by_failed_claims_is_redriven_and_confirmed(pi
     ref = pipeline.receive(session_id)
     pipeline.one(ref)
     pipeline.store.actor = Actor.operator("arn:aws:iam::123456789012:user/ops")
-    pipeline.store.record_review_decision(ref, verdict=Verdict.REJECT, reason="no", now_ms=pipeline.clock.ms())
+    pipeline.store.record_review_decision(
+        ref, verdict=Verdict.REJECT, reason="no", now_ms=pipeline.clock.ms()
+    )
     pipeline.store.fail_next.extend(["claim"] * 3)
     for _ in range(3):
         assert pipeline.one(ref).disposition is Disposition.RETRY
@@ -612,7 +666,9 @@ def test_a_held_claim_is_waited_for_and_a_finished_one_not_redone(pipeline: Pipe
         view = pipeline.store.get(ref)
         if view.claim_id == "other":
             confirm = ConfirmView(pipeline.clock.ms(), None, None, False, 1)
-            pipeline.store.put(replace(view, status=GuaranteeStatus.CONFIRMED, claim_id=None, confirm=confirm))
+            pipeline.store.put(
+                replace(view, status=GuaranteeStatus.CONFIRMED, claim_id=None, confirm=confirm)
+            )
 
     processor = pipeline.build(policy=DEFAULT_POLICY, sleep=sleep_while_the_other_finishes)
     [result] = pipeline.deliver(ref, processor=processor)
@@ -623,7 +679,7 @@ def test_a_held_claim_is_waited_for_and_a_finished_one_not_redone(pipeline: Pipe
     assert pipeline.clock.ms() - now < 1_000  # it polled the lease, it did not wait it out
 
 
-# -- concurrency and the batch ---------------------------------------------------------------------------------
+# -- concurrency and the batch -------------------------------------------------------------------------------
 
 
 def test_a_worker_that_raises_does_not_return_the_batch_while_others_still_run() -> None:
@@ -697,7 +753,7 @@ def test_records_of_one_session_run_in_order_and_stop_at_the_first_retry(pipelin
     assert pipeline.status(second) is GuaranteeStatus.RECEIVED
 
 
-# -- the shadow policy -----------------------------------------------------------------------------------------
+# -- the shadow policy ---------------------------------------------------------------------------------------
 
 
 def test_the_shadow_policy_is_recorded_and_never_acted_on() -> None:
@@ -715,7 +771,8 @@ def test_the_shadow_policy_is_recorded_and_never_acted_on() -> None:
     item = pipeline.store.get(ref)
     assert item.shadow is not None
     assert (item.shadow.verdict, item.shadow.rule) == (Verdict.REJECT, "large")
-    assert result.outcome is not None and result.outcome.shadow is not None
+    assert result.outcome is not None
+    assert result.outcome.shadow is not None
 
 
 def test_a_shadow_policy_that_errors_leaves_the_live_decision_alone() -> None:
@@ -734,4 +791,3 @@ def test_a_shadow_policy_that_errors_leaves_the_live_decision_alone() -> None:
     assert result.disposition is Disposition.CONFIRMED
     assert result.shadow_failed
     assert pipeline.flinks.confirms_for(session_id) == [True]
-

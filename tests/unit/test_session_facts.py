@@ -305,7 +305,9 @@ ONLY = GuaranteeIdentity(guarantee_id=None, amount=Decimal("250"))
         (None, None),
     ],
 )
-def test_only_a_json_boolean_is_a_recorded_decision(details: dict[str, Any] | None, decided: bool | None) -> None:
+def test_only_a_json_boolean_is_a_recorded_decision(
+    details: dict[str, Any] | None, decided: bool | None
+) -> None:
     # GIVEN / WHEN the session's only guarantee is looked up in /details
     result = decision_at_flinks(details, ONLY)
 
@@ -317,12 +319,16 @@ def test_only_a_json_boolean_is_a_recorded_decision(details: dict[str, Any] | No
 
 
 def test_an_amount_that_does_not_match_is_not_this_guarantees_decision() -> None:
-    details = {"amount": 200, "guaranteeDetails": {"guaranteeAccepted": True, "highestDebitAmountToGuarantee": 200}}
+    details = {
+        "amount": 200,
+        "guaranteeDetails": {"guaranteeAccepted": True, "highestDebitAmountToGuarantee": 200},
+    }
 
     result = decision_at_flinks(details, ONLY)
 
     assert result.recorded is RecordedDecision.UNATTRIBUTABLE
-    assert "200" in result.evidence and "250" in result.evidence
+    assert "200" in result.evidence
+    assert "250" in result.evidence
 
 
 def test_another_answered_guarantee_of_the_session_makes_the_decision_unattributable() -> None:
@@ -334,8 +340,12 @@ def test_another_answered_guarantee_of_the_session_makes_the_decision_unattribut
     assert result.recorded is RecordedDecision.UNATTRIBUTABLE
 
 
-@pytest.mark.parametrize(("shown", "recorded"), [("g-2", RecordedDecision.OURS), ("g-1", RecordedDecision.UNATTRIBUTABLE)])
-def test_guarantee_ids_decide_attribution_when_both_sides_have_one(shown: str, recorded: RecordedDecision) -> None:
+@pytest.mark.parametrize(
+    ("shown", "recorded"), [("g-2", RecordedDecision.OURS), ("g-1", RecordedDecision.UNATTRIBUTABLE)]
+)
+def test_guarantee_ids_decide_attribution_when_both_sides_have_one(
+    shown: str, recorded: RecordedDecision
+) -> None:
     details = {"amount": 999, "guaranteeDetails": {"guaranteeAccepted": False, "guaranteeId": shown}}
     second = GuaranteeIdentity(guarantee_id="g-2", amount=Decimal("200"))
 
@@ -345,6 +355,8 @@ def test_guarantee_ids_decide_attribution_when_both_sides_have_one(shown: str, r
 
 
 def test_identity_of_a_webhook_reads_the_key_and_the_amount() -> None:
-    assert GuaranteeIdentity.of_webhook("id:g-7", {"amount": 12.5}) == GuaranteeIdentity("g-7", Decimal("12.5"))
+    assert GuaranteeIdentity.of_webhook("id:g-7", {"amount": 12.5}) == GuaranteeIdentity(
+        "g-7", Decimal("12.5")
+    )
     assert GuaranteeIdentity.of_webhook("amount:250.00", {"data": {"amount": 250}}) == ONLY
     assert GuaranteeIdentity.of_webhook("single", {}) == GuaranteeIdentity(None, None)

@@ -128,7 +128,11 @@ def record_metrics(results: Iterable[RecordResult]) -> None:
             else:
                 metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         outcome = result.outcome
-        if result.disposition is Disposition.CONFIRMED and outcome and outcome.webhook_to_confirm_ms is not None:
+        if (
+            result.disposition is Disposition.CONFIRMED
+            and outcome
+            and outcome.webhook_to_confirm_ms is not None
+        ):
             metrics.add_metric(
                 name="WebhookToConfirmLatency",
                 unit=MetricUnit.Milliseconds,
@@ -169,4 +173,3 @@ def metrics_for(result: RecordResult) -> list[tuple[str, dict[str, str]]]:
     if result.shadow_failed:
         emitted.append(("ShadowPolicyErrors", {}))
     return emitted
-

@@ -151,6 +151,8 @@ class GuaranteeProcessor:
             if error is None:
                 by_sequence.update((result.record.sequence_number, result) for result in future.result())
                 continue
+            if not isinstance(error, Exception):
+                raise error  # the process is going down (SystemExit and the like): let it, all workers done
             # A bug, not a business outcome: its claim (if any) ends with the lease; retry the records.
             logger.error("worker failed unexpectedly; its records are retried", error=repr(error))
             by_sequence.update(
@@ -184,7 +186,7 @@ class GuaranteeProcessor:
         finally:
             logger.thread_safe_remove_keys(["session_id"])
 
-    def _process(
+    def _process(  # noqa: PLR0911 - one return per way an attempt ends
         self, record: StreamRecord, ref: GuaranteeRef, deadline: float, lease_until_ms: int
     ) -> RecordResult:
         claim_id = str(uuid.uuid4())
@@ -219,7 +221,9 @@ class GuaranteeProcessor:
             outcome = self._failed(attempt, f"Flinks refused: {error}")
         except (FlinksTransientError, SecretError, PersistenceError) as error:
             return self._retry(record, ref, claim_id, attempt, str(error))
-        return self._finish(record, ref, claim_id, claim.guarantee, outcome, attempt)
+        return self._finish(
+            record, ref=ref, claim_id=claim_id, guarantee=claim.guarantee, outcome=outcome, attempt=attempt
+        )
 
     def _claim(self, ref: GuaranteeRef, claim_id: str, deadline: float, lease_until_ms: int) -> Claim:
         """Claim the guarantee. While another invocation holds a live lease, or a confirm that may have
@@ -261,8 +265,10 @@ class GuaranteeProcessor:
                 return self._held(at_flinks.evidence)
 
         if reviewed and review is not None and review.decision is not None:
-            rule = MANUAL_REVIEW_RULE if _by_a_person(review.reviewer) else REVIEW_TIMEOUT_RULE
-            attempt.decision = Decision(review.decision, rule, {}, reason=None)
+            person = _by_a_person(review.reviewer)
+            rule = MANUAL_REVIEW_RULE if person else REVIEW_TIMEOUT_RULE
+            reason = "MANUAL_REVIEW" if person else "REVIEW_TIMEOUT"
+            attempt.decision = Decision(review.decision, rule, {}, reason=reason)
         else:
             facts = facts_from_session(details, carried_details, body)
             attempt.decision = self._policy.decide(facts)
@@ -314,7 +320,9 @@ class GuaranteeProcessor:
                 attempt,
                 f"Flinks already records {held} for this guarantee; the review decided {review.decision}",
             )
-        attempt.decision = Decision(held, RECOVERED_RULE, {"guaranteeAccepted": accepted}, reason=None)
+        attempt.decision = Decision(
+            held, RECOVERED_RULE, {"guaranteeAccepted": accepted}, reason="RECORDED_AT_FLINKS"
+        )
         attempt.decided_at_ms = attempt.decided_at_ms or self._now_ms()
         logger.info("decision already recorded at Flinks", decision=held.value, evidence=at_flinks.evidence)
         return self._confirmed(
@@ -351,7 +359,7 @@ class GuaranteeProcessor:
             return None, False
         try:
             return self._shadow_policy.decide(facts), False
-        except Exception as error:  # noqa: BLE001 - a shadow may never change the live decision
+        except Exception as error:
             logger.error("shadow policy failed; the live decision stands", error=repr(error))
             return None, True
 
@@ -414,6 +422,7 @@ class GuaranteeProcessor:
     def _finish(
         self,
         record: StreamRecord,
+        *,
         ref: GuaranteeRef,
         claim_id: str,
         guarantee: GuaranteeView,

@@ -147,7 +147,9 @@ def _attempt(
         return _reconcile_one(repository, flinks, config, ref, now_ms=now_ms, deadline=deadline), None
     except (FlinksError, SecretError) as error:
         logger.warning("reconciliation failed; put off", session_id=ref.session_id, reason=str(error))
-        return _put_off(repository, config, ref, now_ms, f"status unreadable: {error}", error=True), str(error)
+        return _put_off(repository, config, ref, now_ms, f"status unreadable: {error}", error=True), str(
+            error
+        )
     except PersistenceError as error:
         # The table itself failed: nothing can be written now; the next run finds it still due.
         logger.warning("reconciliation not recorded", session_id=ref.session_id, reason=str(error))

@@ -49,7 +49,36 @@ def apply_fallbacks(
         ):
             decided += 1
             logger.warning(
-                "review timed out; fallback decision applied", session_id=ref.session_id, decision=verdict.value
+                "review timed out; fallback decision applied",
+                session_id=ref.session_id,
+                decision=verdict.value,
             )
     metrics.add_metric(name="ReviewTimedOut", unit=MetricUnit.Count, value=decided)  # 0 is a datum too
-    return {"fallbackDecisions": decided}
+    waiting, oldest_age_s = review_queue(repository, config, now_ms=now_ms)
+    metrics.add_metric(name="ReviewQueueDepth", unit=MetricUnit.Count, value=waiting)
+    metrics.add_metric(name="OldestReviewAgeSeconds", unit=MetricUnit.Seconds, value=oldest_age_s)
+    return {
+        "fallbackDecisions": decided,
+        "waitingForAPerson": waiting,
+        "oldestReviewAgeSeconds": oldest_age_s,
+    }
+
+
+def review_queue(
+    repository: GuaranteeRepository, config: ReviewTimeoutConfig, *, now_ms: int
+) -> tuple[int, int]:
+    """How many guarantees wait for a person (policy reviews and holds), and how long the oldest has."""
+    reviews, earliest_deadline = repository.queue_depth(FollowUpQueue.REVIEW)
+    holds, earliest_hold = repository.queue_depth(FollowUpQueue.HOLD)
+    since = [
+        moment
+        for moment in (
+            earliest_deadline - config.review_timeout_seconds * 1000
+            if earliest_deadline is not None
+            else None,
+            earliest_hold,  # a hold's due time is when it was held
+        )
+        if moment is not None
+    ]
+    oldest_age_s = max(0, (now_ms - min(since)) // 1000) if since else 0
+    return reviews + holds, oldest_age_s

@@ -70,7 +70,10 @@ def sweep(repository: GuaranteeRepository, config: SweeperConfig, *, now_ms: int
         if repository.mark_redrive(ref, now_ms=now_ms, reason=reason):
             stuck += 1
             logger.warning(
-                "stuck guarantee sent back", session_id=ref.session_id, status=current.status.value, idle_s=idle_s
+                "stuck guarantee sent back",
+                session_id=ref.session_id,
+                status=current.status.value,
+                idle_s=idle_s,
             )
             continue
         # A live (or just ended) claim: someone is on it. Look again once its lease is safely over.

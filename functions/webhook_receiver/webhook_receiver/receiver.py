@@ -153,7 +153,9 @@ class WebhookReceiver:
             conflict = UnrecognizedEvent(QuarantineReason.SAME_KEY_OTHER_CONTENT, event.session_id)
             return self._quarantine(conflict, body, received_at_ms)
         receipt = Receipt.STORED if insertion.stored else Receipt.DUPLICATE
-        metrics.add_metric(name="Received" if insertion.stored else "Duplicate", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="Received" if insertion.stored else "Duplicate", unit=MetricUnit.Count, value=1
+        )
         logger.info("guarantee webhook accepted", outcome=receipt.value, guarantee_key=event.guarantee_key)
         return Acknowledgement(receipt, event.session_id)
 

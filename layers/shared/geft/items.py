@@ -163,7 +163,7 @@ def n(value: int | Decimal) -> AttributeValue:
     return {"N": str(value)}
 
 
-def attribute(value: object) -> AttributeValue:
+def attribute(value: object) -> AttributeValue:  # noqa: PLR0911 - one return per type
     """A plain Python value as a DynamoDB attribute value (str, bool, numbers, None, bytes, maps, lists)."""
     if isinstance(value, bool):
         return {"BOOL": value}
@@ -185,7 +185,7 @@ def plain(item: Mapping[str, AttributeValue]) -> dict[str, Any]:
     return {name: _plain_value(value) for name, value in item.items()}
 
 
-def _plain_value(value: object) -> Any:
+def _plain_value(value: object) -> Any:  # noqa: PLR0911 - one return per attribute type
     if not isinstance(value, Mapping) or len(value) != 1:
         return value  # already plain
     [(kind, inner)] = value.items()

@@ -333,7 +333,9 @@ def _parse_policy(document: object, problems: list[str], warnings: list[str]) ->
     rules = _parse_rules(document["rules"], problems, warnings) if "rules" in document else ()
     if default is None:
         return None
-    return DecisionPolicy(default=default, rules=rules, name=name, version=version, on_missing_facts=on_missing)
+    return DecisionPolicy(
+        default=default, rules=rules, name=name, version=version, on_missing_facts=on_missing
+    )
 
 
 def _parse_label(document: Mapping[str, object], key: str, problems: list[str]) -> str | None:
@@ -388,7 +390,8 @@ def _parse_rule(index: int, raw: object, problems: list[str], warnings: list[str
     reason = raw.get("reason")
     if "reason" in raw and not (isinstance(reason, str) and _REASON_CODE.fullmatch(reason)):
         problems.append(
-            f"{label}: reason must be a code like SHORTFALL (A-Z, 0-9, _; 2-40 characters), got {_show(reason)}"
+            f"{label}: reason must be a code like SHORTFALL (A-Z, 0-9, _; 2-40 characters), "
+            f"got {_show(reason)}"
         )
     conditions = _parse_when(raw["when"], label, problems, warnings) if "when" in raw else ()
     decision = (
@@ -447,8 +450,9 @@ def _parse_conditions(
             if not items or any(item is None for item in items):
                 problems.append(f"{where}: expected a non-empty list of {kind.value}s, got {_show(raw)}")
                 continue
-            operand: Operand = tuple(item for item in items if item is not None)
-            values: tuple[Scalar, ...] = operand
+            listed = tuple(item for item in items if item is not None)
+            operand: Operand = listed
+            values: tuple[Scalar, ...] = listed
         else:
             single = _typed(kind, raw)
             if single is None:
@@ -541,7 +545,9 @@ def _encode(value: object) -> str:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{json.dumps(str(key))}: {_encode(item)}" for key, item in value.items()) + "}"
+        return (
+            "{" + ", ".join(f"{json.dumps(str(key))}: {_encode(item)}" for key, item in value.items()) + "}"
+        )
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_encode(item) for item in value) + "]"
     return json.dumps(value, default=repr)

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,8 +19,8 @@ from geft.errors import PersistenceError
 from geft.items import (
     OPS_QUEUE_INDEX,
     QUARANTINE_PK,
-    AttributeValue,
     Attr,
+    AttributeValue,
     GuaranteeView,
     Item,
     QuarantineView,
@@ -296,7 +296,9 @@ class GuaranteeRepository:
         self._set_change(update, ChangeKind.REVIEWED, now_ms, f"{verdict}: {reason}")
         return self._update_if(guarantee_key(ref), update)
 
-    def mark_redrive(self, ref: GuaranteeRef, *, now_ms: int, reason: str, include_failed: bool = False) -> bool:
+    def mark_redrive(
+        self, ref: GuaranteeRef, *, now_ms: int, reason: str, include_failed: bool = False
+    ) -> bool:
         """Send a guarantee back through claim -> decide -> confirm, flagged so the processor reads
         /details before any confirm. Only unfinished ones (and FAILED when asked); a DECIDING item only
         once its lease has been over for ``OPERATOR_LEASE_MARGIN_MS`` by our clock."""
@@ -425,7 +427,7 @@ class GuaranteeRepository:
             },
         )
         guarantees = [view for item in items if (view := guarantee_view(item)) is not None]
-        statuses = [view for item in items if (view := session_view(item)) is not None]
+        statuses = [status for item in items if (status := session_view(item)) is not None]
         return guarantees, (statuses[0] if statuses else None)
 
     def guarantees(
@@ -449,7 +451,9 @@ class GuaranteeRepository:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
-        return [view for item in self._paginate("scan", request) if (view := guarantee_view(item)) is not None]
+        return [
+            view for item in self._paginate("scan", request) if (view := guarantee_view(item)) is not None
+        ]
 
     def quarantined(self, session_id: str | None = None) -> list[QuarantineView]:
         """Bodies kept in quarantine (for one session, or all), oldest first."""
@@ -546,9 +550,9 @@ class GuaranteeRepository:
         items: list[Item] = []
         while True:
             if operation == "scan":
-                response = self._dynamodb_call(operation, lambda client: client.scan(**request))
+                response = self._dynamodb_call(operation, lambda client, page=request: client.scan(**page))
             else:
-                response = self._dynamodb_call(operation, lambda client: client.query(**request))
+                response = self._dynamodb_call(operation, lambda client, page=request: client.query(**page))
             items.extend(response.get("Items", []))
             if "LastEvaluatedKey" not in response:
                 return items
@@ -745,4 +749,3 @@ def _write_decision(update: _Update, decision: Decision) -> None:
 def _set_optional(update: _Update, name: str, value: str | None) -> None:
     if value is not None:
         update.set(name, s(value))
-

@@ -142,12 +142,17 @@ def decision_at_flinks(
         )
     shown_amounts = {
         number
-        for number in (as_decimal(details.get("amount")), as_decimal(block.get("highestDebitAmountToGuarantee")))
+        for number in (
+            as_decimal(details.get("amount")),
+            as_decimal(block.get("highestDebitAmountToGuarantee")),
+        )
         if number is not None
     }
     if guarantee.amount is None or not shown_amounts or guarantee.amount in shown_amounts:
         return DecisionAtFlinks(
-            RecordedDecision.OURS, accepted, "the session's only answered guarantee, and /details agrees on it"
+            RecordedDecision.OURS,
+            accepted,
+            "the session's only answered guarantee, and /details agrees on it",
         )
     return DecisionAtFlinks(
         RecordedDecision.UNATTRIBUTABLE,

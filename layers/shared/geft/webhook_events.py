@@ -7,6 +7,7 @@ it is a ``SessionSetupStatusChanged`` event or carries a final session ``status`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -95,7 +96,7 @@ def classify(body: bytes) -> ClassifiedEvent:
         return UnrecognizedEvent(QuarantineReason.NOT_JSON)
     if not isinstance(document, dict):
         return UnrecognizedEvent(QuarantineReason.NOT_AN_OBJECT)
-    return _classify_object(document)
+    return _classify_object(document, body)
 
 
 def parse_when(value: object) -> datetime | None:
@@ -113,7 +114,7 @@ def parse_when(value: object) -> datetime | None:
     return None
 
 
-def _classify_object(document: dict[str, Any]) -> ClassifiedEvent:
+def _classify_object(document: dict[str, Any], raw: bytes) -> ClassifiedEvent:
     fields = _merged_fields(document)
     session_id = _uuid_or_none(fields.get("sessionId"))
     if _is_session_status(fields):
@@ -135,20 +136,24 @@ def _classify_object(document: dict[str, Any]) -> ClassifiedEvent:
         session_id=session_id,
         guarantee_key=_guarantee_key(fields),
         when=parse_when(fields.get("when")),
-        content_sha256=content_fingerprint(document),
+        content_sha256=content_fingerprint(document, raw),
     )
 
 
-def content_fingerprint(document: Mapping[str, Any]) -> str:
+def content_fingerprint(document: Mapping[str, Any], raw: bytes) -> str:
     """sha256 of the body's content without ``when`` (top level and ``data``), keys sorted, types kept.
 
-    Flinks' retries may carry a new ``when``; anything else that differs means another event.
+    Flinks' retries may carry a new ``when``; anything else that differs means another event. A body
+    nested too deeply to canonicalize is fingerprinted as its exact bytes.
     """
     content = {key: value for key, value in document.items() if key != "when"}
     envelope = content.get("data")
     if isinstance(envelope, dict):
         content["data"] = {key: value for key, value in envelope.items() if key != "when"}
-    return sha256_of(content)
+    try:
+        return sha256_of(content)
+    except RecursionError:
+        return "bytes:" + hashlib.sha256(raw).hexdigest()
 
 
 def _merged_fields(document: dict[str, Any]) -> dict[str, Any]:

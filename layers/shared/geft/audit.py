@@ -1,0 +1,168 @@
+"""The audit trail: one immutable history record per write to the guarantees table.
+
+The audit trail function reads the table's stream (every write is a stream record carrying the item's
+new image, and every write says what it did, who did it, when and from which status) and puts each as a
+history record, conditionally, keyed by the stream record's id: a retried batch writes nothing twice,
+and no function may update or delete a history record (its role may only put). History has its own
+retention (``AuditRetentionDays``), independent of the items' TTL.
+
+Keys: ``pk`` is the session id (``QUARANTINE`` for quarantined bodies); ``sk`` is the record's own
+key in the guarantees table, then the change's time and the stream record's id, so a Query on a session
+returns each guarantee's history in order. Stdlib only, like items.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+from geft.items import Attr, Item, n, plain, s
+
+HISTORY_ATTRIBUTES: Final = frozenset(
+    {
+        "pk",
+        "sk",
+        "recordKey",
+        "changeKind",
+        "changedBy",
+        "changedByNote",
+        "changedAtMs",
+        "changeReason",
+        "status",
+        "previousStatus",
+        "streamEventId",
+        "image",
+        "expiresAt",
+    }
+)
+_MS_PER_DAY = 86_400_000
+# Kept out of the history image: the raw body is evidence only where it arrived (a RECEIVED record), and
+# the quarantine record's bytes stay in the quarantine item.
+_BULKY = (Attr.RAW_BODY, Attr.RAW_BODY_BYTES, Attr.STATUS_RAW_BODY)
+_BODY_CHANGES = frozenset({"received", "stored-from-quarantine"})
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    session_id: str
+    record_key: str  # the guarantees table's sk: GUARANTEE#<key>, SESSION, or a quarantine digest
+    change: str  # a geft.models.ChangeKind value, or "expired" for a TTL deletion
+    by: str | None
+    by_note: str | None
+    at_ms: int
+    reason: str | None
+    status: str | None
+    previous_status: str | None
+    stream_event_id: str
+    image: dict[str, Any]  # the item after the change (plain values), bulky bodies left out
+
+    @property
+    def guarantee_key(self) -> str | None:
+        return (
+            self.record_key.removeprefix("GUARANTEE#") if self.record_key.startswith("GUARANTEE#") else None
+        )
+
+
+def history_from_stream(
+    event_id: str,
+    event_name: str,
+    keys: Mapping[str, Any],
+    new_image: Mapping[str, Any] | None,
+    approximate_ms: int,
+) -> HistoryRecord | None:
+    """The history record of one stream record (its new image plain or low-level); None when the write
+    predates the change attributes (nothing to say who or why)."""
+    key_values = plain(keys)
+    session_id, record_key = str(key_values.get(Attr.PK, "")), str(key_values.get(Attr.SK, ""))
+    if event_name == "REMOVE" or not new_image:
+        return HistoryRecord(
+            session_id,
+            record_key,
+            "expired",
+            "dynamodb:ttl",
+            None,
+            approximate_ms,
+            "retention ended: the item was deleted",
+            None,
+            None,
+            event_id,
+            {},
+        )
+    image = plain(new_image)
+    change = image.get(Attr.CHANGE_KIND)
+    if not isinstance(change, str):
+        return None
+    kept = {name: value for name, value in image.items() if name not in _BULKY}
+    if change in _BODY_CHANGES and isinstance(image.get(Attr.RAW_BODY), str):
+        kept[Attr.RAW_BODY] = image[Attr.RAW_BODY]
+    at = image.get(Attr.CHANGED_AT_MS)
+    return HistoryRecord(
+        session_id=session_id,
+        record_key=record_key,
+        change=change,
+        by=_text(image.get(Attr.CHANGED_BY)),
+        by_note=_text(image.get(Attr.CHANGED_BY_NOTE)),
+        at_ms=int(at) if isinstance(at, int | Decimal) else approximate_ms,
+        reason=_text(image.get(Attr.CHANGE_REASON)),
+        status=_text(image.get(Attr.STATUS)) or _text(image.get(Attr.FINAL_STATUS)),
+        previous_status=_text(image.get(Attr.PREVIOUS_STATUS)),
+        stream_event_id=event_id,
+        image=kept,
+    )
+
+
+def history_item(record: HistoryRecord, *, retention_days: int) -> Item:
+    item: Item = {
+        "pk": s(record.session_id or "UNKNOWN"),
+        "sk": s(f"{record.record_key}#{record.at_ms:013d}#{record.stream_event_id}"),
+        "recordKey": s(record.record_key),
+        "changeKind": s(record.change),
+        "changedAtMs": n(record.at_ms),
+        "streamEventId": s(record.stream_event_id),
+        "image": s(json.dumps(record.image, default=_json_default, sort_keys=True)),
+        "expiresAt": n((record.at_ms + retention_days * _MS_PER_DAY) // 1000),
+    }
+    optional = {
+        "changedBy": record.by,
+        "changedByNote": record.by_note,
+        "changeReason": record.reason,
+        "status": record.status,
+        "previousStatus": record.previous_status,
+    }
+    item.update({name: s(value) for name, value in optional.items() if value is not None})
+    return item
+
+
+def history_record(item: Mapping[str, Any]) -> HistoryRecord:
+    values = plain(item)
+    image = values.get("image")
+    return HistoryRecord(
+        session_id=str(values.get("pk", "")),
+        record_key=str(values.get("recordKey", "")),
+        change=str(values.get("changeKind", "")),
+        by=_text(values.get("changedBy")),
+        by_note=_text(values.get("changedByNote")),
+        at_ms=int(values.get("changedAtMs", 0)),
+        reason=_text(values.get("changeReason")),
+        status=_text(values.get("status")),
+        previous_status=_text(values.get("previousStatus")),
+        stream_event_id=str(values.get("streamEventId", "")),
+        image=json.loads(image, parse_float=Decimal) if isinstance(image, str) else {},
+    )
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

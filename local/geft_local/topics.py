@@ -1,0 +1,69 @@
+"""SNS topics on the console: each of the template's topics gets a local queue subscribed to it, and
+whatever is published (a review notice, say) is printed, as the review team would receive it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from geft_local.console import Console
+from geft_local.template_resources import CreatedResources
+
+POLL_INTERVAL_S = 0.5
+
+
+class TopicMonitor:
+    def __init__(self, aws: Any, created: CreatedResources, console: Console) -> None:
+        self._sqs = aws.client("sqs")
+        self._console = console
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._queues: dict[str, str] = {}
+        sns = aws.client("sns")
+        for logical_id, topic_arn in created.topics.items():
+            url = self._sqs.create_queue(QueueName=f"console-{logical_id}")["QueueUrl"]
+            queue_arn = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+            sns.subscribe(
+                TopicArn=topic_arn,
+                Protocol="sqs",
+                Endpoint=queue_arn,
+                Attributes={"RawMessageDelivery": "true"},
+            )
+            self._queues[logical_id] = url
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="topic-monitor", daemon=True)
+        self._thread.start()
+
+    def signal_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for logical_id, url in self._queues.items():
+                try:
+                    messages = self._sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
+                        "Messages", []
+                    )
+                except Exception as error:
+                    if self._stop.is_set():
+                        return
+                    self._console.emit("sns", f"{logical_id}: read failed ({type(error).__name__}); retrying")
+                    continue
+                for message in messages:
+                    for line in str(message.get("Body", "")).splitlines():
+                        self._console.emit(_label(logical_id), line)
+                    self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            self._stop.wait(POLL_INTERVAL_S)
+
+
+def _label(logical_id: str) -> str:
+    return "review" if "Review" in logical_id else "sns"
