@@ -43,6 +43,9 @@ class UsageError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for variable in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        if os.environ.get(variable) == "":  # set but empty (as make's test environment does): unset
+            del os.environ[variable]
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -105,7 +105,7 @@ def test_serves_then_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) 
         secret_line = output.wait_for("Webhook secret", timeout=1.0)
         assert secret_line is not None
         assert "local-dev-webhook-secret" in secret_line
-        assert (tmp_path / "stack.json").exists()
+        assert (tmp_path / str(port) / "stack.json").exists()
         containers = _children(process.pid)
         assert containers
 
@@ -122,9 +122,7 @@ def test_serves_then_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) 
 
         # THEN it is stored and flows to its end state on the console
         assert response.json() == {"outcome": "stored"}
-        assert output.wait_for(f"{session_id} received -> no decision -> FAILED", timeout=15.0), "\n".join(
-            output.lines
-        )
+        assert output.wait_for(f"{session_id} no decision -> FAILED", timeout=15.0), "\n".join(output.lines)
 
         # WHEN the stack is told to stop
         process.send_signal(stop_signal)
@@ -143,7 +141,7 @@ def test_serves_then_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) 
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
-    assert not (tmp_path / "stack.json").exists()
+    assert not (tmp_path / str(port) / "stack.json").exists()
 
 
 def test_a_taken_port_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
@@ -167,3 +165,45 @@ def test_a_taken_port_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
         f"geft-local: port {port} on 127.0.0.1 is already in use: stop what uses it or set LOCAL_PORT"
     ]
     assert result.stdout == ""
+    assert not (tmp_path / str(port)).exists()  # nothing written for a stack that never started
+
+
+def test_an_invalid_policy_stops_the_start_with_the_validation_message(tmp_path: Path) -> None:
+    # GIVEN a policy with an unknown decision
+    port = _free_port()
+    environment = {**_environment(port, tmp_path), "DECISION_POLICY": '{"default": "maybe", "rules": []}'}
+
+    # WHEN make local's entry point starts
+    result = subprocess.run(
+        [sys.executable, "-m", "geft_local.stack"],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # THEN it exits 2 at once, saying what is wrong, and no stack was started
+    assert result.returncode == 2
+    assert "DECISION_POLICY is not a valid policy" in result.stderr
+    assert 'policy: default: unknown decision "maybe"' in result.stderr
+    assert not (tmp_path / str(port)).exists()
+
+
+def test_a_parameter_outside_its_allowed_values_stops_the_start(tmp_path: Path) -> None:
+    port = _free_port()
+    environment = {**_environment(port, tmp_path), "PARAM_StreamBatchSize": "0"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "geft_local.stack"],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == "geft-local: PARAM_StreamBatchSize must be at least 1, got 0"

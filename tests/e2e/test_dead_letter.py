@@ -71,11 +71,13 @@ def test_exhausted_retries_send_the_record_to_the_dead_letter_queue(retry_once_s
     assert info["streamArn"] == stack.mappings[0].stream_arn
     assert info["shardId"]
     assert {"approximateArrivalOfFirstRecord", "approximateArrivalOfLastRecord"} <= set(info)
-    # and Flinks never recorded a decision; the guarantee waits for an operator's redrive
+    # and Flinks never recorded a decision (a 503 is a confirm it refused, not one it may have applied):
+    # the guarantee waits, released, for a redrive or the sweep
     assert stack.sandbox.confirms_for(session_id) == []
     [item] = stack.guarantees(session_id)
-    assert item["status"] == "DECIDING"
-    assert item["confirmAttempted"] is True
+    assert item["status"] == "RECEIVED"
+    assert "confirmAttempted" not in item
+    assert item["opsQueue"].startswith("SWEEP#")
     assert stack.console.wait_for("DLQ <- 1 record(s)", timeout=2.0)
 
 
