@@ -4,6 +4,7 @@ and replay, driven through the operator CLI and the scheduled jobs, with the Fli
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -61,6 +62,7 @@ def cli(stack: CreatedResources, tmp_path: Path, capsys: pytest.CaptureFixture[s
     state.write_text(
         json.dumps(
             {
+                "pid": os.getpid(),  # "running": this process plays the local stack
                 "endpointUrl": None,  # in-process moto intercepts the calls
                 "region": "us-east-1",
                 "outputs": {
@@ -74,7 +76,7 @@ def cli(stack: CreatedResources, tmp_path: Path, capsys: pytest.CaptureFixture[s
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()  # drop what the functions logged before
-        code = geft_ops(["--local", str(state), *args])
+        code = geft_ops(["--local-state", str(state), *args])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
@@ -112,13 +114,19 @@ def test_review_then_operator_decision_then_confirm(
         "accept",
         "manual-review",
     )
-    assert (item["reviewer"], item["reviewReason"]) == ("alice", "known customer")
+    # who: the verified AWS identity (moto's STS), with the operator's own name as a note
+    assert (item["reviewer"], item["reviewerNote"], item["reviewReason"]) == (
+        "operator:arn:aws:sts::123456789012:user/moto",
+        "alice",
+        "known customer",
+    )
     # the audit trail keeps why it went to review and the facts the policy saw
     assert (item["reviewRequestedByRule"], item["decisionInputs"]["amount"]) == ("large-amount", "2500")
     code, out, _ = cli("show", session_id)
     assert code == 0
-    assert "sent to manual review by rule large-amount" in out
-    assert "alice: known customer" in out
+    assert "review     asked by rule large-amount" in out
+    assert "accept by operator:arn:aws:sts::123456789012:user/moto (alice)" in out
+    assert "known customer" in out
 
 
 def test_unanswered_review_falls_back_to_the_configured_decision(
@@ -145,15 +153,17 @@ def test_unanswered_review_falls_back_to_the_configured_decision(
     processor(feed.next_event())
 
     # THEN nothing happened before the deadline; after it, the fallback (reject) is confirmed once
-    assert before == {"fallbackDecisions": 0}
-    assert after == {"fallbackDecisions": 1}
+    assert before["fallbackDecisions"] == 0
+    assert (before["waitingForAPerson"], before["oldestReviewAgeSeconds"] < 60) == (1, True)
+    assert after["fallbackDecisions"] == 1
     assert sandbox.confirms_for(session_id) == [False]
     item = guarantee_item(table_items, session_id)
-    assert (item["status"], item["decision"], item["reviewer"]) == (
+    assert (item["status"], item["decision"], item["decisionRule"]) == (
         "CONFIRMED",
         "reject",
-        "system:review-timeout",
+        "review-timeout",
     )
+    assert item["reviewer"] == "function:review-timeout"
     review_timeout._dependencies.cache_clear()
 
 
@@ -183,7 +193,14 @@ def test_missed_status_webhook_is_reconciled(
     )
 
     # THEN the missed one is read from /status and recorded; the other needed no call
-    assert (summary.reconciled, summary.already_known, summary.errors) == (1, 1, [])
+    assert summary.as_dict() == {
+        "reconciled": 1,
+        "alreadyKnown": 1,
+        "pending": 0,
+        "gaveUp": 0,
+        "notFound": 0,
+        "errors": 0,
+    }
     sessions = {i["pk"]: i for i in table_items() if i["sk"] == "SESSION"}
     assert sessions[missed]["finalStatus"] == "Completed"
     assert sessions[missed]["finalStatusSource"] == "reconciliation"
@@ -236,8 +253,8 @@ def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(
         QueueUrl=stack.ref("DecisionDeadLetterQueue"), AttributeNames=["ApproximateNumberOfMessages"]
     )
     assert queue["Attributes"]["ApproximateNumberOfMessages"] == "0"
-    # a second redrive finds nothing to do and changes nothing
-    assert cli("redrive")[0] == 0
+    # a second redrive finds nothing to do (exit 1, as documented) and changes nothing
+    assert cli("redrive")[:2] == (1, "DLQ is empty: nothing to do\n")
     assert all(sandbox.confirms_for(s) == [True] for s in sessions)
 
 
@@ -262,9 +279,9 @@ def test_replay_of_a_quarantined_webhook(
     assert code == 0, out
     assert "stored-from-quarantine" in out
     assert sandbox.confirms_for(session_id) == [True]
-    # replaying a confirmed session again confirms nothing more
+    # replaying a confirmed session again confirms nothing more: nothing to do, exit 1
     code, out, _ = cli("replay", session_id)
-    assert (code, "already-confirmed" in out) == (0, True)
+    assert (code, "already-confirmed" in out) == (1, True)
     assert feed.next_event() == {"Records": []}
 
 
@@ -281,7 +298,7 @@ def test_list_and_json_output(
     receive(invoke_receiver, in_review, amount=2500)
     processor(feed.next_event())
 
-    code, out, _ = cli("--json", "list", "--decision", "review", "--since", "1h")
+    code, out, _ = cli("list", "--decision", "review", "--since", "1h", "--json")
 
     assert code == 0
     rows = json.loads(out)
@@ -332,8 +349,12 @@ def test_cli_needs_to_know_where_the_stack_is(capsys: pytest.CaptureFixture[str]
 
 
 def test_cli_local_without_a_running_stack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert geft_ops(["--local", str(tmp_path / "missing.json"), "list"]) == 1
+    assert geft_ops(["--local-state", str(tmp_path / "missing.json"), "list"]) == 1
     assert "is `make local` running?" in capsys.readouterr().err
+    dead = tmp_path / "dead.json"
+    dead.write_text(json.dumps({"pid": 999_999_999, "outputs": {"GuaranteesTableName": "t"}}))
+    assert geft_ops(["list", "--local-state", str(dead)]) == 1
+    assert "is not running" in capsys.readouterr().err
 
 
 def test_cli_sign_and_policy_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -344,7 +365,9 @@ def test_cli_sign_and_policy_check(tmp_path: Path, capsys: pytest.CaptureFixture
 
     assert geft_ops(["sign", "--secret", "s3cret-for-test", str(body)]) == 0
     assert capsys.readouterr().out.strip() == compute_signature(b'{"sessionId": "x"}', "s3cret-for-test")
+    os.environ.pop("WEBHOOK_SECRET", None)
     assert geft_ops(["sign", str(body)]) == 2  # no secret given
+    assert "WEBHOOK_SECRET" in capsys.readouterr().err
     assert geft_ops(["sign", "--secret", "s", str(tmp_path / "nope")]) == 2
     assert geft_ops(["policy", "check", "policies/default.json"]) == 0
     assert geft_ops(["policy", "check", str(bad_policy)]) == 1
@@ -404,7 +427,80 @@ def test_reconciler_drains_the_whole_due_queue_in_one_run(
     )
 
     # THEN it pages until the queue is empty, asking Flinks once per session
-    assert (summary.reconciled, summary.errors) == (5, [])
+    assert (summary.as_dict()["reconciled"], summary.errors) == (5, [])
     assert len(sandbox.calls(path_suffix="/status")) == 5
     assert all("opsQueue" not in guarantee_item(table_items, s) for s in sessions)
     reconciler._dependencies.cache_clear()
+
+
+# -- policy check (the offline checker) ---------------------------------------------------------------
+
+
+def test_policy_check_accepts_the_shipped_policy_and_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from geft.policy import DEFAULT_POLICY_JSON, DecisionPolicy
+
+    assert geft_ops(["policy", "check", "policies/default.json"]) == 0
+
+    identity = DecisionPolicy.from_json(DEFAULT_POLICY_JSON).identity
+    assert capsys.readouterr() == (f"OK: {identity.label()}: 4 rules, default accept\n", "")
+
+
+def test_policy_check_reports_every_problem_and_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {"default": "accept", "rules": [{"name": "t", "when": {"amout": {"gt": 0}}, "decision": "no"}]}
+        )
+    )
+    warned = tmp_path / "warned.json"
+    warned.write_text(
+        json.dumps(
+            {
+                "default": "accept",
+                "rules": [{"name": "r", "when": {"overallRiskLevel": {"eq": "HIGH"}}, "decision": "reject"}],
+            }
+        )
+    )
+
+    assert geft_ops(["policy", "check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "rule 't' (rules[0]): when: unknown field 'amout'" in err
+    assert "rule 't' (rules[0]): unknown decision \"no\"" in err
+    assert geft_ops(["policy", "check", str(warned)]) == 0
+    assert (
+        "warning: rule 'r' (rules[0]): when.overallRiskLevel.eq: [\"HIGH\"] is not a value Flinks sends"
+        in (capsys.readouterr().out)
+    )
+
+
+def test_policy_check_decides_facts(capsys: pytest.CaptureFixture[str]) -> None:
+    facts = '{"amount": 100.10, "shortfall": 0.01, "guaranteeOffered": true}'
+
+    assert geft_ops(["policy", "check", "policies/default.json", "--facts", facts]) == 0
+
+    _, decision = capsys.readouterr().out.splitlines()
+    assert json.loads(decision) == {
+        "decision": "reject",
+        "rule": "shortfall",
+        "reason": "SHORTFALL",
+        "missingFacts": [],
+        "inputs": {"amount": "100.10", "guaranteeOffered": True, "shortfall": "0.01"},
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["policy"], id="no-action"),
+        pytest.param(["policy", "check"], id="no-file"),
+        pytest.param(["policy", "lint", "policies/default.json"], id="unknown-action"),
+        pytest.param(["policy", "check", "does/not/exist.json"], id="unreadable-file"),
+        pytest.param(["policy", "check", "policies/default.json", "--facts", "{oops"], id="facts-not-json"),
+        pytest.param(["policy", "check", "policies/default.json", "--facts", "[1]"], id="facts-not-object"),
+    ],
+)
+def test_policy_check_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert geft_ops(args) == 2
+    assert capsys.readouterr().err
