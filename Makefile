@@ -62,7 +62,7 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 typecheck: $(VENV)/.installed ## mypy (strict) on the functions, the layer and the local stack
 	$(VENV)/bin/mypy layers/shared/geft functions/webhook_receiver/webhook_receiver \
 		functions/decision_processor/decision_processor functions/scheduled_jobs/scheduled_jobs \
-		local/geft_local ops/geft_ops
+		functions/audit_trail/audit_trail local/geft_local ops/geft_ops testkit
 
 .PHONY: validate
 validate: $(VENV)/.installed $(VENV_SAM)/.installed $(VENV_CHECKOV)/.installed ## sam validate --lint, cfn-lint, checkov
@@ -93,7 +93,7 @@ test: lint typecheck validate build lock-check py311-compat pytest ## everything
 
 .PHONY: policy-check
 policy-check: $(VENV)/.installed ## validate a policy file offline: make policy-check POLICY=file.json
-	PYTHONPATH=layers/shared $(PY) -m geft.policy check $(POLICY)
+	bin/geft-ops policy check $(POLICY)
 
 # The local stack: fake credentials, and only our code on PYTHONPATH (each function's container gets
 # just its CodeUri and layers). LOCAL_PORT, WEBHOOK_SECRET, FLINKS_*, DECISION_POLICY, PARAM_<Name>:

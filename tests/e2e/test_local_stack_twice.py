@@ -35,14 +35,21 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 def _files(folder: Path) -> dict[str, tuple[bytes, float]]:
-    return {str(path): (path.read_bytes(), path.stat().st_mtime) for path in folder.rglob("*") if path.is_file()}
+    return {
+        str(path): (path.read_bytes(), path.stat().st_mtime) for path in folder.rglob("*") if path.is_file()
+    }
 
 
 def _ops(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     environment = {**_environment(0, run_dir), "LOCAL_RUN_DIR": str(run_dir)}
     return subprocess.run(
-        [str(REPO / "bin" / "geft-ops"), *args], cwd=REPO, env=environment, capture_output=True, text=True,
-        timeout=60, check=False,
+        [str(REPO / "bin" / "geft-ops"), *args],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -58,8 +65,13 @@ def test_a_second_stack_on_a_taken_port_touches_nothing_and_one_on_another_port_
 
         # WHEN make local is started again on the same port
         again = subprocess.run(
-            [sys.executable, "-m", "geft_local.stack"], cwd=REPO, env=_environment(first_port, tmp_path),
-            capture_output=True, text=True, timeout=60, check=False,
+            [sys.executable, "-m", "geft_local.stack"],
+            cwd=REPO,
+            env=_environment(first_port, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
         # THEN it exits 2 and the running stack's state and logs are exactly as they were

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -308,7 +307,6 @@ def test_an_unreachable_aws_is_one_line_and_exit_1(ops_stack: LocalStack, tmp_pa
 
 def test_quarantine_is_listed_and_shown_with_account_numbers_masked(ops_stack: LocalStack) -> None:
     import requests
-
     from geft.signature import compute_signature
 
     # GIVEN a signed body that is not a guarantee (no session id), carrying an account number

@@ -111,10 +111,13 @@ def test_settings_are_read_from_the_templates_event_not_hard_coded(template: dic
     created = CreatedResources()
     created.attributes[("GuaranteesTable", "StreamArn")] = STREAM_ARN
     created.attributes[("DecisionDeadLetterQueue", "Arn")] = DLQ_ARN
+    created.attributes[("AuditDeadLetterQueue", "Arn")] = DLQ_ARN + "-audit"
     parameters = parameter_values(template, {"StreamMaximumRetryAttempts": "1", "StreamBatchSize": "7"})
 
-    # WHEN the DynamoDB event sources are read
-    [mapping] = dynamodb_event_sources(template, created, parameters)
+    # WHEN the DynamoDB event sources are read (the processor's, and the audit trail's on the same stream)
+    mappings = dynamodb_event_sources(template, created, parameters)
+    assert sorted(m.function_logical_id for m in mappings) == ["AuditTrailFunction", "DecisionProcessorFunction"]
+    [mapping] = [m for m in mappings if m.function_logical_id == "DecisionProcessorFunction"]
 
     # THEN every behaviour comes from the event's properties
     event = template["Resources"]["DecisionProcessorFunction"]["Properties"]["Events"]["GuaranteeStream"]

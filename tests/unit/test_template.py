@@ -550,6 +550,17 @@ ALARMS = [
         "1",
     ),
     ("ReconcilerErrorsAlarm", "AWS/Lambda", "Errors", {"FunctionName": "ReconcilerFunction"}, "Sum", "1"),
+    ("StuckGuaranteesAlarm", "FlinksGeft", "StuckGuarantees", SERVICE, "Sum", "1"),
+    ("GuaranteeHeldAlarm", "FlinksGeft", "GuaranteeHeld", SERVICE, "Sum", "1"),
+    ("ClaimRefusedAlarm", "FlinksGeft", "ClaimRefused", SERVICE, "Sum", "1"),
+    ("ReviewAgingAlarm", "FlinksGeft", "OldestReviewAgeSeconds", SERVICE, "Maximum", "ReviewAgeAlarmSeconds"),
+    ("SweeperErrorsAlarm", "AWS/Lambda", "Errors", {"FunctionName": "SweeperFunction"}, "Sum", "1"),
+    ("AuditTrailErrorsAlarm", "AWS/Lambda", "Errors", {"FunctionName": "AuditTrailFunction"}, "Sum", "1"),
+    (
+        "AuditDeadLettersAlarm",
+        *("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": "AuditDeadLetterQueue.QueueName"}),
+        *("Maximum", "1"),
+    ),
 ]
 
 
