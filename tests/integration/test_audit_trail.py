@@ -1,0 +1,143 @@
+"""The audit trail function under moto: one immutable history record per write, none twice when Lambda
+retries a batch, and a review notice for every guarantee that starts waiting for a person."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from geft.audit import history_record
+from geft_local import streams
+from geft_local.flinks_sandbox import FlinksSandbox, Scenario
+from geft_local.template_resources import CreatedResources
+
+from tests.support.lambda_context import FakeLambdaContext
+from tests.support.pipeline import receive
+from tests.support.streams import StreamFeed
+
+Invoke = Callable[..., dict[str, Any]]
+REVIEW_POLICY = {
+    "default": "accept",
+    "rules": [
+        {"name": "large-amount", "when": {"amount": {"gt": 1000}}, "decision": "review", "reason": "LARGE"}
+    ],
+}
+
+
+@pytest.fixture
+def audit_trail(
+    aws: Any, stack: CreatedResources, function_env: Callable[..., dict[str, str]]
+) -> Iterator[tuple[Invoke, str]]:
+    """The audit handler, its review topic subscribed by a queue the test reads."""
+    from audit_trail import handler
+
+    sqs, sns = aws.client("sqs"), aws.client("sns")
+    queue_url = sqs.create_queue(QueueName="review-team")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=stack.ref("ReviewTopic"),
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    function_env("AuditTrailFunction")
+    handler._trail.cache_clear()
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
+        return answer
+
+    yield invoke, queue_url
+    handler._trail.cache_clear()
+
+
+def _history(aws: Any, stack: CreatedResources, session_id: str) -> list[Any]:
+    items = aws.client("dynamodb").query(
+        TableName=stack.ref("AuditTable"),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": session_id}},
+    )["Items"]
+    return sorted((history_record(item) for item in items), key=lambda record: record.at_ms)
+
+
+def test_every_write_is_one_history_record_and_a_retried_batch_writes_none_twice(
+    aws: Any,
+    stack: CreatedResources,
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+    feed: StreamFeed,
+    audit_trail: tuple[Invoke, str],
+    function_env: Callable[..., dict[str, str]],
+) -> None:
+    invoke_audit, queue_url = audit_trail
+    # GIVEN a guarantee the policy sends to review: received, claimed, review requested
+    function_env(
+        "DecisionProcessorFunction",
+        FLINKS_BASE_URL=sandbox.base_url,
+        DECISION_POLICY=json.dumps(REVIEW_POLICY),
+    )
+    from decision_processor import handler
+
+    handler._processor.cache_clear()
+    session_id = sandbox.add_session(scenario=Scenario(amount="2500.00"))
+    receive(invoke_receiver, session_id, amount=2500)
+    invoke_processor(feed.next_event())
+    handler._processor.cache_clear()
+    every_write = streams.StreamFeed(
+        streams.streams_client(aws), stack.get_att("GuaranteesTable", "StreamArn"), []
+    )
+    batch = every_write.next_event()
+
+    # WHEN the audit trail gets the batch, and then the same batch again (a Lambda retry)
+    assert invoke_audit(batch) == {"batchItemFailures": []}
+    assert invoke_audit(batch) == {"batchItemFailures": []}
+
+    # THEN one history record per write, in order, each saying what, who and from which status
+    history = _history(aws, stack, session_id)
+    assert [(r.change, r.previous_status, r.status) for r in history] == [
+        ("received", None, "RECEIVED"),
+        ("claimed", "RECEIVED", "DECIDING"),
+        ("review-requested", "DECIDING", "REVIEW"),
+    ]
+    assert history[0].image["rawBody"].startswith("{")  # the webhook as it arrived
+    assert "rawBody" not in history[1].image
+    assert history[2].by == "function:decision-processor"
+    assert history[2].image["decisionRule"] == "large-amount"
+    # and the review team was told once, with what it needs to decide
+    messages = aws.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    [notice] = [message["Body"] for message in messages]
+    assert f"session {session_id}" in notice
+    assert "rule large-amount (LARGE) asked for a review" in notice
+    assert "after it the fallback decision (reject) applies" in notice
+    assert f"bin/geft-ops --stack geft-local decide {session_id} accept --guarantee amount:2500.00" in notice
+
+
+def test_history_records_cannot_be_overwritten_by_a_replayed_stream_record(
+    aws: Any, stack: CreatedResources, invoke_receiver: Invoke, audit_trail: tuple[Invoke, str]
+) -> None:
+    import uuid
+
+    invoke_audit, _ = audit_trail
+    session_id = str(uuid.uuid4())
+    receive(invoke_receiver, session_id)
+    every_write = streams.StreamFeed(
+        streams.streams_client(aws), stack.get_att("GuaranteesTable", "StreamArn"), []
+    )
+    batch = every_write.next_event()
+    invoke_audit(batch)
+    [first] = _history(aws, stack, session_id)
+
+    # WHEN the same stream record comes back with a different image (a forged or corrupted replay)
+    forged = json.loads(json.dumps(batch))
+    forged["Records"][0]["dynamodb"]["NewImage"]["changedBy"] = {"S": "someone-else"}
+    invoke_audit(forged)
+
+    # THEN the history record written first stands
+    [kept] = _history(aws, stack, session_id)
+    assert kept == first
+    assert kept.by == "function:webhook-receiver"
