@@ -20,7 +20,7 @@ class PagedStream:
         self._open = open_shard
         self.reads = 0
 
-    def get_records(self, *, ShardIterator: str, Limit: int) -> dict[str, Any]:  # noqa: N803 - boto3's names
+    def get_records(self, *, ShardIterator: str, Limit: int) -> dict[str, Any]:
         self.reads += 1
         sequences = self._pages.popleft() if self._pages else []
         more = bool(self._pages) or self._open
