@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from geft.settings import EnvReader
 
+from webhook_receiver.edge import InvalidAllowListError, SourceAllowList
+
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
 
@@ -21,10 +23,12 @@ class ReceiverConfig:
     max_body_bytes: int
     retention_days: int
     webhook_path: str
+    allowed_sources: SourceAllowList
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReceiverConfig:
-        env = EnvReader(os.environ if environ is None else environ)
+        source = os.environ if environ is None else environ
+        env = EnvReader(source)
         config = cls(
             table_name=env.text("TABLE_NAME"),
             webhook_secret_id=env.text("WEBHOOK_SECRET_ARN"),
@@ -36,6 +40,16 @@ class ReceiverConfig:
             ),
             retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
             webhook_path=env.text("WEBHOOK_PATH", "/webhooks/flinks"),
+            allowed_sources=_allow_list(env, source),
         )
         env.raise_if_invalid("receiver")
         return config
+
+
+def _allow_list(env: EnvReader, environ: Mapping[str, str]) -> SourceAllowList:
+    """``ALLOWED_SOURCE_CIDRS``: comma-separated networks; unset or empty turns the check off."""
+    try:
+        return SourceAllowList.parse(environ.get("ALLOWED_SOURCE_CIDRS", ""))
+    except InvalidAllowListError as error:
+        env.problems.append(f"ALLOWED_SOURCE_CIDRS: {error}")
+        return SourceAllowList()
