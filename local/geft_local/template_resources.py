@@ -156,6 +156,10 @@ def resolve(value: Any, created: CreatedResources, parameters: Mapping[str, str]
                 return parameters[argument]
             if argument in created.refs:
                 return created.refs[argument]
+            base, _, attribute = str(argument).partition(".")
+            if attribute in ("Version", "Alias") and base in created.refs:
+                # SAM's function.Version / function.Alias: locally every invoke runs $LATEST.
+                return f"arn:aws:lambda:us-east-1:123456789012:function:{created.refs[base]}:$LATEST"
             pseudo = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
             if argument in pseudo:
                 return pseudo[argument]
