@@ -7,9 +7,10 @@ from typing import Any, Protocol
 
 from deploy_hooks.probe import InvocationOutcome
 
-# A cold receiver version needs its init plus at most its 6 s timeout; the hook itself has 30 s.
-_LAMBDA_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 12, "retries": {"total_max_attempts": 1}}
-_CODEDEPLOY_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 3}}
+# A cold receiver version needs its init (about a second) plus at most its 6 s timeout. Worst case for the
+# hook's 45 s: two probes (2 x 10 s), the pause between them, and the report (3 x 5 s).
+_LAMBDA_CLIENT_CONFIG = {"connect_timeout": 3, "read_timeout": 10, "retries": {"total_max_attempts": 1}}
+_CODEDEPLOY_CLIENT_CONFIG = {"connect_timeout": 3, "read_timeout": 5, "retries": {"total_max_attempts": 3}}
 
 
 class Invoker(Protocol):
