@@ -8,10 +8,12 @@ route). A request becomes the event API Gateway would send (version 2.0: ``route
 ``isBase64Encoded``). The function's answer is mapped back (``statusCode``, ``headers``, ``cookies``,
 ``body``, ``isBase64Encoded``; a bare JSON value is a 200 ``application/json`` answer).
 
-API Gateway's own answers: an unmatched route is ``404 {"message":"Not Found"}``; a function error,
-a timeout or a malformed answer is ``500 {"message":"Internal Server Error"}``; a body above 10 MB is
-``413 {"message":"Request Entity Too Large"}``. Not emulated: throttling (429), the 30 s integration
-timeout, authorizers, CORS, custom domains, stages other than ``$default``.
+API Gateway's own answers: an unmatched route (another path, or another method than the route's) is
+``404 {"message":"Not Found"}``; a function error, a timeout or a malformed answer is
+``500 {"message":"Internal Server Error"}``; a body above 10 MB is
+``413 {"message":"Request Entity Too Large"}``. ``apigw-requestid`` is the event's request id. Not
+emulated: throttling (429), the 30 s integration timeout, authorizers, CORS, custom domains, stages other
+than ``$default``.
 """
 
 from __future__ import annotations
@@ -352,7 +354,11 @@ class HttpApiGateway:
             response = from_lambda_result(result.payload)
         except InvalidResponseError as error:
             return gateway_error(500, "Internal Server Error"), f"{route.function_logical_id} {error}"
-        return response, f"{route.function_logical_id} {_summary(response)}"
+        # API Gateway's apigw-requestid header is the event's requestContext.requestId.
+        headers = [*response.headers, ("apigw-requestid", request_id)]
+        return HttpResponse(
+            response.status, headers, response.body
+        ), f"{route.function_logical_id} {_summary(response)}"
 
 
 def _request_id() -> str:
@@ -481,7 +487,8 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in response.headers:
                 if name not in ("content-length", "connection", "transfer-encoding", "date", "server"):
                     self.send_header(name, value)
-            self.send_header("apigw-requestid", _request_id())
+            if not any(name == "apigw-requestid" for name, _ in response.headers):
+                self.send_header("apigw-requestid", _request_id())
             self.send_header("Content-Length", str(len(response.body)))
             if self.close_connection:
                 self.send_header("Connection", "close")

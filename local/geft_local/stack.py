@@ -43,6 +43,7 @@ from geft_local.moto_atomic import make_conditional_writes_atomic
 from geft_local.schedules import Scheduler, schedule_rules
 from geft_local.stream_pump import MappingSettings, StreamPump, dynamodb_event_sources
 from geft_local.streams import streams_client
+from geft_local.template_render import failed_rules, resolve_known
 from geft_local.template_resources import (
     CreatedResources,
     create_resources,
@@ -110,8 +111,21 @@ class LocalStack:
 
     def _start(self) -> None:
         config = self.config
-        self.template = load_template(config.template_path)
-        self.parameters = config.parameters(self.template)
+        template = load_template(config.template_path)
+        self.parameters = config.parameters(template)
+        broken = failed_rules(template, self.parameters)
+        if broken:  # CloudFormation would refuse the change set
+            raise LocalStackError("template rules refuse these parameters: " + "; ".join(broken))
+        # What CloudFormation deploys: false conditions dropped, parameters and conditions resolved.
+        self.template = resolve_known(
+            template,
+            self.parameters,
+            {
+                "AWS::Region": "us-east-1",
+                "AWS::AccountId": "123456789012",
+                "AWS::StackName": config.stack_name,
+            },
+        )
         self.routes = http_api_routes(self.template)
         # Bind the public port first: a taken port fails in a second, before anything else starts.
         try:
@@ -208,7 +222,10 @@ class LocalStack:
         log_dir = self.stack_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         template_dir = self.config.template_path.parent
-        for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
+        functions = resources_of_type(self.template, "AWS::Serverless::Function")
+        for logical_id in functions:  # named first: one function's environment may name another
+            self.created.refs.setdefault(logical_id, f"{self.config.stack_name}-{logical_id}")
+        for logical_id in functions:
             environment = function_environment(self.template, logical_id, self.created, self.parameters)
             if FLINKS_BASE_URL_VARIABLE in environment:
                 environment[FLINKS_BASE_URL_VARIABLE] = self.flinks_base_url

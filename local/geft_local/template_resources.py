@@ -153,7 +153,7 @@ def function_environment(
     return {name: resolve(value, created, parameters) for name, value in merged.items()}
 
 
-def resolve(value: Any, created: CreatedResources, parameters: Mapping[str, str]) -> str:
+def resolve(value: Any, created: CreatedResources, parameters: Mapping[str, str]) -> str:  # noqa: PLR0911
     """Resolve the intrinsic functions the template uses in environments: Ref, Fn::GetAtt, Fn::Sub."""
     if isinstance(value, str | int | float | bool):
         return str(value).lower() if isinstance(value, bool) else str(value)
@@ -164,6 +164,10 @@ def resolve(value: Any, created: CreatedResources, parameters: Mapping[str, str]
                 return parameters[argument]
             if argument in created.refs:
                 return created.refs[argument]
+            base, _, attribute = str(argument).partition(".")
+            if attribute in ("Version", "Alias") and base in created.refs:
+                # SAM's function.Version / function.Alias: locally every invoke runs $LATEST.
+                return f"arn:aws:lambda:us-east-1:123456789012:function:{created.refs[base]}:$LATEST"
             pseudo = {
                 "AWS::Region": "us-east-1",
                 "AWS::AccountId": "123456789012",

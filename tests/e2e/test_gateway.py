@@ -40,7 +40,7 @@ def function() -> RecordingFunction:
 def gateway(function: RecordingFunction) -> Iterator[HttpApiGateway]:
     routes = sorted(
         [
-            Route("Webhook", "ANY", "/webhooks/flinks"),
+            Route("Webhook", "POST", "/webhooks/flinks"),
             Route("Item", "GET", "/items/{id}"),
             Route("Proxy", "ANY", "/files/{proxy+}"),
         ],
@@ -77,7 +77,7 @@ def request(
 def test_routes_are_read_from_the_templates_http_api_events(template: dict[str, Any]) -> None:
     routes = http_api_routes(template)
 
-    assert [route.route_key for route in routes] == ["ANY /webhooks/flinks"]
+    assert [route.route_key for route in routes] == ["POST /webhooks/flinks"]
     assert routes[0].function_logical_id == "WebhookReceiverFunction"
 
 
@@ -103,7 +103,7 @@ def test_a_request_becomes_the_payload_v2_event(gateway: HttpApiGateway, functio
     [(name, event)] = function.events
     assert name == "Webhook"
     assert event["version"] == "2.0"
-    assert event["routeKey"] == "ANY /webhooks/flinks"
+    assert event["routeKey"] == "POST /webhooks/flinks"
     assert event["rawPath"] == "/webhooks/flinks"
     assert event["rawQueryString"] == "a=1&b=2&a=3"
     assert event["queryStringParameters"] == {"a": "1,3", "b": "2"}
@@ -123,7 +123,7 @@ def test_a_request_becomes_the_payload_v2_event(gateway: HttpApiGateway, functio
         "userAgent": "Flinks-Webhooks",
     }
     assert context["stage"] == "$default"
-    assert context["routeKey"] == "ANY /webhooks/flinks"
+    assert context["routeKey"] == "POST /webhooks/flinks"
     assert context["requestId"]
     assert isinstance(context["timeEpoch"], int)
     assert (event["body"], event["isBase64Encoded"]) == ('{"sessionId": "x"}', False)
@@ -246,6 +246,30 @@ def test_a_chunked_body_is_read(gateway: HttpApiGateway, function: RecordingFunc
 
     [(_, event)] = function.events
     assert event["body"] == '{"a":1}'
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+def test_another_method_on_a_post_route_is_api_gateways_404(
+    gateway: HttpApiGateway, function: RecordingFunction, method: str
+) -> None:
+    # WHEN the webhook route (POST only, as in template.yaml) is called with another method
+    status, headers, answer = request(gateway, method, "/webhooks/flinks", body=b"{}")
+
+    # THEN API Gateway answers for an unmatched route itself, and the function never runs
+    assert status == 404
+    if method != "HEAD":
+        assert json.loads(answer) == {"message": "Not Found"}
+    assert headers["apigw-requestid"]
+    assert function.events == []
+
+
+def test_the_request_id_header_is_the_events_request_id(
+    gateway: HttpApiGateway, function: RecordingFunction
+) -> None:
+    _, headers, _ = request(gateway, "POST", "/webhooks/flinks", body=b"{}")
+
+    [(_, event)] = function.events
+    assert headers["apigw-requestid"] == event["requestContext"]["requestId"]
 
 
 def test_stop_frees_the_port(function: RecordingFunction) -> None:

@@ -8,6 +8,7 @@ sandbox's journal) or FAILED with a reason, and no session ever sees a second co
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -441,7 +442,7 @@ def test_receiver_secrets_manager_unavailable_at_cold_start(
 
     # THEN 503 and nothing stored; the redelivery is stored once
     assert first["statusCode"] == 503
-    assert "secret_unavailable" in first["body"]
+    assert json.loads(first["body"])["error"]["code"] == "unavailable"
     assert second["statusCode"] == 200
     assert len(table_items()) == 1
     reliability_report.record(

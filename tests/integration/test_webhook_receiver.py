@@ -253,7 +253,7 @@ def test_persistence_failure_is_503_so_flinks_retries(
 
     # THEN the answer is 5xx so Flinks delivers it again
     assert response["statusCode"] == 503
-    assert _body(response)["error"]["code"] == "persistence_unavailable"
+    assert _body(response)["error"]["code"] == "unavailable"
 
 
 def test_committed_sam_event_is_accepted(invoke_receiver: Invoke, table_items: Items) -> None:

@@ -16,12 +16,20 @@ from typing import Any
 import pytest
 from geft_local.streams import matches_any
 
+from tests.support.templates import OPERATOR_KEYS, deployed
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Actions that have no resource-level permissions in IAM: "*" is the only possible resource.
 NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "dynamodb:ListStreams"}
-KMS_CONDITIONS = frozenset({"HasTableKmsKey", "HasSecretsKmsKey", "HasQueueKmsKey"})
 XRAY = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
+# Every configuration the IAM tests look at: sandbox as shipped, sandbox with the operator's keys, prod.
+CONFIGURATIONS = {
+    "sandbox": ("default", {}),
+    "sandbox-with-keys": ("default", OPERATOR_KEYS),
+    "prod": ("prod", {}),
+    "prod-with-keys": ("prod", OPERATOR_KEYS),
+}
 SERVICE = {"service": "flinks-geft"}
 OPS_INDEX = "${GuaranteesTable.Arn}/index/OpsQueueIndex"
 
@@ -48,43 +56,38 @@ def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def statements(
-    template: dict[str, Any], role_id: str, true_conditions: frozenset[str] = frozenset()
-) -> list[dict[str, Any]]:
-    """The role's inline policy statements once ``Fn::If`` is resolved for ``true_conditions``."""
-    chosen = []
-    for policy in props(template, role_id)["Policies"]:
-        for entry in policy["PolicyDocument"]["Statement"]:
-            statement = entry
-            if "Fn::If" in entry:
-                condition, when_true, when_false = entry["Fn::If"]
-                statement = when_true if condition in true_conditions else when_false
-            if statement != {"Ref": "AWS::NoValue"}:
-                chosen.append(statement)
-    return chosen
+def statements(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    """The role's inline policy statements (of a ``deployed`` template: no ``Fn::If`` left)."""
+    return [
+        statement
+        for policy in props(template, role_id)["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
 
 
-def grants(
-    template: dict[str, Any], role_id: str, true_conditions: frozenset[str] = frozenset()
-) -> set[tuple[str, str]]:
+def grants(template: dict[str, Any], role_id: str) -> set[tuple[str, str]]:
     return {
         (action, render(resource))
-        for statement in statements(template, role_id, true_conditions)
+        for statement in statements(template, role_id)
         if statement["Effect"] == "Allow"
         for action in as_list(statement["Action"])
         for resource in as_list(statement["Resource"])
     }
 
 
+def configured(template: dict[str, Any], configuration: str) -> dict[str, Any]:
+    environment, overrides = CONFIGURATIONS[configuration]
+    return deployed(template, environment, **overrides)
+
+
 def all_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every statement of every role, with and without the customer managed keys."""
-    roles = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
-    return [
-        s
-        for role in roles
-        for keys in (frozenset(), KMS_CONDITIONS)
-        for s in statements(template, role, keys)
-    ]
+    """Every statement of every role, in every configuration (the keys, prod's hook)."""
+    found = []
+    for configuration in CONFIGURATIONS:
+        rendered = configured(template, configuration)
+        for role in [name for name, r in rendered["Resources"].items() if r["Type"] == "AWS::IAM::Role"]:
+            found += statements(rendered, role)
+    return found
 
 
 def dimensions(alarm: dict[str, Any]) -> dict[str, str]:
@@ -149,14 +152,15 @@ def test_handler_points_at_a_module_defining_it(
     assert name in {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
 
 
-def test_receiver_answers_only_the_webhook_route(template: dict[str, Any]) -> None:
+def test_receiver_answers_only_post_on_the_webhook_route(template: dict[str, Any]) -> None:
     receiver = props(template, "WebhookReceiverFunction")
 
+    # POST only: API Gateway itself answers any other method or path (404) without invoking the receiver
     (event,) = receiver["Events"].values()
     assert event["Type"] == "HttpApi"
     assert event["Properties"] == {
         "ApiId": {"Ref": "WebhookHttpApi"},
-        "Method": "ANY",
+        "Method": "POST",
         "Path": "/webhooks/flinks",
     }
     assert receiver["Environment"]["Variables"]["WEBHOOK_PATH"] == "/webhooks/flinks"
@@ -185,8 +189,9 @@ def test_each_function_gets_its_own_secret(
 def test_no_role_reads_the_other_functions_secret(
     template: dict[str, Any], role_id: str, foreign_secret: str
 ) -> None:
-    for keys in (frozenset(), KMS_CONDITIONS):
-        assert foreign_secret not in {resource for _, resource in grants(template, role_id, keys)}
+    for configuration in CONFIGURATIONS:
+        rendered = configured(template, configuration)
+        assert foreign_secret not in {resource for _, resource in grants(rendered, role_id)}
 
 
 def test_functions_use_their_explicit_roles_only(template: dict[str, Any]) -> None:
@@ -203,7 +208,7 @@ def test_functions_use_their_explicit_roles_only(template: dict[str, Any]) -> No
 
 
 def test_receiver_role_grants_exactly(template: dict[str, Any]) -> None:
-    assert grants(template, "WebhookReceiverRole") == {
+    assert grants(deployed(template), "WebhookReceiverRole") == {
         ("dynamodb:PutItem", "GuaranteesTable.Arn"),
         ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
         ("secretsmanager:GetSecretValue", "WebhookSecret"),
@@ -214,7 +219,7 @@ def test_receiver_role_grants_exactly(template: dict[str, Any]) -> None:
 
 
 def test_processor_role_grants_exactly(template: dict[str, Any]) -> None:
-    assert grants(template, "DecisionProcessorRole") == {
+    assert grants(deployed(template), "DecisionProcessorRole") == {
         ("dynamodb:DescribeStream", "GuaranteesTable.StreamArn"),
         ("dynamodb:GetRecords", "GuaranteesTable.StreamArn"),
         ("dynamodb:GetShardIterator", "GuaranteesTable.StreamArn"),
@@ -230,7 +235,7 @@ def test_processor_role_grants_exactly(template: dict[str, Any]) -> None:
 
 
 def test_review_timeout_role_grants_exactly(template: dict[str, Any]) -> None:
-    assert grants(template, "ReviewTimeoutRole") == {
+    assert grants(deployed(template), "ReviewTimeoutRole") == {
         ("dynamodb:Query", OPS_INDEX),
         ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
         ("logs:CreateLogStream", "ReviewTimeoutLogGroup.Arn"),
@@ -240,7 +245,7 @@ def test_review_timeout_role_grants_exactly(template: dict[str, Any]) -> None:
 
 
 def test_reconciler_role_grants_exactly(template: dict[str, Any]) -> None:
-    assert grants(template, "ReconcilerRole") == {
+    assert grants(deployed(template), "ReconcilerRole") == {
         ("dynamodb:Query", OPS_INDEX),
         ("dynamodb:GetItem", "GuaranteesTable.Arn"),
         ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
@@ -251,41 +256,74 @@ def test_reconciler_role_grants_exactly(template: dict[str, Any]) -> None:
     }
 
 
+VIA = {"dynamodb": "TABLE", "secretsmanager": "SECRETS", "sqs": "QUEUE"}
+
+
+def _key_grants(role: str, operator_keys: bool) -> set[tuple[str, str, str]]:
+    """(action, key, service it may be used through) the role needs; key is the operator's or the stack's."""
+    table = OPERATOR_KEYS["TableKmsKeyArn"] if operator_keys else "EncryptionKey.Arn"
+    secrets = OPERATOR_KEYS["SecretsKmsKeyArn"] if operator_keys else "EncryptionKey.Arn"
+    queue = OPERATOR_KEYS["QueueKmsKeyArn"] if operator_keys else "EncryptionKey.Arn"
+    table_use = {(a, table, "dynamodb") for a in ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")}
+    table_use.add(("kms:DescribeKey", table, "dynamodb"))
+    needs = {
+        "WebhookReceiverRole": table_use | {("kms:Decrypt", secrets, "secretsmanager")},
+        "DecisionProcessorRole": table_use
+        | {("kms:Decrypt", secrets, "secretsmanager")}
+        | {("kms:GenerateDataKey", queue, "sqs"), ("kms:Decrypt", queue, "sqs")},
+        "ReviewTimeoutRole": table_use,
+        "ReconcilerRole": table_use | {("kms:Decrypt", secrets, "secretsmanager")},
+    }
+    return needs[role]
+
+
+def kms_grants(template: dict[str, Any], role_id: str) -> set[tuple[str, str, str]]:
+    """(action, key, kms:ViaService service) of every KMS statement of the role."""
+    found = set()
+    for statement in statements(template, role_id):
+        actions = [a for a in as_list(statement["Action"]) if a.startswith("kms:")]
+        if not actions:
+            continue
+        via = render(statement["Condition"]["StringEquals"]["kms:ViaService"])
+        service = via.removeprefix("${AWS::Region}").split(".", 1)[0]
+        found |= {(a, render(r), service) for a in actions for r in as_list(statement["Resource"])}
+    return found
+
+
 @pytest.mark.parametrize(
-    ("role_id", "expected_key_grants"),
-    [
-        (
-            "WebhookReceiverRole",
-            {
-                *{(a, "TableKmsKeyArn") for a in ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")},
-                ("kms:DescribeKey", "TableKmsKeyArn"),
-                ("kms:Decrypt", "SecretsKmsKeyArn"),
-            },
-        ),
-        (
-            "DecisionProcessorRole",
-            {
-                *{(a, "TableKmsKeyArn") for a in ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")},
-                ("kms:DescribeKey", "TableKmsKeyArn"),
-                ("kms:Decrypt", "SecretsKmsKeyArn"),
-                ("kms:GenerateDataKey", "QueueKmsKeyArn"),
-                ("kms:Decrypt", "QueueKmsKeyArn"),
-            },
-        ),
-    ],
+    "role_id", ["WebhookReceiverRole", "DecisionProcessorRole", "ReviewTimeoutRole", "ReconcilerRole"]
 )
-def test_customer_managed_keys_add_only_kms_on_those_keys(
-    template: dict[str, Any], role_id: str, expected_key_grants: set[tuple[str, str]]
+@pytest.mark.parametrize(
+    ("configuration", "operator_keys"),
+    [("sandbox-with-keys", True), ("prod", False), ("prod-with-keys", True)],
+)
+def test_kms_use_is_exactly_what_each_function_needs_through_its_service(
+    template: dict[str, Any], role_id: str, configuration: str, operator_keys: bool
 ) -> None:
-    # GIVEN the role without and with the optional customer managed keys
-    without_keys = grants(template, role_id)
+    # GIVEN a configuration with customer managed keys (the operator's, or prod's own)
+    rendered = configured(template, configuration)
 
-    # WHEN every key parameter is set
-    with_keys = grants(template, role_id, KMS_CONDITIONS)
+    # THEN the role may use exactly the keys of its stores, each only through that store's service
+    assert kms_grants(rendered, role_id) == _key_grants(role_id, operator_keys)
 
-    # THEN the difference is exactly the kms actions each function needs, on its keys only
-    assert with_keys - without_keys == expected_key_grants
-    assert without_keys <= with_keys
+
+@pytest.mark.parametrize(
+    "role_id", ["WebhookReceiverRole", "DecisionProcessorRole", "ReviewTimeoutRole", "ReconcilerRole"]
+)
+def test_sandbox_without_keys_grants_no_kms(template: dict[str, Any], role_id: str) -> None:
+    assert kms_grants(deployed(template), role_id) == set()
+
+
+def test_every_kms_statement_is_limited_to_one_service(template: dict[str, Any]) -> None:
+    kms_statements = [
+        s for s in all_statements(template) if any(a.startswith("kms:") for a in as_list(s["Action"]))
+    ]
+
+    assert kms_statements
+    for statement in kms_statements:
+        assert set(statement["Condition"]) == {"StringEquals"}, statement["Sid"]
+        (key,) = statement["Condition"]["StringEquals"]
+        assert key == "kms:ViaService", statement["Sid"]
 
 
 def test_star_resource_only_where_iam_offers_nothing_narrower(template: dict[str, Any]) -> None:
@@ -297,6 +335,7 @@ def test_star_resource_only_where_iam_offers_nothing_narrower(template: dict[str
 
 def test_no_role_can_delete_scan_or_use_wildcard_actions(template: dict[str, Any]) -> None:
     actions = {action for statement in all_statements(template) for action in as_list(statement["Action"])}
+    assert "codedeploy:PutLifecycleEventHookExecutionStatus" in actions  # prod's hook role is included
 
     forbidden = [a for a in actions if re.search(r"Delete|Scan|\*", a.split(":", 1)[1])]
     assert forbidden == []
@@ -378,7 +417,7 @@ def test_filter_admits_new_guarantees_and_operator_decisions_only(
 # ----------------------------------------------------------------- state
 
 
-def test_table_is_on_demand_recoverable_encrypted_and_expiring(template: dict[str, Any]) -> None:
+def test_table_is_on_demand_recoverable_retained_and_expiring(template: dict[str, Any]) -> None:
     table = template["Resources"]["GuaranteesTable"]
     properties = table["Properties"]
 
@@ -387,31 +426,155 @@ def test_table_is_on_demand_recoverable_encrypted_and_expiring(template: dict[st
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
-    assert properties["DeletionProtectionEnabled"] == {"Fn::If": ["IsProd", True, False]}
-    condition, with_key, without_key = properties["SSESpecification"]["Fn::If"]
-    assert condition == "HasTableKmsKey"
-    assert with_key == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "TableKmsKeyArn"}}
-    assert without_key == {"SSEEnabled": False}  # the AWS owned key: still encrypted at rest
+    assert props(deployed(template, "prod"), "GuaranteesTable")["DeletionProtectionEnabled"] is True
+    assert props(deployed(template), "GuaranteesTable")["DeletionProtectionEnabled"] is False
 
 
-def test_dead_letter_queue_is_encrypted_and_keeps_messages_14_days(template: dict[str, Any]) -> None:
-    queue = props(template, "DecisionDeadLetterQueue")
+STACK_KEY = "EncryptionKey.Arn"
 
-    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
-    assert queue["KmsMasterKeyId"] == {
-        "Fn::If": ["HasQueueKmsKey", {"Ref": "QueueKmsKeyArn"}, "alias/aws/sqs"]
+
+def encryption(rendered: dict[str, Any]) -> dict[str, str | None]:
+    """The key each store is encrypted with (None: AWS owned or AWS managed)."""
+
+    def key(value: Any) -> str | None:
+        return None if value is None else render(value)
+
+    table = props(rendered, "GuaranteesTable")["SSESpecification"]
+    stores: dict[str, str | None] = {
+        "GuaranteesTable": key(table.get("KMSMasterKeyId")) if table["SSEEnabled"] else None,
+        "DecisionDeadLetterQueue": key(props(rendered, "DecisionDeadLetterQueue")["KmsMasterKeyId"]),
+        "AlarmTopic": key(props(rendered, "AlarmTopic").get("KmsMasterKeyId")),
     }
+    for name, resource in rendered["Resources"].items():
+        if resource["Type"] in ("AWS::SecretsManager::Secret", "AWS::Logs::LogGroup"):
+            stores[name] = key(resource["Properties"].get("KmsKeyId"))
+    return stores
+
+
+def test_sandbox_keeps_aws_owned_and_managed_keys(template: dict[str, Any]) -> None:
+    stores = encryption(deployed(template))
+
+    assert stores.pop("DecisionDeadLetterQueue") == "alias/aws/sqs"
+    assert set(stores.values()) == {None}  # the table's AWS owned key, aws/secretsmanager, CloudWatch Logs'
+    assert "EncryptionKey" not in deployed(template)["Resources"]
+
+
+def test_prod_encrypts_every_store_with_its_own_customer_managed_key(template: dict[str, Any]) -> None:
+    rendered = deployed(template, "prod")
+    stores = encryption(rendered)
+
+    # table (and so its stream), both secrets, the queue, the topic and every log group (the hook's too)
+    assert len([name for name in stores if name.endswith("LogGroup")]) == 8
+    assert stores == dict.fromkeys(stores, STACK_KEY)
+    assert props(rendered, "GuaranteesTable")["SSESpecification"]["SSEType"] == "KMS"
+
+
+def test_an_operators_keys_replace_the_stacks_key(template: dict[str, Any]) -> None:
+    # GIVEN prod with the operator's table and logs keys only
+    keys = {name: OPERATOR_KEYS[name] for name in ("TableKmsKeyArn", "LogsKmsKeyArn")}
+    rendered = deployed(template, "prod", **keys)
+    stores = encryption(rendered)
+
+    # THEN those stores use them, the rest the stack's key, which still exists
+    assert stores.pop("GuaranteesTable") == keys["TableKmsKeyArn"]
+    assert {name: stores.pop(name) for name in list(stores) if name.endswith("LogGroup")} == dict.fromkeys(
+        [name for name in encryption(rendered) if name.endswith("LogGroup")], keys["LogsKmsKeyArn"]
+    )
+    assert set(stores.values()) == {STACK_KEY}
+    # and with every key brought, the stack creates none
+    assert "EncryptionKey" not in deployed(template, "prod", **OPERATOR_KEYS)["Resources"]
+    assert set(encryption(deployed(template, "prod", **OPERATOR_KEYS)).values()) <= set(
+        OPERATOR_KEYS.values()
+    )
+
+
+def test_the_stacks_key_rotates_is_retained_and_admits_only_what_needs_it(template: dict[str, Any]) -> None:
+    key = deployed(template, "prod")["Resources"]["EncryptionKey"]
+    statements = {statement["Sid"]: statement for statement in key["Properties"]["KeyPolicy"]["Statement"]}
+
+    # retained: the table is retained, and a deleted key would make it unreadable for good
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert statements["TheAccountAdministersTheKey"]["Principal"]["AWS"] == "arn:aws:iam::123456789012:root"
+    alarms = statements["CloudWatchAlarmsPublishToTheAlarmTopic"]
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert set(alarms["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    logs = statements["CloudWatchLogsEncryptsThisStacksLogGroups"]
+    assert logs["Principal"]["Service"] == "logs.ca-central-1.amazonaws.com"
+    assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == [
+        "arn:aws:logs:ca-central-1:123456789012:log-group:/aws/lambda/flinks-geft-prod/*",
+        "arn:aws:logs:ca-central-1:123456789012:log-group:/aws/apigateway/flinks-geft-prod/*",
+    ]
+    assert set(statements) == {
+        "TheAccountAdministersTheKey",
+        "CloudWatchAlarmsPublishToTheAlarmTopic",
+        logs["Sid"],
+    }
+    assert "EncryptionKeyAlias" in deployed(template, "prod")["Resources"]
+
+
+def test_dead_letter_queue_keeps_messages_14_days(template: dict[str, Any]) -> None:
+    assert props(template, "DecisionDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
 
 
 @pytest.mark.parametrize("secret_id", ["WebhookSecret", "FlinksApiSecret"])
-def test_secrets_take_the_optional_key(template: dict[str, Any], secret_id: str) -> None:
+def test_secrets_are_generated_placeholders_with_instructions(
+    template: dict[str, Any], secret_id: str
+) -> None:
     secret = props(template, secret_id)
 
-    assert secret["KmsKeyId"] == {
-        "Fn::If": ["HasSecretsKmsKey", {"Ref": "SecretsKmsKeyArn"}, {"Ref": "AWS::NoValue"}]
-    }
     assert "GenerateSecretString" in secret
     assert "Set it to JSON" in secret["Description"]
+
+
+@pytest.mark.parametrize(
+    ("secret_id", "readers"),
+    [
+        ("WebhookSecret", {"WebhookReceiverRole.Arn"}),
+        ("FlinksApiSecret", {"DecisionProcessorRole.Arn", "ReconcilerRole.Arn"}),
+    ],
+)
+def test_only_its_functions_read_a_secret_whatever_iam_says(
+    template: dict[str, Any], secret_id: str, readers: set[str]
+) -> None:
+    # GIVEN the secret's resource policy
+    rendered = deployed(template)
+    (policy,) = [
+        r["Properties"]
+        for r in rendered["Resources"].values()
+        if r["Type"] == "AWS::SecretsManager::ResourcePolicy"
+        and r["Properties"]["SecretId"] == {"Ref": secret_id}
+    ]
+    deny, allow = policy["ResourcePolicy"]["Statement"]
+
+    # THEN every principal but its readers is denied the value, and the readers are exactly the roles
+    # whose IAM policies read it
+    assert policy["BlockPublicPolicy"] is True
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == (
+        "Deny",
+        "*",
+        "secretsmanager:GetSecretValue",
+    )
+    excepted = {render(arn) for arn in deny["Condition"]["StringNotEquals"]["aws:PrincipalArn"]}
+    assert excepted == readers
+    assert (allow["Effect"], allow["Action"]) == ("Allow", "secretsmanager:GetSecretValue")
+    assert {render(arn) for arn in as_list(allow["Principal"]["AWS"])} == readers
+    iam_readers = {
+        f"{role}.Arn"
+        for role in ("WebhookReceiverRole", "DecisionProcessorRole", "ReviewTimeoutRole", "ReconcilerRole")
+        if ("secretsmanager:GetSecretValue", secret_id) in grants(rendered, role)
+    }
+    assert iam_readers == readers
+
+
+def test_break_glass_roles_join_the_readers(template: dict[str, Any]) -> None:
+    role = "arn:aws:iam::123456789012:role/security-break-glass"
+    rendered = deployed(template, SecretReadersBreakGlassArns=role)
+
+    deny = props(rendered, "WebhookSecretResourcePolicy")["ResourcePolicy"]["Statement"][0]
+    excepted = deny["Condition"]["StringNotEquals"]["aws:PrincipalArn"]
+    receiver = {"Fn::GetAtt": ["WebhookReceiverRole", "Arn"]}
+    assert excepted == {"Fn::Split": [",", {"Fn::Join": [",", [receiver, role]]}]}
 
 
 # ----------------------------------------------------------------- functions, API, logs
@@ -499,9 +662,27 @@ def test_api_throttles_and_writes_json_access_logs_without_bodies(template: dict
 
 # ----------------------------------------------------------------- alarms
 
+
 # (alarm, namespace, metric, dimensions, statistic, threshold)
+def new_version(function: str) -> dict[str, str]:
+    """The dimensions of a function's errors on the version its live alias was last moved to."""
+    return {
+        "FunctionName": function,
+        "Resource": f"${{{function}}}:live",
+        "ExecutedVersion": str({"Fn::Select": [7, {"Fn::Split": [":", {"Ref": f"{function}.Version"}]}]}),
+    }
+
+
 ALARMS = [
-    ("SignatureRejectedAlarm", "FlinksGeft", "SignatureRejected", SERVICE, "Sum", "1"),
+    (
+        "SignatureRejectedAlarm",
+        *("FlinksGeft", "SignatureRejected", {**SERVICE, "BodyShape": "geft-webhook"}, "Sum", "1"),
+    ),
+    (
+        "SignatureProbesAlarm",
+        *("FlinksGeft", "SignatureRejected", {**SERVICE, "BodyShape": "other"}),
+        *("Sum", "SignatureProbesAlarmThreshold"),
+    ),
     ("QuarantinedAlarm", "FlinksGeft", "Quarantined", SERVICE, "Sum", "1"),
     ("ConfirmFailedAlarm", "FlinksGeft", "ConfirmFailed", SERVICE, "Sum", "1"),
     ("ReceiverErrorsAlarm", "AWS/Lambda", "Errors", {"FunctionName": "WebhookReceiverFunction"}, "Sum", "1"),
@@ -560,6 +741,17 @@ ALARMS = [
         "AuditDeadLettersAlarm",
         *("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": "AuditDeadLetterQueue.QueueName"}),
         *("Maximum", "1"),
+    ),
+    *(
+        (f"{name}NewVersionErrorsAlarm", "AWS/Lambda", "Errors", new_version(function), "Sum", "1")
+        for name, function in (
+            ("Receiver", "WebhookReceiverFunction"),
+            ("Processor", "DecisionProcessorFunction"),
+            ("ReviewTimeout", "ReviewTimeoutFunction"),
+            ("Reconciler", "ReconcilerFunction"),
+            ("Sweeper", "SweeperFunction"),
+            ("AuditTrail", "AuditTrailFunction"),
+        )
     ),
 ]
 
@@ -716,7 +908,9 @@ def test_outputs_give_the_operator_everything_it_looks_up(template: dict[str, An
         "DecisionProcessorFunctionName",
         "GuaranteesTableStreamArn",
     }
-    assert template["Outputs"]["WebhookUrl"]["Value"]["Fn::Sub"].endswith("/webhooks/flinks")
+    assert deployed(template)["Outputs"]["WebhookUrl"]["Value"] == {
+        "Fn::Sub": "https://${WebhookHttpApi}.execute-api.ca-central-1.${AWS::URLSuffix}/webhooks/flinks"
+    }
 
 
 # ----------------------------------------------------------------- samconfig
@@ -762,6 +956,7 @@ def test_prod_is_stricter_than_sandbox(template: dict[str, Any]) -> None:
     assert int(prod["ProcessorReservedConcurrency"]) > 0
     for environment in ("default", "prod"):
         deploy = config[environment]["deploy"]["parameters"]
-        assert deploy["capabilities"] == "CAPABILITY_IAM"
+        # AUTO_EXPAND: the AWS::LanguageExtensions transform; never NAMED_IAM (no role has a fixed name)
+        assert deploy["capabilities"] == "CAPABILITY_IAM CAPABILITY_AUTO_EXPAND"
         assert deploy["confirm_changeset"] is True
         assert deploy["resolve_s3"] is True

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from geft.settings import EnvReader
 
+from webhook_receiver.edge import InvalidAllowListError, SourceAllowList
+
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
 
@@ -23,10 +25,12 @@ class ReceiverConfig:
     webhook_path: str
     stuck_after_seconds: int
     function_name: str
+    allowed_sources: SourceAllowList
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReceiverConfig:
-        env = EnvReader(os.environ if environ is None else environ)
+        source = os.environ if environ is None else environ
+        env = EnvReader(source)
         config = cls(
             table_name=env.text("TABLE_NAME"),
             webhook_secret_id=env.text("WEBHOOK_SECRET_ARN"),
@@ -40,6 +44,16 @@ class ReceiverConfig:
             webhook_path=env.text("WEBHOOK_PATH", "/webhooks/flinks"),
             stuck_after_seconds=env.integer("STUCK_GUARANTEE_AGE_SECONDS", 900, minimum=60),
             function_name=env.text("AWS_LAMBDA_FUNCTION_NAME", "webhook-receiver"),
+            allowed_sources=_allow_list(env, source),
         )
         env.raise_if_invalid("receiver")
         return config
+
+
+def _allow_list(env: EnvReader, environ: Mapping[str, str]) -> SourceAllowList:
+    """``ALLOWED_SOURCE_CIDRS``: comma-separated networks; unset or empty turns the check off."""
+    try:
+        return SourceAllowList.parse(environ.get("ALLOWED_SOURCE_CIDRS", ""))
+    except InvalidAllowListError as error:
+        env.problems.append(f"ALLOWED_SOURCE_CIDRS: {error}")
+        return SourceAllowList()

@@ -1,7 +1,8 @@
 """Lambda entry point: adapts API Gateway HTTP API (payload v2) events to the receiver.
 
 The one table mapping errors to HTTP statuses lives here. 5xx means "we did not store it, retry";
-it is never used for a request that was refused on purpose.
+it is never used for a request that was refused on purpose. Every refusal's body is a fixed code and
+the request id (``webhook_receiver.edge.error_body``): the detail goes to the log, never to the caller.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from geft.secrets import JsonSecret
 from geft.webhook_events import ReplayWindow
 
 from webhook_receiver.config import ReceiverConfig
+from webhook_receiver.edge import SourceAllowList, error_body, request_id_of, source_ip_of
 from webhook_receiver.receiver import (
     InvalidSignatureError,
     MalformedRequestError,
@@ -30,24 +32,26 @@ from webhook_receiver.receiver import (
     WebhookRequest,
 )
 
-_STATUS_BY_ERROR: tuple[tuple[type[GeftError], int, str], ...] = (
-    (RouteNotFoundError, 404, "not_found"),
-    (MethodNotAllowedError, 405, "method_not_allowed"),
-    (PayloadTooLargeError, 413, "payload_too_large"),
-    (MalformedRequestError, 400, "malformed_request"),
-    (InvalidSignatureError, 401, "invalid_signature"),
-    (SecretError, 503, "secret_unavailable"),
-    (PersistenceError, 503, "persistence_unavailable"),
+# (error, status, code for the caller, code for the log). The two 503s tell an unauthenticated caller
+# only "retry later"; the log says which dependency failed.
+_STATUS_BY_ERROR: tuple[tuple[type[GeftError], int, str, str], ...] = (
+    (RouteNotFoundError, 404, "not_found", "not_found"),
+    (MethodNotAllowedError, 405, "method_not_allowed", "method_not_allowed"),
+    (PayloadTooLargeError, 413, "payload_too_large", "payload_too_large"),
+    (MalformedRequestError, 400, "malformed_request", "malformed_request"),
+    (InvalidSignatureError, 401, "invalid_signature", "invalid_signature"),
+    (SecretError, 503, "unavailable", "secret_unavailable"),
+    (PersistenceError, 503, "unavailable", "persistence_unavailable"),
 )
 _JSON_HEADERS = {"content-type": "application/json"}
 
 
 @functools.cache
-def _receiver() -> WebhookReceiver:
+def _receiver() -> tuple[SourceAllowList, WebhookReceiver]:
     """Composition root, built on the first invoke and kept for the container's life."""
     config = ReceiverConfig.from_env()
     clients = AwsClients()
-    return WebhookReceiver(
+    return config.allowed_sources, WebhookReceiver(
         webhook_path=config.webhook_path,
         max_body_bytes=config.max_body_bytes,
         secret=JsonSecret(
@@ -106,11 +110,19 @@ class _LazyClient:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    request_id = request_id_of(event, getattr(context, "aws_request_id", None))
+    if request_id:
+        logger.set_correlation_id(request_id)  # the id the caller gets back, and the access log's
     try:
-        receiver = _receiver()
+        allowed_sources, receiver = _receiver()
+        if not allowed_sources.admits(source_ip_of(event)):
+            # Before any other work: no body decoding, no secret read, no HMAC for a stranger.
+            metrics.add_metric(name="SourceRejected", unit=MetricUnit.Count, value=1)
+            logger.warning("source address not in the allow-list", source_ip=str(source_ip_of(event)))
+            return _response(403, error_body("forbidden", request_id))
         acknowledgement = receiver.receive(to_request(event, receiver))
     except GeftError as error:
-        return _error_response(error)
+        return _error_response(error, request_id)
     return _response(200, {"outcome": acknowledgement.receipt.value})
 
 
@@ -135,14 +147,15 @@ def to_request(event: dict[str, Any], receiver: WebhookReceiver) -> WebhookReque
     return WebhookRequest(method=method, path=path, headers=headers, body=body)
 
 
-def _error_response(error: GeftError) -> dict[str, Any]:
-    for error_type, status, code in _STATUS_BY_ERROR:
+def _error_response(error: GeftError, request_id: str | None) -> dict[str, Any]:
+    for error_type, status, public_code, log_code in _STATUS_BY_ERROR:
         if isinstance(error, error_type):
             if status >= 500:
-                logger.exception("webhook not stored; answering 5xx so Flinks retries", error_code=code)
+                logger.exception("webhook not stored; answering 5xx so Flinks retries", error_code=log_code)
             elif status != 401:  # 401s are counted as SignatureRejected where they are decided
                 metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
-            response = _response(status, {"error": {"code": code, "message": str(error)}})
+                logger.info("request refused", error_code=log_code, reason=str(error))
+            response = _response(status, error_body(public_code, request_id))
             if status == 405:
                 response["headers"]["allow"] = "POST"
             return response

@@ -27,6 +27,8 @@ from geft.webhook_events import (
     classify,
 )
 
+from webhook_receiver.edge import record_signature_rejected_shape
+
 
 class RequestRejectedError(GeftError):
     """The request is refused before anything is stored; subclasses name the HTTP status."""
@@ -137,6 +139,7 @@ class WebhookReceiver:
         ):
             return
         metrics.add_metric(name="SignatureRejected", unit=MetricUnit.Count, value=1)
+        record_signature_rejected_shape(body)  # by shape: a wrong secret pages, a scanner does not
         logger.warning("webhook signature rejected", signature_present=bool(signature), body_bytes=len(body))
         raise InvalidSignatureError("missing or invalid X-Webhook-Signature")
 
