@@ -16,10 +16,16 @@ from tests.support.streams import StreamFeed
 def function_env(
     template: dict[str, Any], stack: CreatedResources, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., dict[str, str]]:
-    """Apply the environment the template gives a function (Globals + its own), with overrides."""
+    """Apply the environment the template gives a function (Globals + its own), with overrides.
+
+    The processor's token pool is off unless a test turns it on (FLINKS_TOKEN_POOL_SIZE): its
+    background authorizes would race the counts tests make of the sandbox's journal.
+    """
 
     def apply(logical_id: str, **overrides: str) -> dict[str, str]:
         environment = function_environment(template, logical_id, stack, parameter_values(template))
+        if logical_id == "DecisionProcessorFunction":
+            environment["FLINKS_TOKEN_POOL_SIZE"] = "0"
         environment.update(overrides)
         for name, value in environment.items():
             monkeypatch.setenv(name, value)

@@ -238,13 +238,13 @@ class GuaranteeProcessor:
 
         accepted = attempt.decision == "accept"
         attempt.confirm_attempted = True
+        # A confirm whose outcome is unknown raises FlinksConfirmOutcomeUnknownError (transient): the
+        # claim is released with confirm_attempted, and the retry reads /details before anything else.
         result = calls.confirm(accepted)
-        # already_recorded: an answer was lost, and /details showed our decision had reached Flinks.
         return self._confirmed(
             guarantee,
             attempt,
             accepted,
-            recovered=result.already_recorded,
             flinks_session_id=result.session_id,
             flinks_reference_id=result.reference_id,
         )

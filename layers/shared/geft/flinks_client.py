@@ -1,23 +1,45 @@
 """Flinks Pay G-EFT API adapter: authorize, session details/status, and the guarantee confirm call.
 
-Only the decision processor imports this module (it is the only place ``requests`` is used). Every
-failure leaves as a typed ``FlinksError``; nothing here logs, so tokens, credentials and bodies cannot
-leak through logs, and error messages never carry them either.
+Only the functions that call Flinks import this module (it is the only place ``requests`` is used).
+Every failure leaves as a typed ``FlinksError``; nothing here logs, so tokens, credentials and bodies
+cannot leak through logs, and error messages never carry them either.
 
-Threading: one ``FlinksClient`` (one ``requests.Session``, one connection pool) is shared by the
-processor's worker threads; each thread uses its own ``SessionCalls`` (not thread-safe by design).
+Outbound limits, each enforced here rather than trusted to the server:
+
+* one host: every request goes to the validated base URL's scheme, host and port (redirects are not
+  followed, and a URL for anywhere else is refused before it is sent);
+* a total deadline per HTTP exchange (connect, then every socket read gets what is left of
+  ``connect_timeout + read_timeout``, clipped to the session's deadline), so a server dribbling a
+  byte at a time cannot hold a call past it;
+* a size cap on every answer, enforced while streaming the body, so an oversized answer is never
+  held in memory;
+* no proxies, CA bundles or ``.netrc`` from the environment unless ``trust_env`` opts in.
+
+Confirms are sent at most once per call when their outcome may have reached Flinks: a read timeout,
+a connection dropped after the request was written, a 500/502/504 or a cut-off answer raises
+``FlinksConfirmOutcomeUnknownError`` at once. What to do next (read ``/details``, after a while) is
+the caller's rule, not the client's.
+
+Threading: one ``FlinksClient`` (one ``requests.Session``, one connection pool, one token pool) is
+shared by the caller's threads; each thread uses its own ``SessionCalls`` (not thread-safe by design).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
+import io
 import json
 import math
 import random
 import re
+import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.cookiejar import DefaultCookiePolicy
@@ -25,32 +47,46 @@ from typing import Any, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError
 
 from geft.backoff import RetryPolicy, backoff_delay, parse_retry_after
 from geft.errors import (
     FlinksAuthError,
+    FlinksConfirmOutcomeUnknownError,
+    FlinksConflictError,
     FlinksPermanentError,
     FlinksProtocolError,
+    FlinksResponseTooLargeError,
     FlinksSessionNotFoundError,
     FlinksTransientError,
     SecretError,
 )
+from geft.flinks_settings import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    CredentialTransport,
+    FlinksSettings,
+    flinks_base_url,
+)
 from geft.secrets import JsonSecret
 
-CredentialTransport = Literal["basic", "form"]
+Operation = Literal["authorize", "details", "status", "confirm"]
+StatusClass = Literal["2xx", "3xx", "4xx", "5xx", "timeout", "connection-error", "too-large"]
 
 _T = TypeVar("_T")
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Answers after which Flinks may already have acted on the request (the failure came after it arrived).
+# Refused before Flinks' handling (a gateway or the server's front door said no): safe to send again.
+_NOT_PROCESSED_STATUSES = frozenset({408, 429, 503})
+# Failures after which Flinks may already have acted on the request.
 _MAYBE_PROCESSED_STATUSES = frozenset({500, 502, 504})
-_RETRY_AFTER_STATUSES = frozenset({429, 503})
 _AUTH_REFUSED_STATUSES = frozenset({400, 401, 403})
 _DOCUMENTED_EXPIRES_IN_S = 299.0
-_TOKEN_EXPIRY_MARGIN_S = 5.0
+_SESSION_TOKEN_MARGIN_S = 5.0
+_REFILL_COOLDOWN_S = 5.0
+_READ_CHUNK_BYTES = 64 * 1024
 _REASON_MAX_CHARS = 160
 _REASON_KEYS = ("title", "detail", "error_description", "error", "message", "Message")
 
@@ -81,110 +117,120 @@ class FlinksCredentials:
 
 @dataclass(frozen=True)
 class ConfirmResult:
-    """Outcome of a confirm call that Flinks accepted.
-
-    ``body_readable`` is False when the 2xx answer had no JSON object body: the decision is recorded
-    all the same. ``already_recorded`` is True when an earlier attempt of this call had an unknown
-    outcome (timeout, dropped connection, 500/502/504) and ``/details`` showed our decision already
-    recorded, so the confirm was not sent again; ids then come from ``/details``.
-    """
+    """A confirm Flinks answered 2xx. ``body_readable`` is False when the answer had no readable JSON
+    object body (cut off, too large, not JSON): the decision is recorded all the same."""
 
     session_id: str | None
     reference_id: str | None
     body_readable: bool
-    already_recorded: bool = False
 
 
-class ClientStats:
-    """Thread-safe counters for benchmarks: HTTP requests sent, authorize requests, retries."""
+@dataclass(frozen=True)
+class CallObservation:
+    """One HTTP exchange with Flinks, as the ``on_call`` observer sees it.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._authorize_calls = 0
-        self._requests_sent = 0
-        self._retries = 0
+    ``attempt`` counts the exchanges of this operation within one call (1 for the first, 2 for a
+    retry or the repeat after a 401). ``latency_ms`` runs from sending to the last byte read (or the
+    failure). ``status_code`` is None when no status line arrived.
+    """
 
-    @property
-    def authorize_calls(self) -> int:
-        with self._lock:
-            return self._authorize_calls
+    operation: Operation
+    status_code: int | None
+    status_class: StatusClass
+    latency_ms: float
+    attempt: int
 
-    @property
-    def requests_sent(self) -> int:
-        """Every HTTP request sent, authorize requests included."""
-        with self._lock:
-            return self._requests_sent
 
-    @property
-    def retries(self) -> int:
-        """Backoff waits started (attempts after the first), across all calls."""
-        with self._lock:
-            return self._retries
+CallObserver = Callable[[CallObservation], None]
 
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {
-                "authorize_calls": self._authorize_calls,
-                "requests_sent": self._requests_sent,
-                "retries": self._retries,
-            }
 
-    def count_request(self, *, authorize: bool) -> None:
-        with self._lock:
-            self._requests_sent += 1
-            if authorize:
-                self._authorize_calls += 1
+@dataclass(frozen=True)
+class TokenPoolCounters:
+    """What a container's token pool did so far (monotonic counters; emit the deltas as metrics).
 
-    def count_retry(self) -> None:
-        with self._lock:
-            self._retries += 1
+    ``minted``: tokens the pool obtained in the background. ``used``: handed to a session.
+    ``wasted``: discarded unused because they were about to expire. ``refused``: pooled tokens
+    Flinks answered 401 (the session then re-authorized inline). ``refill_failures``: background
+    authorize attempts that failed (silently: the sessions authorized inline instead).
+    """
+
+    minted: int = 0
+    used: int = 0
+    wasted: int = 0
+    refused: int = 0
+    refill_failures: int = 0
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    credentials: FlinksCredentials
+    # Never used at or after these: mint time (taken when the authorize request was sent) + expires_in
+    # - margin, on both clocks (a frozen Lambda container may not advance the monotonic one).
+    usable_until_monotonic: float
+    usable_until_wall: float
+
+    def usable(self, now_monotonic: float, now_wall: float) -> bool:
+        return now_monotonic < self.usable_until_monotonic and now_wall < self.usable_until_wall
 
 
 class FlinksClient:
-    """Holds the connection pool, the credential source and the retry settings; hands out ``SessionCalls``."""
+    """Holds the connection pool, the credential source, the limits, the retry settings and the token
+    pool; hands out ``SessionCalls``."""
 
     def __init__(
         self,
         base_url: str,
         credentials: Callable[[], FlinksCredentials],
         *,
-        http: requests.Session | None = None,
         credential_transport: CredentialTransport = "basic",
         connect_timeout: float = 3.05,
         read_timeout: float = 10.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        trust_env: bool = False,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe as a default
+        pool_maxsize: int = 16,
+        token_pool_size: int = 0,
+        token_pool_margin: float = 30.0,
+        on_call: CallObserver | None = None,
+        refill_executor: Executor | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
-        pool_maxsize: int = 16,
     ) -> None:
-        base = base_url.strip().rstrip("/")
-        parts = urlsplit(base)
-        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
-            raise ValueError("base_url must be an absolute http(s) URL without query or fragment")
+        base = flinks_base_url(base_url)
         if credential_transport not in ("basic", "form"):
             raise ValueError("credential_transport must be 'basic' or 'form'")
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds")
-        if http is not None and http.verify is False:
-            raise ValueError("TLS certificate verification must stay enabled on the injected session")
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int):
+            raise ValueError("max_response_bytes must be an integer")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be positive")
+        if not 0 <= token_pool_size <= 64:
+            raise ValueError("token_pool_size must be within 0..64")
+        if not (math.isfinite(token_pool_margin) and token_pool_margin >= 0):
+            raise ValueError("token_pool_margin must be a finite number of seconds >= 0")
+        origin = urlsplit(base)
         self._base_url = base
+        self._origin = (origin.scheme, origin.hostname, origin.port)
         self._credentials = credentials
-        self._http = http if http is not None else _new_http_session(pool_maxsize)
+        self._http = _new_http_session(pool_maxsize, trust_env=trust_env)
         self._transport: CredentialTransport = credential_transport
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._max_response_bytes = max_response_bytes
         self._retry = retry
+        self._on_call = on_call
         self._sleep = sleep
         self._monotonic = monotonic
+        self._clock = clock
         self._rand = rand
-        self.stats = ClientStats()
-
-    @property
-    def http(self) -> requests.Session:
-        """The pooled session (exposed so tests can check that TLS verification is on)."""
-        return self._http
+        self._token_pool = (
+            _TokenPool(self, token_pool_size, token_pool_margin, refill_executor) if token_pool_size else None
+        )
 
     def for_session(self, session_id: str, *, deadline: float) -> SessionCalls:
         """Calls for one Flinks session, all finished by ``deadline`` (a ``monotonic()`` timestamp)."""
@@ -194,23 +240,152 @@ class FlinksClient:
             raise ValueError("deadline must be a finite monotonic timestamp")
         return SessionCalls(self, session_id, deadline)
 
+    def token_pool_counters(self) -> TokenPoolCounters:
+        """The token pool's counters (all zero when the pool is off)."""
+        return self._token_pool.counters() if self._token_pool is not None else TokenPoolCounters()
+
     def close(self) -> None:
+        if self._token_pool is not None:
+            self._token_pool.close()
         self._http.close()
+
+    # -- one HTTP exchange (called from SessionCalls and the token pool's refill) ---------------------
+
+    def _exchange(
+        self,
+        operation: Operation,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: bytes | dict[str, str] | None,
+        deadline: float,
+        attempt: int,
+    ) -> _HttpAnswer:
+        """Sends one request and reads its answer within the limits. Failures before a status line
+        arrives raise ``_ExchangeFailed``; a body that could not be read in full is reported on the
+        answer (``body_problem``), because the status alone may already be the outcome."""
+        target = urlsplit(url)
+        if (target.scheme, target.hostname, target.port) != self._origin:
+            raise FlinksPermanentError(f"Flinks {operation}: refusing to send to a host other than Flinks'")
+        started = self._monotonic()
+        left = deadline - started
+        if left <= 0:
+            raise FlinksTransientError(f"Flinks {operation}: deadline reached before the request was sent")
+        exchange_deadline = started + min(left, self._connect_timeout + self._read_timeout)
+        timeout = (min(self._connect_timeout, left), min(self._read_timeout, left))
+        context = _ExchangeContext(exchange_deadline, self._read_timeout, self._monotonic)
+        status_class: StatusClass = "connection-error"
+        status_code: int | None = None
+        try:
+            try:
+                with context.active():
+                    response = self._http.request(
+                        method,
+                        url,
+                        headers=dict(headers),
+                        data=data,
+                        timeout=timeout,
+                        allow_redirects=False,
+                        stream=True,
+                    )
+            except requests.Timeout as exc:
+                status_class = "timeout"
+                raise _ExchangeFailed(operation, "timed out", sent=context.request_written) from exc
+            except requests.ConnectionError as exc:
+                # Connection refused, TLS handshake failure, reset, or dropped before any answer.
+                raise _ExchangeFailed(operation, "connection failed", sent=context.request_written) from exc
+            except requests.RequestException as exc:
+                raise FlinksPermanentError(
+                    f"Flinks {operation}: request could not be made ({type(exc).__name__})"
+                ) from exc
+            status_code = response.status_code
+            status_class = _status_class(status_code)
+            with contextlib.closing(response):
+                body, problem = _read_capped(response, self._max_response_bytes)
+            if problem is not None:
+                status_class = "connection-error" if problem == "cut-off" else problem
+            return _HttpAnswer(status_code, response.headers, body, problem)
+        finally:
+            self._observe(operation, status_code, status_class, started, attempt)
+
+    def _observe(
+        self,
+        operation: Operation,
+        status_code: int | None,
+        status_class: StatusClass,
+        started: float,
+        attempt: int,
+    ) -> None:
+        observer = self._on_call
+        if observer is None:
+            return
+        latency_ms = round((self._monotonic() - started) * 1000, 3)
+        with contextlib.suppress(Exception):  # an observer's bug must never break a call to Flinks
+            observer(CallObservation(operation, status_code, status_class, latency_ms, attempt))
+
+    def _mint(
+        self, credentials: FlinksCredentials, *, deadline: float, attempt: int, margin: float
+    ) -> _Token:
+        """One ``POST /api/v1/authorize``. Raises FlinksAuthError when the credentials are refused."""
+        headers = _identity_headers(credentials)
+        form = {"grant_type": "client_credentials"}
+        if self._transport == "basic":
+            pair = f"{credentials.username}:{credentials.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        else:
+            form["Username"] = credentials.username
+            form["Password"] = credentials.password
+        sent_monotonic, sent_wall = self._monotonic(), self._clock()
+        answer = self._exchange(
+            "authorize",
+            "POST",
+            f"{self._base_url}/api/v1/authorize",
+            headers=headers,
+            data=form,
+            deadline=deadline,
+            attempt=attempt,
+        )
+        status = answer.status
+        secrets = _secrets_of(credentials)
+        if status in _AUTH_REFUSED_STATUSES:
+            raise FlinksAuthError(
+                f"Flinks authorize refused the credentials ({status}{answer.reason(secrets)})",
+                status_code=status,
+            )
+        _raise_for_status("authorize", answer, secrets)
+        document = answer.json_object("authorize")
+        token = document.get("access_token")
+        if not isinstance(token, str) or not token.strip():
+            raise _RetryableFailure(
+                FlinksProtocolError(
+                    f"Flinks authorize answered {status} without an access_token", status_code=status
+                )
+            )
+        lifetime = max(0.0, _seconds(document.get("expires_in")) - margin)
+        return _Token(token.strip(), credentials, sent_monotonic + lifetime, sent_wall + lifetime)
 
 
 @dataclass
 class _CallState:
-    """Per logical call: whether we already re-authorized, whether an attempt may have reached Flinks."""
+    """Per logical call: whether we already re-authorized, and how many exchanges of each operation."""
 
     reauthorized: bool = False
-    maybe_processed: bool = False
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    def next_attempt(self, operation: Operation) -> int:
+        self.attempts[operation] = self.attempts.get(operation, 0) + 1
+        return self.attempts[operation]
 
 
 class _RetryableFailure(Exception):
-    """Internal: one attempt failed in a way worth another attempt within the deadline."""
+    """Internal: one attempt failed in a way worth another attempt within the deadline.
+
+    ``maybe_processed``: a confirm that may have reached Flinks' handling; never sent again here.
+    """
 
     def __init__(
-        self, error: FlinksTransientError, *, retry_after: float | None = None, maybe_processed: bool
+        self, error: FlinksTransientError, *, retry_after: float | None = None, maybe_processed: bool = False
     ) -> None:
         super().__init__(str(error))
         self.error = error
@@ -218,8 +393,18 @@ class _RetryableFailure(Exception):
         self.maybe_processed = maybe_processed
 
 
+class _ExchangeFailed(_RetryableFailure):
+    """Internal: no status line arrived. ``sent``: the whole request had been written to the socket."""
+
+    def __init__(self, operation: Operation, what: str, *, sent: bool) -> None:
+        super().__init__(
+            FlinksTransientError(f"Flinks {operation} {what}"),
+            maybe_processed=sent and operation == "confirm",
+        )
+
+
 class SessionCalls:
-    """The calls for one session, sharing one bearer token obtained lazily on the first call.
+    """The calls for one session, sharing one bearer token (from the pool, or obtained on the first call).
 
     Not thread-safe: use one instance per thread (and per session) at a time.
     """
@@ -228,9 +413,9 @@ class SessionCalls:
         self._client = client
         self._session_id = session_id
         self._deadline = deadline
-        self._credentials: FlinksCredentials | None = None
-        self._token: str | None = None
-        self._token_expires_at = 0.0
+        self._token: _Token | None = None
+        self._token_from_pool = False
+        self._pool_tried = False
 
     @property
     def session_id(self) -> str:
@@ -254,41 +439,25 @@ class SessionCalls:
     def confirm(self, accepted: bool) -> ConfirmResult:
         """``POST /api/v2/sessions/{id}/guarantees/confirm`` with ``{"guaranteeAccepted": <bool>}``.
 
-        Before re-sending after an attempt whose outcome is unknown, reads ``/details``: if our decision
-        is already recorded it returns without a second confirm; the opposite decision raises
-        ``FlinksPermanentError``.
+        Sent again within the call only after failures that provably did not reach Flinks' handling
+        (connection refused, connect timeout, 408, 429, 503, a 401 answered by re-authorizing once).
+        Raises ``FlinksConfirmOutcomeUnknownError`` when the confirm may have been applied, and
+        ``FlinksConflictError`` on a 409.
         """
         if not isinstance(accepted, bool):
             raise TypeError("accepted must be a bool")
         body = json.dumps({"guaranteeAccepted": accepted}).encode("ascii")
 
         def attempt(state: _CallState) -> ConfirmResult:
-            if state.maybe_processed:
-                recorded = self._recorded_decision(state)
-                if recorded is not None:
-                    decision, details = recorded
-                    if decision is not accepted:
-                        raise FlinksPermanentError(
-                            "Flinks already records the opposite guarantee decision for this session"
-                        )
-                    return ConfirmResult(
-                        session_id=_text_or_none(details.get("sessionId")),
-                        reference_id=_text_or_none(details.get("referenceId")),
-                        body_readable=False,
-                        already_recorded=True,
-                    )
-            try:
-                response = self._session_request(state, "POST", "guarantees/confirm", json_body=body)
-                self._check_status("confirm", response)
-            except _RetryableFailure as failure:
-                state.maybe_processed = state.maybe_processed or failure.maybe_processed
-                raise
-            answer = _json_object(response)
-            if answer is None:
+            answer = self._session_exchange(state, "confirm", "POST", "guarantees/confirm", json_body=body)
+            if not 200 <= answer.status < 300:
+                self._raise_for_status("confirm", answer)
+            document = answer.optional_json_object()
+            if document is None:
                 return ConfirmResult(session_id=None, reference_id=None, body_readable=False)
             return ConfirmResult(
-                session_id=_text_or_none(answer.get("sessionId")),
-                reference_id=_text_or_none(answer.get("referenceId")),
+                session_id=_text_or_none(document.get("sessionId")),
+                reference_id=_text_or_none(document.get("referenceId")),
                 body_readable=True,
             )
 
@@ -298,32 +467,13 @@ class SessionCalls:
 
     def _get_object(self, operation: Literal["details", "status"]) -> dict[str, Any]:
         def attempt(state: _CallState) -> dict[str, Any]:
-            return self._read_object(state, operation)
+            answer = self._session_exchange(state, operation, "GET", operation)
+            self._raise_for_status(operation, answer)
+            return answer.json_object(operation)
 
         return self._retrying(operation, attempt)
 
-    def _read_object(self, state: _CallState, operation: Literal["details", "status"]) -> dict[str, Any]:
-        response = self._session_request(state, "GET", operation)
-        self._check_status(operation, response)
-        answer = _json_object(response)
-        if answer is None:
-            raise _RetryableFailure(
-                FlinksProtocolError(
-                    f"Flinks {operation} answered {response.status_code} without a JSON object body",
-                    status_code=response.status_code,
-                ),
-                maybe_processed=False,
-            )
-        return answer
-
-    def _recorded_decision(self, state: _CallState) -> tuple[bool, dict[str, Any]] | None:
-        """The decision ``/details`` shows as recorded (with the details), or None while undecided."""
-        details = self._read_object(state, "details")
-        guarantee = details.get("guaranteeDetails")
-        recorded = guarantee.get("guaranteeAccepted") if isinstance(guarantee, dict) else None
-        return (recorded, details) if isinstance(recorded, bool) else None
-
-    def _retrying(self, operation: str, attempt: Callable[[_CallState], _T]) -> _T:
+    def _retrying(self, operation: Operation, attempt: Callable[[_CallState], _T]) -> _T:
         client = self._client
         state = _CallState()
         number = 0
@@ -332,6 +482,8 @@ class SessionCalls:
             try:
                 return attempt(state)
             except _RetryableFailure as failure:
+                if failure.maybe_processed:
+                    _give_up(operation, failure, "with its outcome unknown", FlinksConfirmOutcomeUnknownError)
                 if number >= client._retry.max_attempts:
                     _give_up(operation, failure, f"after {number} attempts")
                 if failure.retry_after is not None:
@@ -340,25 +492,39 @@ class SessionCalls:
                     delay = backoff_delay(number, client._retry, client._rand)
                 if delay >= self.time_left():
                     _give_up(operation, failure, "before the deadline")
-                client.stats.count_retry()
                 if delay > 0:
                     client._sleep(delay)
 
-    def _session_request(
-        self, state: _CallState, method: str, suffix: str, *, json_body: bytes | None = None
-    ) -> requests.Response:
+    def _session_exchange(
+        self,
+        state: _CallState,
+        operation: Operation,
+        method: str,
+        suffix: str,
+        *,
+        json_body: bytes | None = None,
+    ) -> _HttpAnswer:
         """One exchange with the bearer token; on 401 re-authorizes once per call and repeats it."""
         url = f"{self._client._base_url}/api/v2/sessions/{self._session_id}/{suffix}"
-        operation = suffix.rsplit("/", 1)[-1]
         while True:
-            token = self._valid_token()
-            headers = self._identity_headers()
-            headers["Authorization"] = f"Bearer {token}"
+            token = self._valid_token(state)
+            headers = _identity_headers(token.credentials)
+            headers["Authorization"] = f"Bearer {token.value}"
             if json_body is not None:
                 headers["Content-Type"] = "application/json"
-            response = self._send(method, url, operation, headers=headers, data=json_body, authorize=False)
-            if response.status_code != 401:
-                return response
+            answer = self._client._exchange(
+                operation,
+                method,
+                url,
+                headers=headers,
+                data=json_body,
+                deadline=self._deadline,
+                attempt=state.next_attempt(operation),
+            )
+            if answer.status != 401:
+                return answer
+            if self._token_from_pool and self._client._token_pool is not None:
+                self._client._token_pool.count_refused()
             if state.reauthorized:
                 raise FlinksAuthError(
                     f"Flinks {operation} refused a freshly issued token (401)", status_code=401
@@ -366,191 +532,298 @@ class SessionCalls:
             state.reauthorized = True
             self._token = None
 
-    def _valid_token(self) -> str:
-        if self._token is None or self._client._monotonic() >= self._token_expires_at:
-            return self._authorize()
+    def _valid_token(self, state: _CallState) -> _Token:
+        client = self._client
+        token = self._token
+        if token is not None and token.usable(client._monotonic(), client._clock()):
+            return token
+        pool = client._token_pool
+        if pool is not None and not self._pool_tried:
+            self._pool_tried = True  # the first token only: after an expiry or a 401, authorize inline
+            pooled = pool.take()
+            if pooled is not None:
+                self._token, self._token_from_pool = pooled, True
+                return pooled
+        self._token, self._token_from_pool = None, False
+        credentials = client._credentials()
+        self._token = client._mint(
+            credentials,
+            deadline=self._deadline,
+            attempt=state.next_attempt("authorize"),
+            margin=_SESSION_TOKEN_MARGIN_S,
+        )
         return self._token
 
-    def _authorize(self) -> str:
+    def _raise_for_status(self, operation: Operation, answer: _HttpAnswer) -> None:
+        secrets = _secrets_of(self._token.credentials) if self._token is not None else []
+        if self._token is not None:
+            secrets.append(self._token.value)
+        _raise_for_status(operation, answer, secrets)
+
+
+# -- the token pool ----------------------------------------------------------------------------------
+
+
+class _TokenPool:
+    """Unused tokens minted ahead, per container: each handed to exactly one session, never past its
+    lifetime minus the margin. Refilled on an executor, never on a caller's thread; a refill failure
+    is silent (callers then authorize inline) and waits a few seconds before the next try."""
+
+    def __init__(self, client: FlinksClient, size: int, margin: float, executor: Executor | None) -> None:
+        self._client = client
+        self._size = size
+        self._margin = margin
+        self._executor = executor
+        self._owns_executor = executor is None
+        self._lock = threading.Lock()
+        self._tokens: deque[_Token] = deque()
+        self._refilling = False
+        self._closed = False
+        self._next_refill_at = -math.inf
+        self._minted = self._used = self._wasted = self._refused = self._refill_failures = 0
+
+    def take(self) -> _Token | None:
         client = self._client
-        credentials = client._credentials()
-        self._credentials = credentials
-        self._token = None
-        started = client._monotonic()
-        headers = self._identity_headers()
-        form = {"grant_type": "client_credentials"}
-        if client._transport == "basic":
-            pair = f"{credentials.username}:{credentials.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        else:
-            form["Username"] = credentials.username
-            form["Password"] = credentials.password
-        response = self._send(
-            "POST",
-            f"{client._base_url}/api/v1/authorize",
-            "authorize",
-            headers=headers,
-            data=form,
-            authorize=True,
-        )
-        status = response.status_code
-        if status in _AUTH_REFUSED_STATUSES:
-            raise FlinksAuthError(
-                f"Flinks authorize refused the credentials ({status}{self._reason(response)})",
-                status_code=status,
+        now_monotonic, now_wall = client._monotonic(), client._clock()
+        with self._lock:
+            token: _Token | None = None
+            while self._tokens:
+                candidate = self._tokens.popleft()
+                if candidate.usable(now_monotonic, now_wall):
+                    token = candidate
+                    self._used += 1
+                    break
+                self._wasted += 1
+            start_refill = (
+                not self._closed
+                and not self._refilling
+                and len(self._tokens) < self._size
+                and now_monotonic >= self._next_refill_at
             )
-        self._check_status("authorize", response)
-        answer = _json_object(response)
-        token = answer.get("access_token") if answer is not None else None
-        if not isinstance(token, str) or not token.strip():
+            if start_refill:
+                self._refilling = True
+        if start_refill:
+            self._start_refill()
+        return token
+
+    def count_refused(self) -> None:
+        with self._lock:
+            self._refused += 1
+
+    def counters(self) -> TokenPoolCounters:
+        with self._lock:
+            return TokenPoolCounters(
+                minted=self._minted,
+                used=self._used,
+                wasted=self._wasted,
+                refused=self._refused,
+                refill_failures=self._refill_failures,
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._tokens.clear()
+            executor = self._executor if self._owns_executor else None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _start_refill(self) -> None:
+        try:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flinks-token-pool")
+            self._executor.submit(self._refill)
+        except RuntimeError:  # the executor was shut down: the pool is closing
+            with self._lock:
+                self._refilling = False
+
+    def _refill(self) -> None:
+        client = self._client
+        try:
+            while True:
+                with self._lock:
+                    if self._closed or len(self._tokens) >= self._size:
+                        return
+                try:
+                    started = client._monotonic()
+                    token = client._mint(
+                        client._credentials(),
+                        deadline=started + client._connect_timeout + client._read_timeout,
+                        attempt=1,
+                        margin=self._margin,
+                    )
+                except Exception:
+                    with self._lock:
+                        self._refill_failures += 1
+                        self._next_refill_at = client._monotonic() + _REFILL_COOLDOWN_S
+                    return
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._tokens.append(token)
+                    self._minted += 1
+        finally:
+            with self._lock:
+                self._refilling = False
+
+
+# -- answers -----------------------------------------------------------------------------------------
+
+
+BodyProblem = Literal["too-large", "timeout", "cut-off"]
+
+
+@dataclass(frozen=True)
+class _HttpAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    body_problem: BodyProblem | None
+
+    def optional_json_object(self) -> dict[str, Any] | None:
+        if self.body_problem is not None:
+            return None
+        try:
+            value = json.loads(self.body, parse_float=Decimal, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def json_object(self, operation: Operation) -> dict[str, Any]:
+        """The 2xx body as a JSON object, or the failure that makes it unreadable."""
+        if self.body_problem == "too-large":
+            raise FlinksResponseTooLargeError(
+                f"Flinks {operation} answered {self.status} with a body over the size cap; not read",
+                status_code=self.status,
+            )
+        if self.body_problem is not None:
+            what = "timed out" if self.body_problem == "timeout" else "answer cut off"
+            raise _RetryableFailure(
+                FlinksTransientError(
+                    f"Flinks {operation} {what} while reading the body", status_code=self.status
+                )
+            )
+        document = self.optional_json_object()
+        if document is None:
             raise _RetryableFailure(
                 FlinksProtocolError(
-                    f"Flinks authorize answered {status} without an access_token", status_code=status
-                ),
-                maybe_processed=False,
+                    f"Flinks {operation} answered {self.status} without a JSON object body",
+                    status_code=self.status,
+                )
             )
-        expires_in = _seconds(answer.get("expires_in") if answer is not None else None)
-        self._token = token.strip()
-        self._token_expires_at = started + max(0.0, expires_in - _TOKEN_EXPIRY_MARGIN_S)
-        return self._token
+        return document
 
-    def _identity_headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        credentials = self._credentials
-        if credentials is not None:
-            if credentials.client_id:
-                headers["x-client-id"] = credentials.client_id
-            if credentials.api_key:
-                headers["x-api-key"] = credentials.api_key
-        return headers
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        operation: str,
-        *,
-        headers: Mapping[str, str],
-        data: bytes | dict[str, str] | None,
-        authorize: bool,
-    ) -> requests.Response:
-        client = self._client
-        left = self.time_left()
-        if left <= 0:
-            raise FlinksTransientError(f"Flinks {operation}: deadline reached before the request was sent")
-        timeout = (min(client._connect_timeout, left), min(client._read_timeout, left))
-        client.stats.count_request(authorize=authorize)
-        try:
-            return client._http.request(
-                method, url, headers=dict(headers), data=data, timeout=timeout, allow_redirects=False
-            )
-        except requests.Timeout as exc:
-            raise _RetryableFailure(
-                FlinksTransientError(f"Flinks {operation} timed out"),
-                maybe_processed=not isinstance(exc, requests.ConnectTimeout),
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise _RetryableFailure(
-                FlinksTransientError(f"Flinks {operation}: connection failed"),
-                maybe_processed=not _never_connected(exc),
-            ) from exc
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
-            raise _RetryableFailure(
-                FlinksTransientError(f"Flinks {operation}: answer cut off"), maybe_processed=True
-            ) from exc
-        except requests.RequestException as exc:
-            raise FlinksPermanentError(
-                f"Flinks {operation}: request could not be made ({type(exc).__name__})"
-            ) from exc
-
-    def _check_status(self, operation: str, response: requests.Response) -> None:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        if status in _RETRYABLE_STATUSES:
-            retry_after = None
-            if status in _RETRY_AFTER_STATUSES:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise _RetryableFailure(
-                FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status),
-                retry_after=retry_after,
-                maybe_processed=status in _MAYBE_PROCESSED_STATUSES,
-            )
-        if status >= 500:
-            raise FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status)
-        reason = self._reason(response)
-        if status == 404 and operation != "authorize":
-            raise FlinksSessionNotFoundError(
-                f"Flinks {operation}: session not found (404{reason})", status_code=404
-            )
-        if 400 <= status < 500:
-            raise FlinksPermanentError(
-                f"Flinks {operation} rejected the request ({status}{reason})", status_code=status
-            )
-        raise FlinksPermanentError(f"Flinks {operation} answered an unexpected {status}", status_code=status)
-
-    def _reason(self, response: requests.Response) -> str:
+    def reason(self, secrets: list[str]) -> str:
         """``": <title/detail>"`` from a JSON error body, scrubbed of anything secret, or ``""``."""
-        answer = _json_object(response)
-        if answer is None:
+        document = self.optional_json_object()
+        if document is None:
             return ""
         parts: list[str] = []
         for key in _REASON_KEYS:
-            value = answer.get(key)
+            value = document.get(key)
             if isinstance(value, str) and value.strip() and value.strip() not in parts:
                 parts.append(value.strip())
             if len(parts) == 2:
                 break
         text = " - ".join(parts)
-        for secret in self._secrets():
-            text = text.replace(secret, "[redacted]")
+        for secret in secrets:
+            if len(secret) >= 4:
+                text = text.replace(secret, "[redacted]")
         text = "".join(ch if ch.isprintable() else " " for ch in text)[:_REASON_MAX_CHARS]
         return f": {text}" if text else ""
 
-    def _secrets(self) -> list[str]:
-        credentials = self._credentials
-        values = [self._token] if self._token else []
-        if credentials is not None:
-            values += [credentials.password, credentials.username, credentials.api_key or ""]
-        return [value for value in values if len(value) >= 4]
+
+def _raise_for_status(operation: Operation, answer: _HttpAnswer, secrets: list[str]) -> None:
+    status = answer.status
+    if 200 <= status < 300:
+        return
+    if status in _NOT_PROCESSED_STATUSES:
+        raise _RetryableFailure(
+            FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status),
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+        )
+    if status in _MAYBE_PROCESSED_STATUSES or (operation == "confirm" and status >= 500):
+        raise _RetryableFailure(
+            FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status),
+            maybe_processed=operation == "confirm",
+        )
+    if status >= 500:
+        raise FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status)
+    reason = answer.reason(secrets)
+    if status == 404 and operation != "authorize":
+        raise FlinksSessionNotFoundError(
+            f"Flinks {operation}: session not found (404{reason})", status_code=404
+        )
+    if status == 409:
+        raise FlinksConflictError(f"Flinks {operation} answered 409 conflict{reason}", status_code=409)
+    if 400 <= status < 500:
+        raise FlinksPermanentError(
+            f"Flinks {operation} rejected the request ({status}{reason})", status_code=status
+        )
+    raise FlinksPermanentError(f"Flinks {operation} answered an unexpected {status}", status_code=status)
 
 
-def _new_http_session(pool_maxsize: int) -> requests.Session:
-    http = requests.Session()
-    http.verify = True
-    # No server cookie may carry state from one Flinks session (or thread) to another.
-    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_maxsize), max_retries=0)
-    http.mount("https://", adapter)
-    http.mount("http://", adapter)
-    return http
+def _read_capped(response: requests.Response, cap: int) -> tuple[bytes, BodyProblem | None]:
+    """The body, read in chunks and never past ``cap`` bytes (decoded); a declared length over the cap
+    is refused before a byte is read."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > cap:
+        return b"", "too-large"
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        while True:
+            chunk = response.raw.read(min(_READ_CHUNK_BYTES, cap + 1 - total), decode_content=True)
+            if not chunk:
+                return b"".join(chunks), None
+            total += len(chunk)
+            if total > cap:
+                return b"", "too-large"
+            chunks.append(chunk)
+    except (ReadTimeoutError, TimeoutError):
+        return b"", "timeout"
+    except (Urllib3Error, OSError, http.client.HTTPException):
+        return b"", "cut-off"
 
 
-def _give_up(operation: str, failure: _RetryableFailure, why: str) -> NoReturn:
+def _status_class(status: int) -> StatusClass:
+    if 200 <= status < 300:
+        return "2xx"
+    if 300 <= status < 400:
+        return "3xx"
+    return "4xx" if 400 <= status < 500 else "5xx"
+
+
+def _identity_headers(credentials: FlinksCredentials) -> dict[str, str]:
+    # identity: bodies are small JSON, and nothing has to be decompressed (no decompression bombs).
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    if credentials.client_id:
+        headers["x-client-id"] = credentials.client_id
+    if credentials.api_key:
+        headers["x-api-key"] = credentials.api_key
+    return headers
+
+
+def _secrets_of(credentials: FlinksCredentials) -> list[str]:
+    return [credentials.password, credentials.username, credentials.api_key or ""]
+
+
+def _give_up(
+    operation: str,
+    failure: _RetryableFailure,
+    why: str,
+    error_type: type[FlinksTransientError] | None = None,
+) -> NoReturn:
     last = failure.error
     if last.__cause__ is None:
         last.__cause__ = failure.__cause__  # keep the requests exception in the chain for debugging
-    raise type(last)(f"Flinks {operation} gave up {why}: {last}", status_code=last.status_code) from last
-
-
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    """True when the connection was never established, so Flinks cannot have seen the request."""
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, NewConnectionError)
+    raise (error_type or type(last))(
+        f"Flinks {operation} gave up {why}: {last}", status_code=last.status_code
+    ) from last
 
 
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"non-finite JSON number {name}")
-
-
-def _json_object(response: requests.Response) -> dict[str, Any] | None:
-    try:
-        value = json.loads(response.content, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _text_or_none(value: object) -> str | None:
@@ -564,21 +837,153 @@ def _seconds(value: object) -> float:
     return seconds if math.isfinite(seconds) and seconds >= 0 else _DOCUMENTED_EXPIRES_IN_S
 
 
+# -- the HTTP plumbing that enforces the deadline and tells "written" from "not sent" -----------------
+
+
+class _ExchangeContext:
+    """The exchange in progress on this thread: its deadline, and whether the request was written."""
+
+    _current = threading.local()
+
+    def __init__(self, deadline: float, read_timeout: float, monotonic: Callable[[], float]) -> None:
+        self.deadline = deadline
+        self.read_timeout = read_timeout
+        self.monotonic = monotonic
+        self.request_written = False
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        self._current.context = self
+        try:
+            yield
+        finally:
+            self._current.context = None
+
+    @classmethod
+    def current(cls) -> _ExchangeContext | None:
+        context: _ExchangeContext | None = getattr(cls._current, "context", None)
+        return context
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket reader that gives every ``recv`` only what is left of the exchange's deadline."""
+
+    def __init__(self, raw: Any, sock: Any, context: _ExchangeContext) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._deadline = context.deadline
+        self._read_timeout = context.read_timeout
+        self._monotonic = context.monotonic
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - self._monotonic()
+        if left <= 0:
+            raise TimeoutError("the Flinks call's deadline was reached")
+        self._sock.settimeout(min(self._read_timeout, left))
+        count: int = self._raw.readinto(buffer)
+        return count
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineHTTPResponse(http.client.HTTPResponse):
+    """http.client's response reading the status line, headers and body through ``_DeadlineReader``."""
+
+    def __init__(
+        self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        context = _ExchangeContext.current()
+        if context is not None:
+            self.fp.close()
+            self.fp = io.BufferedReader(_DeadlineReader(sock.makefile("rb", buffering=0), sock, context))
+
+
+class _WrittenTracking:
+    """Marks the exchange's request as written once every byte of it was handed to the socket: before
+    that, Flinks cannot have a whole request to act on."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)  # type: ignore[misc]
+        context = _ExchangeContext.current()
+        if context is not None:
+            context.request_written = True
+
+
+class _HTTPConnection(_WrittenTracking, urllib3.connection.HTTPConnection):
+    response_class = _DeadlineHTTPResponse
+
+
+class _HTTPSConnection(_WrittenTracking, urllib3.connection.HTTPSConnection):
+    response_class = _DeadlineHTTPResponse
+
+
+class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOL_CLASSES: dict[str, type[urllib3.HTTPConnectionPool]] = {
+    "http": _HTTPConnectionPool,
+    "https": _HTTPSConnectionPool,
+}
+
+
+class _FlinksAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.ProxyManager:
+        manager: urllib3.ProxyManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is urllib3.ProxyManager:  # a SOCKS manager keeps its own connection classes
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
+
+
+def _new_http_session(pool_maxsize: int, *, trust_env: bool) -> requests.Session:
+    http = requests.Session()
+    http.verify = True
+    # Off unless opted in: no proxy, CA bundle or .netrc credentials from the environment.
+    http.trust_env = trust_env
+    # No server cookie may carry state from one Flinks session (or thread) to another.
+    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    adapter = _FlinksAdapter(pool_connections=4, pool_maxsize=max(1, pool_maxsize), max_retries=0)
+    http.mount("https://", adapter)
+    http.mount("http://", adapter)
+    return http
+
+
 def client_for_secret(
-    base_url: str,
+    settings: FlinksSettings,
     secret: JsonSecret,
     *,
-    credential_transport: CredentialTransport,
-    connect_timeout: float,
-    read_timeout: float,
     pool_maxsize: int,
+    token_pool_size: int = 0,
+    token_pool_margin: float = 30.0,
+    on_call: CallObserver | None = None,
 ) -> FlinksClient:
     """A client whose credentials come from the Flinks API secret (re-read after its cache age)."""
     return FlinksClient(
-        base_url,
+        settings.base_url,
         lambda: FlinksCredentials.from_secret(secret.get()),
-        credential_transport=credential_transport,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
+        credential_transport=settings.credential_transport,
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+        max_response_bytes=settings.max_response_bytes,
+        trust_env=settings.trust_env,
         pool_maxsize=pool_maxsize,
+        token_pool_size=token_pool_size,
+        token_pool_margin=token_pool_margin,
+        on_call=on_call,
     )
