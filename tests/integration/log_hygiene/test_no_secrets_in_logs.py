@@ -1,9 +1,11 @@
 """No secret, token, signature, raw body or account number in any log line.
 
-A representative mix of flows runs with every log line captured (see conftest.py): the receiver's
-accept, duplicate, 401, quarantine and 503; the processor's accept, reject, Flinks fault with a retry,
-recovery of a lost confirm, an expired token, and an unknown session. Each flow registers the values
-it put in play; the last test scans everything that was printed or logged for them.
+A representative mix of flows runs with every log line captured at DEBUG (see conftest.py: the
+functions' POWERTOOLS_LOG_LEVEL and the root logger both at DEBUG, as Lambda's ApplicationLogLevel
+would set them): the receiver's accept, duplicate, 401, quarantine and 503; the processor's accept,
+reject, Flinks fault with a retry, a lost confirm answer recovered on the stream's retry, an expired
+token, and an unknown session. Each flow registers the values it put in play; the last test scans
+everything that was printed or logged for them.
 """
 
 from __future__ import annotations
@@ -130,9 +132,10 @@ def test_processor_flows(
         _receive(invoke_receiver, logs, session_id)
     event = feed.next_event()
 
-    # accept, reject, lost confirm recovered, 401 re-authorized, 404 failed; the outage is retried
+    # accept, reject, 401 re-authorized, 404 failed; the outage and the lost answer are retried, and
+    # the retry recovers the lost confirm from /details
     first = invoke_processor(event, timeout_seconds=3.0)
-    assert len(first["batchItemFailures"]) == 1
+    assert len(first["batchItemFailures"]) == 2
     sandbox.clear_faults(outage)
     assert invoke_processor(only_failed(event, first)) == {"batchItemFailures": []}
 
