@@ -1030,6 +1030,7 @@ class FlinksSandbox:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # a burst of clients must not meet dropped SYNs (socketserver's default is 5)
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], sandbox: FlinksSandbox) -> None:
         self.sandbox = sandbox
