@@ -8,6 +8,7 @@ from geft_local.flinks_sandbox import FlinksSandbox
 from geft_local.template_resources import CreatedResources, function_environment, parameter_values
 
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
+from tests.support.flinks_calls import CallRecorder
 from tests.support.lambda_context import FakeLambdaContext
 from tests.support.streams import StreamFeed
 
@@ -72,6 +73,12 @@ def sandbox() -> Iterator[FlinksSandbox]:
         hang_s=4.0,  # well past the read timeout below, so a "timeout" fault is never mistaken
     ) as running:
         yield running
+
+
+@pytest.fixture
+def recorder() -> CallRecorder:
+    """An ``on_call`` observer for the FlinksClients a test builds."""
+    return CallRecorder()
 
 
 @pytest.fixture

@@ -73,11 +73,6 @@ def sleep() -> RecordingSleep:
 
 
 @pytest.fixture
-def recorder() -> CallRecorder:
-    return CallRecorder()
-
-
-@pytest.fixture
 def make_client(sleep: RecordingSleep, recorder: CallRecorder) -> Iterator[ClientFactory]:
     clients: list[FlinksClient] = []
 

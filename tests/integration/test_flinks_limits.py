@@ -32,25 +32,15 @@ from geft.errors import (
 from geft.flinks_client import ConfirmResult, FlinksClient, FlinksCredentials
 from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
+from tests.support.constants import TEST_FLINKS_CREDENTIALS
 from tests.support.flinks_calls import CallRecorder
 
-USERNAME = "limits-user"
-PASSWORD = "limits-password-never-sent-elsewhere"
+USERNAME = TEST_FLINKS_CREDENTIALS["username"]  # what the shared sandbox fixture accepts
+PASSWORD = TEST_FLINKS_CREDENTIALS["password"]
 DETAILS = "/details"
 MIB = 1 << 20
 
 ClientFactory = Callable[..., FlinksClient]
-
-
-@pytest.fixture
-def sandbox() -> Iterator[FlinksSandbox]:
-    with FlinksSandbox(username=USERNAME, password=PASSWORD) as running:
-        yield running
-
-
-@pytest.fixture
-def recorder() -> CallRecorder:
-    return CallRecorder()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from tests.support.ledger import audit
 from tests.support.pipeline import receive
 from tests.support.streams import StreamFeed
 
-# The credentials the stack's Flinks API secret holds, so the processor test can use this sandbox too.
+# What the shared sandbox fixture accepts (the stack's Flinks API secret holds them too).
 USERNAME = TEST_FLINKS_CREDENTIALS["username"]
 PASSWORD = TEST_FLINKS_CREDENTIALS["password"]
 AUTHORIZE = "/api/v1/authorize"
@@ -69,17 +69,6 @@ class Clocks:
     def advance(self, seconds: float) -> None:
         self.monotonic_now += seconds
         self.wall_now += seconds
-
-
-@pytest.fixture
-def sandbox() -> Iterator[FlinksSandbox]:
-    with FlinksSandbox(username=USERNAME, password=PASSWORD) as running:
-        yield running
-
-
-@pytest.fixture
-def recorder() -> CallRecorder:
-    return CallRecorder()
 
 
 @pytest.fixture

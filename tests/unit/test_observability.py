@@ -7,13 +7,8 @@ every handler does first) must still leave botocore & co. unable to emit a debug
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from tests.support.fresh_interpreter import REPO, run_probe
 
-REPO = Path(__file__).resolve().parents[2]
 PROBE = """
 import json, logging
 logging.basicConfig(level=logging.DEBUG)
@@ -28,26 +23,12 @@ print(json.dumps({
 
 
 def test_library_loggers_are_pinned_at_warning_when_the_function_logs_at_debug() -> None:
-    # GIVEN a fresh interpreter told to log at DEBUG
-    environment = {
-        **os.environ,
-        "POWERTOOLS_LOG_LEVEL": "DEBUG",
-        "PYTHONPATH": str(REPO / "layers" / "shared"),
-    }
-
-    # WHEN it imports the observability module
-    completed = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    # GIVEN / WHEN a fresh interpreter told to log at DEBUG imports the observability module
+    levels = run_probe(
+        PROBE, paths=[REPO / "layers" / "shared"], environment={"POWERTOOLS_LOG_LEVEL": "DEBUG"}
     )
 
     # THEN our logger is at DEBUG and every SDK/HTTP logger (and its children) at WARNING
-    assert completed.returncode == 0, completed.stderr
-    levels = json.loads(completed.stdout.strip().splitlines()[-1])
     assert levels["function"] == 10
     assert set(levels["libraries"].values()) == {30}
     assert set(levels["libraries"]) >= {"botocore", "boto3", "urllib3", "requests", "s3transfer"}
