@@ -15,6 +15,9 @@ Outbound limits, each enforced here rather than trusted to the server:
   held in memory;
 * no proxies, CA bundles or ``.netrc`` from the environment unless ``trust_env`` opts in.
 
+(The deadline and the size cap are enforced by ``geft.flinks_http``; the token pool is
+``geft.flinks_tokens``; the base-URL check is ``geft.flinks_settings``.)
+
 Confirms are sent at most once per call when their outcome may have reached Flinks: a read timeout,
 a connection dropped after the request was written, a 500/502/504 or a cut-off answer raises
 ``FlinksConfirmOutcomeUnknownError`` at once. What to do next (read ``/details``, after a while) is
@@ -28,29 +31,19 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
-import io
 import json
 import math
 import random
 import re
-import socket
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ReadTimeoutError
 
 from geft.backoff import RetryPolicy, backoff_delay, parse_retry_after
 from geft.errors import (
@@ -64,12 +57,14 @@ from geft.errors import (
     FlinksTransientError,
     SecretError,
 )
+from geft.flinks_http import BodyProblem, ExchangeContext, new_http_session, read_capped
 from geft.flinks_settings import (
     DEFAULT_MAX_RESPONSE_BYTES,
     CredentialTransport,
     FlinksSettings,
     flinks_base_url,
 )
+from geft.flinks_tokens import TokenPool, TokenPoolCounters
 from geft.secrets import JsonSecret
 
 Operation = Literal["authorize", "details", "status", "confirm"]
@@ -145,23 +140,6 @@ CallObserver = Callable[[CallObservation], None]
 
 
 @dataclass(frozen=True)
-class TokenPoolCounters:
-    """What a container's token pool did so far (monotonic counters; emit the deltas as metrics).
-
-    ``minted``: tokens the pool obtained in the background. ``used``: handed to a session.
-    ``wasted``: discarded unused because they were about to expire. ``refused``: pooled tokens
-    Flinks answered 401 (the session then re-authorized inline). ``refill_failures``: background
-    authorize attempts that failed (silently: the sessions authorized inline instead).
-    """
-
-    minted: int = 0
-    used: int = 0
-    wasted: int = 0
-    refused: int = 0
-    refill_failures: int = 0
-
-
-@dataclass(frozen=True)
 class _Token:
     value: str
     credentials: FlinksCredentials
@@ -217,7 +195,7 @@ class FlinksClient:
         self._base_url = base
         self._origin = (origin.scheme, origin.hostname, origin.port)
         self._credentials = credentials
-        self._http = _new_http_session(pool_maxsize, trust_env=trust_env)
+        self._http = new_http_session(pool_maxsize, trust_env=trust_env)
         self._transport: CredentialTransport = credential_transport
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -228,8 +206,17 @@ class FlinksClient:
         self._monotonic = monotonic
         self._clock = clock
         self._rand = rand
-        self._token_pool = (
-            _TokenPool(self, token_pool_size, token_pool_margin, refill_executor) if token_pool_size else None
+        self._token_pool_margin = token_pool_margin
+        self._token_pool: TokenPool[_Token] | None = (
+            TokenPool(
+                token_pool_size,
+                self._mint_for_pool,
+                monotonic=monotonic,
+                clock=clock,
+                executor=refill_executor,
+            )
+            if token_pool_size
+            else None
         )
 
     def for_session(self, session_id: str, *, deadline: float) -> SessionCalls:
@@ -274,7 +261,7 @@ class FlinksClient:
             raise FlinksTransientError(f"Flinks {operation}: deadline reached before the request was sent")
         exchange_deadline = started + min(left, self._connect_timeout + self._read_timeout)
         timeout = (min(self._connect_timeout, left), min(self._read_timeout, left))
-        context = _ExchangeContext(exchange_deadline, self._read_timeout, self._monotonic)
+        context = ExchangeContext(exchange_deadline, self._read_timeout, self._monotonic)
         status_class: StatusClass = "connection-error"
         status_code: int | None = None
         try:
@@ -302,7 +289,7 @@ class FlinksClient:
             status_code = response.status_code
             status_class = _status_class(status_code)
             with contextlib.closing(response):
-                body, problem = _read_capped(response, self._max_response_bytes)
+                body, problem = read_capped(response, self._max_response_bytes)
             if problem is not None:
                 status_class = "connection-error" if problem == "cut-off" else problem
             return _HttpAnswer(status_code, response.headers, body, problem)
@@ -323,6 +310,15 @@ class FlinksClient:
         latency_ms = round((self._monotonic() - started) * 1000, 3)
         with contextlib.suppress(Exception):  # an observer's bug must never break a call to Flinks
             observer(CallObservation(operation, status_code, status_class, latency_ms, attempt))
+
+    def _mint_for_pool(self) -> _Token:
+        """One background authorize for the token pool (on its thread), within one exchange's budget."""
+        return self._mint(
+            self._credentials(),
+            deadline=self._monotonic() + self._connect_timeout + self._read_timeout,
+            attempt=1,
+            margin=self._token_pool_margin,
+        )
 
     def _mint(
         self, credentials: FlinksCredentials, *, deadline: float, attempt: int, margin: float
@@ -561,116 +557,7 @@ class SessionCalls:
         _raise_for_status(operation, answer, secrets)
 
 
-# -- the token pool ----------------------------------------------------------------------------------
-
-
-class _TokenPool:
-    """Unused tokens minted ahead, per container: each handed to exactly one session, never past its
-    lifetime minus the margin. Refilled on an executor, never on a caller's thread; a refill failure
-    is silent (callers then authorize inline) and waits a few seconds before the next try."""
-
-    def __init__(self, client: FlinksClient, size: int, margin: float, executor: Executor | None) -> None:
-        self._client = client
-        self._size = size
-        self._margin = margin
-        self._executor = executor
-        self._owns_executor = executor is None
-        self._lock = threading.Lock()
-        self._tokens: deque[_Token] = deque()
-        self._refilling = False
-        self._closed = False
-        self._next_refill_at = -math.inf
-        self._minted = self._used = self._wasted = self._refused = self._refill_failures = 0
-
-    def take(self) -> _Token | None:
-        client = self._client
-        now_monotonic, now_wall = client._monotonic(), client._clock()
-        with self._lock:
-            token: _Token | None = None
-            while self._tokens:
-                candidate = self._tokens.popleft()
-                if candidate.usable(now_monotonic, now_wall):
-                    token = candidate
-                    self._used += 1
-                    break
-                self._wasted += 1
-            start_refill = (
-                not self._closed
-                and not self._refilling
-                and len(self._tokens) < self._size
-                and now_monotonic >= self._next_refill_at
-            )
-            if start_refill:
-                self._refilling = True
-        if start_refill:
-            self._start_refill()
-        return token
-
-    def count_refused(self) -> None:
-        with self._lock:
-            self._refused += 1
-
-    def counters(self) -> TokenPoolCounters:
-        with self._lock:
-            return TokenPoolCounters(
-                minted=self._minted,
-                used=self._used,
-                wasted=self._wasted,
-                refused=self._refused,
-                refill_failures=self._refill_failures,
-            )
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._tokens.clear()
-            executor = self._executor if self._owns_executor else None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    def _start_refill(self) -> None:
-        try:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flinks-token-pool")
-            self._executor.submit(self._refill)
-        except RuntimeError:  # the executor was shut down: the pool is closing
-            with self._lock:
-                self._refilling = False
-
-    def _refill(self) -> None:
-        client = self._client
-        try:
-            while True:
-                with self._lock:
-                    if self._closed or len(self._tokens) >= self._size:
-                        return
-                try:
-                    started = client._monotonic()
-                    token = client._mint(
-                        client._credentials(),
-                        deadline=started + client._connect_timeout + client._read_timeout,
-                        attempt=1,
-                        margin=self._margin,
-                    )
-                except Exception:
-                    with self._lock:
-                        self._refill_failures += 1
-                        self._next_refill_at = client._monotonic() + _REFILL_COOLDOWN_S
-                    return
-                with self._lock:
-                    if self._closed:
-                        return
-                    self._tokens.append(token)
-                    self._minted += 1
-        finally:
-            with self._lock:
-                self._refilling = False
-
-
 # -- answers -----------------------------------------------------------------------------------------
-
-
-BodyProblem = Literal["too-large", "timeout", "cut-off"]
 
 
 @dataclass(frozen=True)
@@ -763,29 +650,6 @@ def _raise_for_status(operation: Operation, answer: _HttpAnswer, secrets: list[s
     raise FlinksPermanentError(f"Flinks {operation} answered an unexpected {status}", status_code=status)
 
 
-def _read_capped(response: requests.Response, cap: int) -> tuple[bytes, BodyProblem | None]:
-    """The body, read in chunks and never past ``cap`` bytes (decoded); a declared length over the cap
-    is refused before a byte is read."""
-    declared = response.headers.get("Content-Length", "")
-    if declared.strip().isdigit() and int(declared) > cap:
-        return b"", "too-large"
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        while True:
-            chunk = response.raw.read(min(_READ_CHUNK_BYTES, cap + 1 - total), decode_content=True)
-            if not chunk:
-                return b"".join(chunks), None
-            total += len(chunk)
-            if total > cap:
-                return b"", "too-large"
-            chunks.append(chunk)
-    except (ReadTimeoutError, TimeoutError):
-        return b"", "timeout"
-    except (Urllib3Error, OSError, http.client.HTTPException):
-        return b"", "cut-off"
-
-
 def _status_class(status: int) -> StatusClass:
     if 200 <= status < 300:
         return "2xx"
@@ -835,133 +699,6 @@ def _seconds(value: object) -> float:
         return _DOCUMENTED_EXPIRES_IN_S
     seconds = float(value)
     return seconds if math.isfinite(seconds) and seconds >= 0 else _DOCUMENTED_EXPIRES_IN_S
-
-
-# -- the HTTP plumbing that enforces the deadline and tells "written" from "not sent" -----------------
-
-
-class _ExchangeContext:
-    """The exchange in progress on this thread: its deadline, and whether the request was written."""
-
-    _current = threading.local()
-
-    def __init__(self, deadline: float, read_timeout: float, monotonic: Callable[[], float]) -> None:
-        self.deadline = deadline
-        self.read_timeout = read_timeout
-        self.monotonic = monotonic
-        self.request_written = False
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        self._current.context = self
-        try:
-            yield
-        finally:
-            self._current.context = None
-
-    @classmethod
-    def current(cls) -> _ExchangeContext | None:
-        context: _ExchangeContext | None = getattr(cls._current, "context", None)
-        return context
-
-
-class _DeadlineReader(io.RawIOBase):
-    """A socket reader that gives every ``recv`` only what is left of the exchange's deadline."""
-
-    def __init__(self, raw: Any, sock: Any, context: _ExchangeContext) -> None:
-        super().__init__()
-        self._raw = raw
-        self._sock = sock
-        self._deadline = context.deadline
-        self._read_timeout = context.read_timeout
-        self._monotonic = context.monotonic
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        left = self._deadline - self._monotonic()
-        if left <= 0:
-            raise TimeoutError("the Flinks call's deadline was reached")
-        self._sock.settimeout(min(self._read_timeout, left))
-        count: int = self._raw.readinto(buffer)
-        return count
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._raw.close()
-        super().close()
-
-
-class _DeadlineHTTPResponse(http.client.HTTPResponse):
-    """http.client's response reading the status line, headers and body through ``_DeadlineReader``."""
-
-    def __init__(
-        self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None
-    ) -> None:
-        super().__init__(sock, debuglevel, method, url)
-        context = _ExchangeContext.current()
-        if context is not None:
-            self.fp.close()
-            self.fp = io.BufferedReader(_DeadlineReader(sock.makefile("rb", buffering=0), sock, context))
-
-
-class _WrittenTracking:
-    """Marks the exchange's request as written once every byte of it was handed to the socket: before
-    that, Flinks cannot have a whole request to act on."""
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        super().request(*args, **kwargs)  # type: ignore[misc]
-        context = _ExchangeContext.current()
-        if context is not None:
-            context.request_written = True
-
-
-class _HTTPConnection(_WrittenTracking, urllib3.connection.HTTPConnection):
-    response_class = _DeadlineHTTPResponse
-
-
-class _HTTPSConnection(_WrittenTracking, urllib3.connection.HTTPSConnection):
-    response_class = _DeadlineHTTPResponse
-
-
-class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-_POOL_CLASSES: dict[str, type[urllib3.HTTPConnectionPool]] = {
-    "http": _HTTPConnectionPool,
-    "https": _HTTPSConnectionPool,
-}
-
-
-class _FlinksAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.ProxyManager:
-        manager: urllib3.ProxyManager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if type(manager) is urllib3.ProxyManager:  # a SOCKS manager keeps its own connection classes
-            manager.pool_classes_by_scheme = _POOL_CLASSES
-        return manager
-
-
-def _new_http_session(pool_maxsize: int, *, trust_env: bool) -> requests.Session:
-    http = requests.Session()
-    http.verify = True
-    # Off unless opted in: no proxy, CA bundle or .netrc credentials from the environment.
-    http.trust_env = trust_env
-    # No server cookie may carry state from one Flinks session (or thread) to another.
-    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    adapter = _FlinksAdapter(pool_connections=4, pool_maxsize=max(1, pool_maxsize), max_retries=0)
-    http.mount("https://", adapter)
-    http.mount("http://", adapter)
-    return http
 
 
 def client_for_secret(
