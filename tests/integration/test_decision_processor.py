@@ -139,6 +139,8 @@ def test_legacy_details_shape_is_understood(
         pytest.param("details", ["malformed"], "CONFIRMED", [True], False, id="details-malformed-once"),
         pytest.param("details", ["404"], "FAILED", [], False, id="details-404"),
         pytest.param("details", ["503"] * 20, "RECEIVED", [], True, id="details-outage"),
+        # a 300 MB /details is refused at the 1 MiB cap (transient: the stream retries, then the DLQ)
+        pytest.param("details", ["oversize-chunked:300000000"], "RECEIVED", [], True, id="details-oversized"),
         pytest.param("confirm", ["503"] * 20, "DECIDING", [], True, id="confirm-outage"),
     ],
 )
@@ -176,6 +178,28 @@ def test_fault_matrix(
         # the claim was released: the stream's retry can take it at once
         assert item["leaseExpiresAtMs"] == 0
         assert item.get("confirmAttempted", False) is (endpoint == "confirm")
+
+
+def test_a_dribbling_details_is_cut_at_its_deadline_and_read_again(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Callable[..., dict[str, Any]],
+    feed: StreamFeed,
+    table_items: Items,
+) -> None:
+    # GIVEN a /details whose body dribbles a byte every 0.5 s (about 12 minutes in all), once
+    scenario = Scenario.preset("accept", faults={"details": ["dribble-body:0.5"]})
+    session_id = sandbox.add_session(scenario=scenario)
+    receive(invoke_receiver, session_id)
+
+    # WHEN the processor handles it (exchange budget: connect 1 s + read 1.5 s)
+    answer = invoke_processor(feed.next_event(), timeout_seconds=12.0)
+
+    # THEN the dribble was cut at the exchange's deadline, /details read again, and the guarantee confirmed
+    assert answer == {"batchItemFailures": []}
+    assert [entry.fault for entry in sandbox.calls(path_suffix="/details")] == ["dribble-body:0.5", None]
+    assert sandbox.confirms_for(session_id) == [True]
+    assert guarantee_item(table_items, session_id)["status"] == "CONFIRMED"
 
 
 def test_outage_then_recovery_confirms_once_on_the_stream_retry(
