@@ -31,7 +31,7 @@ from tests.support.constants import (
     TEST_PREVIOUS_WEBHOOK_SECRET,
     TEST_WEBHOOK_SECRET,
 )
-from tests.support.ledger import only_failed
+from tests.support.ledger import only_failed, retried_sessions
 from tests.support.streams import StreamFeed
 from tests.support.webhooks import guarantee_body, webhook_event
 
@@ -134,10 +134,14 @@ def test_processor_flows(
 
     # accept, reject, 401 re-authorized, 404 failed; the outage and the lost answer are retried, and
     # the retry recovers the lost confirm from /details
-    first = invoke_processor(event, timeout_seconds=3.0)
-    assert len(first["batchItemFailures"]) == 2
+    answer = invoke_processor(event, timeout_seconds=3.0)
+    assert retried_sessions(event, answer) >= {lost, outage}  # (a loaded machine may add others)
     sandbox.clear_faults(outage)
-    assert invoke_processor(only_failed(event, first)) == {"batchItemFailures": []}
+    for _ in range(3):
+        if not answer["batchItemFailures"]:
+            break
+        answer = invoke_processor(only_failed(event, answer))
+    assert answer == {"batchItemFailures": []}
 
     statuses = {item["pk"]: item["status"] for item in table_items()}
     assert statuses[unknown] == "FAILED"
