@@ -10,6 +10,35 @@ redacted) so tests can count exactly what a client sent; and offers an admin API
 so another process can register sessions and read their state. ``emit_guarantee_webhook`` plays
 Flinks' side of the guarantee webhook (signed ``X-Webhook-Signature: sha256=<HEX>``).
 
+Tokens: each is bound to the first session it is used on (one token per session, §3.3) and refused
+(401) after its ``expires_in`` (``token_ttl_s``).
+
+A session can receive further guarantees (Flinks' Next Best Offer): ``offer_guarantee`` (or the admin
+API) adds one; ``/details`` then shows that offer's amount, highest debit amount and, when the scenario
+exposes ids, its ``guaranteeId``; ``guaranteeAccepted`` either resets to null for the new offer or
+stays at the last decided offer's value (``Scenario.nbo_guarantee_accepted``: ``reset``/``sticky``).
+Confirms apply to the current offer and are journaled with its number.
+
+Fault kinds (per endpoint, played in order; see ``Fault``): an HTTP status (``503``,
+``429:retry-after=2``), ``timeout``, ``malformed``, ``reset``, ``lost``, ``oversize:N`` and
+``oversize-chunked:N`` (a 2xx body of N bytes, streamed), ``dribble:S`` and ``dribble-body:S`` (one
+byte every S seconds), and for confirms ``slow-apply:S`` (applied and answered S seconds late).
+
+Admin API (JSON; errors are ProblemDetails: 400 bad input, 404 unknown session or path)::
+
+    GET    /_sandbox/health                      {"ok": true}
+    GET    /_sandbox/calls                       {"calls": [journal entries]}
+    POST   /_sandbox/sessions                    a Scenario's fields (snake_case), optional "preset"
+                                                 and "session_id" -> 201 {"sessionId": "..."}
+    GET    /_sandbox/sessions/{id}               state: referenceId, decision, status, statusDetails,
+                                                 pendingFaults, offers (each with its confirms),
+                                                 confirms, calls
+    POST   /_sandbox/sessions/{id}/status        {"status": "...", "statusDetails": "..." | null}
+    POST   /_sandbox/sessions/{id}/faults        {"details": ["503", ...], "confirm": [...], ...}
+    DELETE /_sandbox/sessions/{id}/faults        forget the planned faults (Flinks recovered)
+    POST   /_sandbox/sessions/{id}/offers        {"amount": N, "highestDebitAmountToGuarantee": N?,
+                                                 "guaranteeId": "..."?} -> 201 with the state
+
 Stdlib only. Every sleep and hang has a ceiling, and ``stop()`` wakes them and frees the port.
 """
 
@@ -22,6 +51,7 @@ import contextlib
 import hashlib
 import hmac
 import http.client
+import itertools
 import json
 import re
 import signal
@@ -34,7 +64,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -58,9 +88,27 @@ Transport = Literal["basic", "form"]
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _SESSION_PATH = re.compile(r"/api/v2/sessions/(?P<sid>[^/]+)/(?P<rest>details|status|guarantees/confirm)")
-_ADMIN_SESSION_PATH = re.compile(r"/_sandbox/sessions/(?P<sid>[^/]+)(?P<rest>/status|/faults)?")
+_ADMIN_SESSION_PATH = re.compile(r"/_sandbox/sessions/(?P<sid>[^/]+)(?P<rest>/status|/faults|/offers)?")
 _FAULT = re.compile(r"(?P<status>[1-5]\d\d)(?::retry-after=(?P<retry_after>[^\s]+))?")
-_FAULT_WORDS = frozenset({"timeout", "malformed", "reset", "lost"})
+_SIZED_FAULT = re.compile(r"(?P<kind>oversize|oversize-chunked):(?P<size>\d{1,12})")
+_TIMED_FAULT = re.compile(r"(?P<kind>dribble|dribble-body|slow-apply):(?P<seconds>\d{1,3}(?:\.\d{1,3})?)")
+_FAULT_WORDS: dict[str, Literal["timeout", "malformed", "reset", "lost"]] = {
+    "timeout": "timeout",
+    "malformed": "malformed",
+    "reset": "reset",
+    "lost": "lost",
+}
+_FAULT_FORMS = (
+    "oversize:N",
+    "oversize-chunked:N",
+    "dribble:S",
+    "dribble-body:S",
+    "slow-apply:S",
+)
+MAX_OVERSIZE_BYTES = 1 << 40
+"""Ceiling for an ``oversize`` answer (streamed in chunks, never built in memory)."""
+NBO_ACCEPTED_READINGS = ("reset", "sticky")
+_STREAM_CHUNK_BYTES = 64 * 1024
 _REDACTED = "[redacted]"
 _SECRET_HEADERS = frozenset({"x-api-key", "cookie", "set-cookie", "proxy-authorization"})
 _PROBLEM_TYPES = {
@@ -92,31 +140,50 @@ class Fault:
     ``timeout``: hang ``hang_s`` and then answer 504, without acting. ``malformed``: act normally but
     replace a 2xx body with non-JSON. ``reset``: drop the connection without acting or answering.
     ``lost``: act normally (a confirm IS recorded), then drop the connection without answering.
+    ``oversize:N`` / ``oversize-chunked:N``: act normally, then answer a 2xx with a body of N bytes
+    (``{"pad":"xxx..."}``), streamed in 64 KiB chunks and never built in memory, with a
+    Content-Length (or chunked, without one). ``dribble:S``: act normally, then write the whole
+    answer (status line included) one byte every S seconds; ``dribble-body:S`` sends the status line
+    and headers at once and dribbles the body. A dribble gives up after ``MAX_PAUSE_S`` in all.
+    ``slow-apply:S`` (confirm only): the confirm is applied S seconds after it arrived, and answered
+    then; until then ``/details`` shows no decision for it.
     """
 
     spec: str
-    kind: Literal["status", "timeout", "malformed", "reset", "lost"]
+    kind: Literal["status", "timeout", "malformed", "reset", "lost", "oversize", "dribble", "slow-apply"]
     status: int | None = None
     retry_after: str | None = None
+    size: int | None = None
+    seconds: float | None = None
+    chunked: bool = False
+    """``oversize``: Transfer-Encoding chunked instead of a Content-Length."""
+    whole_answer: bool = False
+    """``dribble``: the status line and headers are dribbled too, not only the body."""
 
     @classmethod
     def parse(cls, spec: str) -> Fault:
         if not isinstance(spec, str):
             raise ValueError("a fault is a string such as '503:retry-after=1' or 'timeout'")
         text = spec.strip().lower()
-        if text == "timeout":
-            return cls(spec=text, kind="timeout")
-        if text == "malformed":
-            return cls(spec=text, kind="malformed")
-        if text == "reset":
-            return cls(spec=text, kind="reset")
-        if text == "lost":
-            return cls(spec=text, kind="lost")
+        if text in _FAULT_WORDS:
+            return cls(spec=text, kind=_FAULT_WORDS[text])
+        if (sized := _SIZED_FAULT.fullmatch(text)) is not None:
+            size = int(sized["size"])
+            if not 0 < size <= MAX_OVERSIZE_BYTES:
+                raise ValueError(f"fault {spec!r}: N must be within 1..{MAX_OVERSIZE_BYTES}")
+            return cls(spec=text, kind="oversize", size=size, chunked=sized["kind"] == "oversize-chunked")
+        if (timed := _TIMED_FAULT.fullmatch(text)) is not None:
+            seconds = float(timed["seconds"])
+            if not 0 < seconds <= MAX_PAUSE_S:
+                raise ValueError(f"fault {spec!r}: S must be within 0..{MAX_PAUSE_S} seconds")
+            if timed["kind"] == "slow-apply":
+                return cls(spec=text, kind="slow-apply", seconds=seconds)
+            return cls(spec=text, kind="dribble", seconds=seconds, whole_answer=timed["kind"] == "dribble")
         match = _FAULT.fullmatch(text)
         if match is None or int(match["status"]) < 400:
             raise ValueError(
-                f"unknown fault {spec!r}: use a 4xx/5xx status (optionally ':retry-after=N') or one of "
-                f"{sorted(_FAULT_WORDS)}"
+                f"unknown fault {spec!r}: use a 4xx/5xx status (optionally ':retry-after=N'), one of "
+                f"{sorted(_FAULT_WORDS)} or one of {list(_FAULT_FORMS)}"
             )
         return cls(spec=text, kind="status", status=int(match["status"]), retry_after=match["retry_after"])
 
@@ -144,6 +211,14 @@ class Scenario:
     status_details: str | None = "EFT0101"
     registered: bool = True
     """False: the sandbox does not know the session at all (details/confirm/status answer 404)."""
+    guarantee_id: str | None = None
+    """The first offer's id (None: one is generated when ``expose_guarantee_ids``)."""
+    expose_guarantee_ids: bool = False
+    """``/details`` shows ``guaranteeDetails.guaranteeId`` of the current offer (Flinks documents none)."""
+    nbo_guarantee_accepted: str = "reset"
+    """What ``guaranteeAccepted`` shows once a second offer (Next Best Offer) is pending: ``reset``
+    (null until that offer is confirmed) or ``sticky`` (the last decided offer's value: the pessimistic
+    reading, in which a session-wide flag cannot be attributed to the offer being answered)."""
 
     PRESETS: ClassVar[tuple[str, ...]] = (
         "accept",
@@ -160,7 +235,10 @@ class Scenario:
         _require(self, bool, ("guarantee_offered", "legacy_details_shape", "registered"))
         _require(self, str, ("overall_risk_level", "transaction_risk_level", "user_risk_level"))
         _require(self, str, ("other_risk_level", "status"))
-        _require(self, str | None, ("status_details", "reference_id"))
+        _require(self, str | None, ("status_details", "reference_id", "guarantee_id"))
+        _require(self, bool, ("expose_guarantee_ids",))
+        if self.nbo_guarantee_accepted not in NBO_ACCEPTED_READINGS:
+            raise ValueError(f"nbo_guarantee_accepted must be one of {list(NBO_ACCEPTED_READINGS)}")
         if isinstance(self.latency_ms, bool) or not isinstance(self.latency_ms, int):
             raise ValueError("latency_ms must be an integer")
         if not 0 <= self.latency_ms <= MAX_PAUSE_S * 1000:
@@ -219,10 +297,36 @@ class JournalEntry:
     decision: bool | None = None
     """For a confirm that reached the session: the ``guaranteeAccepted`` it carried."""
     repeat: bool = False
-    """A confirm for a session that was already decided (answered 200; the decision is unchanged)."""
+    """A confirm for an offer that was already decided (answered 200; the decision is unchanged)."""
+    offer: int | None = None
+    """For a confirm that reached the session: the offer (1, 2, ...) it was applied to."""
+    response_bytes: int | None = None
+    """Body bytes written for an ``oversize`` or ``dribble`` answer before it ended or the client left."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class _Offer:
+    """One guarantee of a session: the first one, or a Next Best Offer after it."""
+
+    number: int
+    amount: Decimal | None
+    highest_debit: Decimal | None
+    guarantee_id: str | None
+    decision: bool | None = None
+    decided_at: datetime | None = None
+
+    def to_json(self, confirms: list[bool]) -> dict[str, Any]:
+        return {
+            "offer": self.number,
+            "amount": self.amount,
+            "highestDebitAmountToGuarantee": self.highest_debit,
+            "guaranteeId": self.guarantee_id,
+            "decision": self.decision,
+            "confirms": confirms,
+        }
 
 
 @dataclass
@@ -230,17 +334,42 @@ class _Session:
     session_id: str
     scenario: Scenario
     reference_id: str
-    amount: Decimal | None
-    highest_debit: Decimal | None
+    offers: list[_Offer]
     available_balance: Decimal | None
     faults: dict[str, deque[Fault]]
     status: str
     status_details: str | None
     created_at: datetime
     aggregation_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    decision: bool | None = None
-    decided_at: datetime | None = None
     updated_at: datetime | None = None
+
+    @property
+    def current(self) -> _Offer:
+        return self.offers[-1]
+
+    @property
+    def amount(self) -> Decimal | None:
+        return self.current.amount
+
+    @property
+    def highest_debit(self) -> Decimal | None:
+        return self.current.highest_debit
+
+    @property
+    def decision(self) -> bool | None:
+        """The current offer's decision."""
+        return self.current.decision
+
+    @property
+    def decided_at(self) -> datetime | None:
+        return self.current.decided_at
+
+    def shown_accepted(self) -> bool | None:
+        """``guaranteeDetails.guaranteeAccepted`` as ``/details`` shows it (``nbo_guarantee_accepted``)."""
+        if self.current.decision is not None or self.scenario.nbo_guarantee_accepted == "reset":
+            return self.current.decision
+        decided = [offer.decision for offer in self.offers if offer.decision is not None]
+        return decided[-1] if decided else None
 
 
 @dataclass(frozen=True)
@@ -258,6 +387,12 @@ class _Answer:
     headers: tuple[tuple[str, str], ...] = ()
     drop: bool = False
     """Close the connection without answering (status and body are ignored)."""
+    body_size: int | None = None
+    """Stream a synthetic body of this many bytes instead of ``body`` (``oversize``)."""
+    chunked: bool = False
+    dribble_s: float | None = None
+    dribble_whole: bool = False
+    journal_index: int | None = None
 
 
 # -- the sandbox -------------------------------------------------------------------------------------
@@ -281,13 +416,15 @@ class FlinksSandbox:
         latency_ms: int = 0,
         authorize_faults: Sequence[str] = (),
         status_requires_auth: bool = True,
-        bind_tokens_to_session: bool = False,
+        bind_tokens_to_session: bool = True,
         verbose: bool = False,
     ) -> None:
         """``client_id``/``api_key``: when set, every API call must carry them as headers.
 
         ``status_requires_auth``: the docs disagree whether ``/status`` needs a bearer (§5.3); strict by
-        default. ``bind_tokens_to_session``: a token used on one session is refused (401) on any other.
+        default. ``bind_tokens_to_session`` (on by default: "one token per session", §3.3): a token
+        used on one session is refused (401) on any other. ``token_ttl_s``: the ``expires_in`` issued;
+        a token is refused (401) once it has passed.
         """
         transports = frozenset(accepted_transports)
         if not transports or not transports <= {"basic", "form"}:
@@ -317,7 +454,7 @@ class FlinksSandbox:
         self._unregistered: set[str] = set()
         self._tokens: dict[str, float] = {}
         self._token_sessions: dict[str, str] = {}
-        self._authorize_faults: deque[Fault] = deque(Fault.parse(spec) for spec in authorize_faults)
+        self._authorize_faults: deque[Fault] = deque(_authorize_faults(authorize_faults))
         self._journal: list[JournalEntry] = []
 
         self._stopping = threading.Event()
@@ -389,12 +526,14 @@ class FlinksSandbox:
             highest = _money(scenario.highest_debit_amount_to_guarantee, "highest_debit_amount_to_guarantee")
             if highest is None and scenario.guarantee_offered:
                 highest = amount
+            guarantee_id = scenario.guarantee_id
+            if guarantee_id is None and scenario.expose_guarantee_ids:
+                guarantee_id = str(uuid.uuid4())
             self._sessions[sid] = _Session(
                 session_id=sid,
                 scenario=scenario,
                 reference_id=scenario.reference_id or f"SANDBOX-{sid[:8].upper()}",
-                amount=amount,
-                highest_debit=highest,
+                offers=[_Offer(1, amount, highest, guarantee_id)],
                 available_balance=_money(scenario.available_balance, "available_balance"),
                 faults={
                     endpoint: deque(Fault.parse(spec) for spec in plan)
@@ -406,11 +545,43 @@ class FlinksSandbox:
             )
         return sid
 
+    def offer_guarantee(
+        self,
+        session_id: str,
+        *,
+        amount: Decimal | int | float | str | None,
+        highest_debit_amount_to_guarantee: Decimal | int | float | str | None = None,
+        guarantee_id: str | None = None,
+    ) -> int:
+        """Flinks emits another guarantee for the session (a Next Best Offer); returns its number (2, ...).
+
+        ``/details`` then shows this offer's amount and highest debit amount (equal to ``amount``
+        unless given), its ``guaranteeId`` when the scenario exposes ids (one is generated if none is
+        given), and ``guaranteeAccepted`` per ``Scenario.nbo_guarantee_accepted``. Confirms from now
+        on apply to this offer; the session is back at the guarantee step.
+        """
+        money = _money(amount, "amount")
+        highest = _money(highest_debit_amount_to_guarantee, "highest_debit_amount_to_guarantee")
+        if guarantee_id is not None and (not isinstance(guarantee_id, str) or not guarantee_id.strip()):
+            raise ValueError("guarantee_id must be a non-empty string")
+        with self._lock:
+            session = self._session(session_id)
+            if guarantee_id is None and session.scenario.expose_guarantee_ids:
+                guarantee_id = str(uuid.uuid4())
+            number = len(session.offers) + 1
+            session.offers.append(
+                _Offer(number, money, highest if highest is not None else money, guarantee_id)
+            )
+            session.status, session.status_details = "InProgress", None
+            session.updated_at = datetime.now(UTC)
+        return number
+
     def add_faults(self, session_id: str, endpoint: str, faults: Sequence[str]) -> None:
         """Appends faults to a session's plan for one endpoint."""
         parsed = [Fault.parse(spec) for spec in faults]
         if endpoint not in SESSION_ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}")
+        _validate_fault_plan({endpoint: faults})
         with self._lock:
             self._session(session_id).faults.setdefault(endpoint, deque()).extend(parsed)
 
@@ -420,7 +591,7 @@ class FlinksSandbox:
             self._session(session_id).faults.clear()
 
     def add_authorize_faults(self, faults: Sequence[str]) -> None:
-        parsed = [Fault.parse(spec) for spec in faults]
+        parsed = _authorize_faults(faults)
         with self._lock:
             self._authorize_faults.extend(parsed)
 
@@ -430,9 +601,15 @@ class FlinksSandbox:
             session.status, session.status_details = status, status_details
             session.updated_at = datetime.now(UTC)
 
-    def decision_of(self, session_id: str) -> bool | None:
+    def decision_of(self, session_id: str, *, offer: int | None = None) -> bool | None:
+        """The decision recorded for an offer (the current one by default)."""
         with self._lock:
-            return self._session(session_id).decision
+            session = self._session(session_id)
+            if offer is None:
+                return session.decision
+            if not 1 <= offer <= len(session.offers):
+                raise KeyError(f"session {session_id} has no offer {offer}")
+            return session.offers[offer - 1].decision
 
     def session_state(self, session_id: str) -> dict[str, Any]:
         """What the admin API returns for a session: state, its confirms and its calls."""
@@ -450,6 +627,16 @@ class FlinksSandbox:
                     "status": session.status,
                     "statusDetails": session.status_details,
                     "pendingFaults": {k: [f.spec for f in v] for k, v in session.faults.items() if v},
+                    "offers": [
+                        offer.to_json(
+                            [
+                                entry.decision
+                                for entry in calls
+                                if entry.offer == offer.number and entry.decision is not None
+                            ]
+                        )
+                        for offer in session.offers
+                    ],
                 }
         state["confirms"] = [
             entry.decision for entry in calls if entry.endpoint == "confirm" and entry.decision is not None
@@ -480,8 +667,9 @@ class FlinksSandbox:
             and (method is None or entry.method == method.upper())
         ]
 
-    def confirms_for(self, session_id: str) -> list[bool]:
-        """The ``guaranteeAccepted`` of every confirm that reached the session, in order (repeats too).
+    def confirms_for(self, session_id: str, *, offer: int | None = None) -> list[bool]:
+        """The ``guaranteeAccepted`` of every confirm that reached the session, in order (repeats too),
+        of one offer when ``offer`` is given.
 
         Confirms a fault answered instead of the session (500, timeout, reset, ...) are not listed;
         see ``calls()`` for those.
@@ -489,7 +677,9 @@ class FlinksSandbox:
         return [
             entry.decision
             for entry in self.calls(session_id=session_id)
-            if entry.endpoint == "confirm" and entry.decision is not None
+            if entry.endpoint == "confirm"
+            and entry.decision is not None
+            and (offer is None or entry.offer == offer)
         ]
 
     @property
@@ -514,18 +704,24 @@ class FlinksSandbox:
         session_id: str,
         *,
         body: dict[str, Any] | None = None,
+        offer: int | None = None,
         attempts: int = 3,
         timeout: float = 5.0,
         spacing_s: float = 0.0,
     ) -> DeliveryResult:
-        """``emit_guarantee_webhook`` with ``referenceId`` and ``amount`` taken from the session."""
+        """``emit_guarantee_webhook`` with ``referenceId``, and ``amount`` and ``guaranteeId`` (when the
+        offer has one) of an offer (the current one by default), taken from the session."""
         reference_id: str | None = None
         amount: Decimal | None = None
+        guarantee_id: str | None = None
         sid = _canonical_uuid(session_id)
         with self._lock:
             session = self._sessions.get(sid or "")
             if session is not None:
-                reference_id, amount = session.reference_id, session.amount
+                if offer is not None and not 1 <= offer <= len(session.offers):
+                    raise KeyError(f"session {session_id} has no offer {offer}")
+                chosen = session.offers[offer - 1] if offer is not None else session.current
+                reference_id, amount, guarantee_id = session.reference_id, chosen.amount, chosen.guarantee_id
         return emit_guarantee_webhook(
             url,
             secret,
@@ -533,6 +729,7 @@ class FlinksSandbox:
             body=body,
             reference_id=reference_id,
             amount=amount,
+            guarantee_id=guarantee_id,
             attempts=attempts,
             timeout=timeout,
             spacing_s=spacing_s,
@@ -598,7 +795,7 @@ class FlinksSandbox:
             index = self._record(request, "unknown", None)
             answer, fault = _problem(404, title="Not Found", detail="no such endpoint"), None
         self._update(index, response_status=None if answer.drop else answer.status, fault=fault)
-        return answer
+        return replace(answer, journal_index=index)
 
     def _authorize(self, request: _Request, index: int) -> tuple[_Answer, str | None]:
         self._pause(self._latency_ms / 1000)
@@ -697,6 +894,10 @@ class FlinksSandbox:
             self._update(index, fault=fault.spec)
         if fault is not None and fault.kind in ("status", "timeout", "reset"):
             return self._play(fault), fault.spec
+        if fault is not None and fault.kind == "slow-apply":
+            self._pause(fault.seconds or 0.0)  # Flinks is still applying it: /details shows no decision
+            if self._stopping.is_set():
+                return _Answer(status=0, drop=True), fault.spec
         if endpoint == "confirm":
             answer = self._confirm(request, session, index)
         elif endpoint == "details":
@@ -732,14 +933,15 @@ class FlinksSandbox:
         if not isinstance(accepted, bool):
             return _problem(400, title="Bad Request", detail="guaranteeAccepted must be a JSON boolean")
         with self._lock:
-            repeat = session.decision is not None
+            offer = session.current
+            repeat = offer.decision is not None
             if not repeat:
                 now = datetime.now(UTC)
-                session.decision, session.decided_at, session.updated_at = accepted, now, now
+                offer.decision, offer.decided_at, session.updated_at = accepted, now, now
                 session.status, session.status_details = (
                     ("Completed", "EFT0301") if accepted else ("Failed", "EFT0402")
                 )
-        self._update(index, decision=accepted, repeat=repeat)
+        self._update(index, decision=accepted, repeat=repeat, offer=offer.number)
         return _json_answer(200, {"sessionId": session.session_id, "referenceId": session.reference_id})
 
     def _details(self, session: _Session) -> _Answer:
@@ -805,6 +1007,20 @@ class FlinksSandbox:
         if rest == "/faults" and method == "DELETE":  # Flinks has recovered
             self.clear_faults(sid)
             return _json_answer(200, self.session_state(sid))
+        if rest == "/offers" and method == "POST":
+            document = _json_body(request)
+            unknown = sorted(set(document) - {"amount", "highestDebitAmountToGuarantee", "guaranteeId"})
+            if unknown or "amount" not in document:
+                raise ValueError(
+                    'body must be {"amount": N, "highestDebitAmountToGuarantee": N?, "guaranteeId": "..."?}'
+                )
+            self.offer_guarantee(
+                sid,
+                amount=document["amount"],
+                highest_debit_amount_to_guarantee=document.get("highestDebitAmountToGuarantee"),
+                guarantee_id=document.get("guaranteeId"),
+            )
+            return _json_answer(201, self.session_state(sid))
         return _problem(405, detail="method not allowed here")
 
 
@@ -814,6 +1030,7 @@ class FlinksSandbox:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # a burst of clients must not meet dropped SYNs (socketserver's default is 5)
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], sandbox: FlinksSandbox) -> None:
         self.sandbox = sandbox
@@ -909,6 +1126,10 @@ class _Handler(BaseHTTPRequestHandler):
             answer = sandbox.handle_api(request)
         if answer.drop:
             self._drop()
+        elif answer.body_size is not None or answer.dribble_s is not None:
+            written = self._stream(answer)
+            if answer.journal_index is not None:
+                sandbox._update(answer.journal_index, response_bytes=written)
         else:
             self._write(answer)
 
@@ -925,6 +1146,50 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             self.close_connection = True
+
+    def _stream(self, answer: _Answer) -> int:
+        """Writes an ``oversize`` or ``dribble`` answer; returns the body bytes written before it ended
+        or the client went away. The connection is closed afterwards."""
+        self.close_connection = True
+        size = answer.body_size if answer.body_size is not None else len(answer.body)
+        lines = [f"{self.protocol_version} {answer.status} {HTTPStatus(answer.status).phrase}"]
+        lines += [f"{name}: {value}" for name, value in answer.headers]
+        lines.append("Transfer-Encoding: chunked" if answer.chunked else f"Content-Length: {size}")
+        lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        body = _oversize_body(size) if answer.body_size is not None else iter([answer.body])
+        written = 0
+        try:
+            if answer.dribble_s is not None:
+                return self._dribble(head, body, answer.dribble_s, whole=answer.dribble_whole)
+            self.wfile.write(head)
+            for chunk in body:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if answer.chunked else chunk)
+                written += len(chunk)
+            if answer.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            pass  # the client stopped reading (as a size cap should)
+        return written
+
+    def _dribble(self, head: bytes, body: Iterable[bytes], every_s: float, *, whole: bool) -> int:
+        sandbox = self.server.sandbox
+        give_up_at = time.monotonic() + MAX_PAUSE_S
+        if not whole:
+            self.wfile.write(head)
+            self.wfile.flush()
+        pieces = [(head, False)] if whole else []
+        written = 0
+        for chunk, is_body in itertools.chain(pieces, ((chunk, True) for chunk in body)):
+            for index in range(len(chunk)):
+                if sandbox._stopping.is_set() or time.monotonic() >= give_up_at:
+                    return written
+                self.wfile.write(chunk[index : index + 1])
+                self.wfile.flush()
+                written += is_body
+                sandbox._pause(every_s)
+        return written
 
     def _drop(self) -> None:
         """Closes the connection without a byte of answer (an RST where the platform allows it)."""
@@ -950,16 +1215,24 @@ def sign_body(body: bytes, secret: str) -> str:
 
 
 def guarantee_webhook_body(
-    session_id: str, *, reference_id: str | None = None, amount: Decimal | float | None = None
+    session_id: str,
+    *,
+    reference_id: str | None = None,
+    amount: Decimal | float | None = None,
+    guarantee_id: str | None = None,
 ) -> dict[str, Any]:
-    """The sandbox's guess at the (undocumented, §1.2) guarantee event body."""
-    return {
+    """The sandbox's guess at the (undocumented, §1.2) guarantee event body (``guaranteeId`` only
+    when the offer has one)."""
+    body: dict[str, Any] = {
         "type": "GuaranteeEmitted",
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "sessionId": session_id,
         "referenceId": reference_id,
         "amount": amount,
     }
+    if guarantee_id is not None:
+        body["guaranteeId"] = guarantee_id
+    return body
 
 
 def emit_guarantee_webhook(
@@ -970,6 +1243,7 @@ def emit_guarantee_webhook(
     body: dict[str, Any] | None = None,
     reference_id: str | None = None,
     amount: Decimal | float | None = None,
+    guarantee_id: str | None = None,
     raw_body: bytes | None = None,
     attempts: int = 3,
     timeout: float = 5.0,
@@ -989,7 +1263,9 @@ def emit_guarantee_webhook(
         document = (
             body
             if body is not None
-            else guarantee_webhook_body(session_id, reference_id=reference_id, amount=amount)
+            else guarantee_webhook_body(
+                session_id, reference_id=reference_id, amount=amount, guarantee_id=guarantee_id
+            )
         )
         raw_body = _dumps(document)
     headers = {
@@ -1028,6 +1304,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 # -- helpers -------------------------------------------------------------------------------------------
 
 
+def _oversize_body(size: int) -> Iterator[bytes]:
+    """``{"pad":"xxx..."}`` of exactly ``size`` bytes, in chunks: never ``size`` bytes at once."""
+    prefix, suffix = (b'{"pad":"', b'"}') if size >= 10 else (b"", b"")
+    left = size - len(prefix) - len(suffix)
+    filler = b"x" * _STREAM_CHUNK_BYTES
+    yield prefix
+    while left > 0:
+        step = min(left, _STREAM_CHUNK_BYTES)
+        yield filler[:step]
+        left -= step
+    yield suffix
+
+
 def _require(scenario: Scenario, kind: Any, names: Iterable[str]) -> None:
     for name in names:
         if not isinstance(getattr(scenario, name), kind):
@@ -1043,7 +1332,15 @@ def _validate_fault_plan(faults: object) -> None:
         if isinstance(plan, str) or not isinstance(plan, Sequence):
             raise ValueError(f"faults[{endpoint!r}] must be a list")
         for spec in plan:
-            Fault.parse(spec)
+            if Fault.parse(spec).kind == "slow-apply" and endpoint != "confirm":
+                raise ValueError(f"faults[{endpoint!r}]: slow-apply is for confirm only")
+
+
+def _authorize_faults(specs: Sequence[str]) -> list[Fault]:
+    faults = [Fault.parse(spec) for spec in specs]
+    if any(fault.kind == "slow-apply" for fault in faults):
+        raise ValueError("slow-apply is for confirm only")
+    return faults
 
 
 def _endpoint_of(rest: str) -> Endpoint:
@@ -1060,6 +1357,10 @@ def _after_fault(answer: _Answer, fault: Fault | None) -> tuple[_Answer, str | N
         return replace(answer, drop=True), fault.spec
     if fault.kind == "malformed" and 200 <= answer.status < 300:
         return replace(answer, body=_MALFORMED_BODY, headers=(("Content-Type", "text/html"),)), fault.spec
+    if fault.kind == "oversize" and 200 <= answer.status < 300:
+        return replace(answer, body=b"", body_size=fault.size, chunked=fault.chunked), fault.spec
+    if fault.kind == "dribble":
+        return replace(answer, dribble_s=fault.seconds, dribble_whole=fault.whole_answer), fault.spec
     return answer, fault.spec
 
 
@@ -1199,12 +1500,13 @@ def _details(session: _Session) -> dict[str, Any]:
         },
         "guaranteeDetails": {
             "guaranteeOffered": scenario.guarantee_offered,
-            "guaranteeAccepted": session.decision,
+            "guaranteeAccepted": session.shown_accepted(),
             "highestDebitAmountToGuarantee": session.highest_debit,
             "overallRiskLevel": scenario.overall_risk_level,
             "transactionRiskLevel": scenario.transaction_risk_level,
             "userRiskLevel": scenario.user_risk_level,
             "otherRiskLevel": scenario.other_risk_level,
+            **({"guaranteeId": session.current.guarantee_id} if scenario.expose_guarantee_ids else {}),
         },
     }
 
@@ -1258,6 +1560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hang-s", type=float, default=2.0)
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--status-without-auth", action="store_true")
+    parser.add_argument(
+        "--allow-shared-tokens", action="store_true", help="accept one token on several sessions"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     transports: list[Transport] = []
@@ -1277,6 +1582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hang_s=args.hang_s,
         latency_ms=args.latency_ms,
         status_requires_auth=not args.status_without_auth,
+        bind_tokens_to_session=not args.allow_shared_tokens,
         verbose=args.verbose,
     )
     stop = threading.Event()

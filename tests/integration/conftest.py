@@ -8,6 +8,7 @@ from geft_local.flinks_sandbox import FlinksSandbox
 from geft_local.template_resources import CreatedResources, function_environment, parameter_values
 
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
+from tests.support.flinks_calls import CallRecorder
 from tests.support.lambda_context import FakeLambdaContext
 from tests.support.streams import StreamFeed
 
@@ -16,10 +17,16 @@ from tests.support.streams import StreamFeed
 def function_env(
     template: dict[str, Any], stack: CreatedResources, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., dict[str, str]]:
-    """Apply the environment the template gives a function (Globals + its own), with overrides."""
+    """Apply the environment the template gives a function (Globals + its own), with overrides.
+
+    The processor's token pool is off unless a test turns it on (FLINKS_TOKEN_POOL_SIZE): its
+    background authorizes would race the counts tests make of the sandbox's journal.
+    """
 
     def apply(logical_id: str, **overrides: str) -> dict[str, str]:
         environment = function_environment(template, logical_id, stack, parameter_values(template))
+        if logical_id == "DecisionProcessorFunction":
+            environment["FLINKS_TOKEN_POOL_SIZE"] = "0"
         environment.update(overrides)
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
@@ -69,6 +76,12 @@ def sandbox() -> Iterator[FlinksSandbox]:
 
 
 @pytest.fixture
+def recorder() -> CallRecorder:
+    """An ``on_call`` observer for the FlinksClients a test builds."""
+    return CallRecorder()
+
+
+@pytest.fixture
 def feed(aws: Any, stack: CreatedResources, template: dict[str, Any]) -> StreamFeed:
     return StreamFeed(aws, stack, template)
 
@@ -84,6 +97,7 @@ def invoke_processor(
         FLINKS_BASE_URL=sandbox.base_url,
         HTTP_CONNECT_TIMEOUT_SECONDS="1.0",
         HTTP_READ_TIMEOUT_SECONDS="1.5",  # a loaded CI machine must not time out a normal answer
+        CONFIRM_SETTLE_SECONDS="3",  # twice the read timeout, as the template's default is twice its own
         FINISH_RESERVE_SECONDS="0.5",
     )
     handler._processor.cache_clear()

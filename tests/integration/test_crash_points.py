@@ -33,7 +33,7 @@ class ContainerKilledError(SystemExit):
 
 @dataclass(frozen=True)
 class CrashPoint:
-    owner: str  # "repository" or "calls"
+    owner: str  # "repository", "calls" (one session's calls) or "client" (its authorize exchange)
     method: str
     after: bool  # crash after the step's real work (an HTTP exchange or a write completed)
     scenario: str = "accept"
@@ -43,8 +43,8 @@ class CrashPoint:
 CRASH_POINTS = {
     "before-claim": CrashPoint("repository", "claim", after=False),
     "after-claim": CrashPoint("repository", "claim", after=True),
-    "before-authorize": CrashPoint("calls", "_authorize", after=False),
-    "after-authorize": CrashPoint("calls", "_authorize", after=True),
+    "before-authorize": CrashPoint("client", "_mint", after=False),
+    "after-authorize": CrashPoint("client", "_mint", after=True),
     "before-details": CrashPoint("calls", "details", after=False),
     "after-details": CrashPoint("calls", "details", after=True),
     "before-confirm": CrashPoint("calls", "confirm", after=False),
@@ -60,10 +60,11 @@ def _confirm_reached_flinks(point: CrashPoint) -> bool:
 
 
 def _owner(point: CrashPoint) -> type:
-    from geft.flinks_client import SessionCalls
+    from geft.flinks_client import FlinksClient, SessionCalls
     from geft.repository import GuaranteeRepository
 
-    return GuaranteeRepository if point.owner == "repository" else SessionCalls
+    owners = {"repository": GuaranteeRepository, "calls": SessionCalls, "client": FlinksClient}
+    return owners[point.owner]
 
 
 def test_a_crash_at_every_step_then_the_retry_confirms_each_session_once(

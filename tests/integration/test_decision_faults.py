@@ -73,12 +73,20 @@ class FaultCase:
 
 
 FAULT_CASES = {
-    "confirm-502": FaultCase("confirm", ["502"], "CONFIRMED", "CONFIRMED", [True]),
-    "confirm-504": FaultCase("confirm", ["504"], "CONFIRMED", "CONFIRMED", [True]),
+    # The confirm may have been applied: never sent again in the invocation; the stream's retry reads
+    # /details first (DECIDING with confirmAttempted) and confirms only if Flinks shows no decision.
+    "confirm-502": FaultCase("confirm", ["502"], "DECIDING", "CONFIRMED", [True]),
+    "confirm-504": FaultCase("confirm", ["504"], "DECIDING", "CONFIRMED", [True]),
+    "confirm-reset": FaultCase("confirm", ["reset"], "DECIDING", "CONFIRMED", [True]),
+    "confirm-lost": FaultCase("confirm", ["lost"], "DECIDING", "CONFIRMED", [True]),
+    "confirm-slow-apply": FaultCase(
+        "confirm", ["slow-apply:2.5"], "DECIDING", "CONFIRMED", [True], first_timeout=4.0
+    ),
+    # Refused before Flinks' handling: sent again within the invocation.
     "confirm-429-retry-after": FaultCase(
         "confirm", ["429:retry-after=1"], "CONFIRMED", "CONFIRMED", [True], first_timeout=4.0
     ),
-    "confirm-reset": FaultCase("confirm", ["reset"], "CONFIRMED", "CONFIRMED", [True]),
+    "confirm-408": FaultCase("confirm", ["408"], "CONFIRMED", "CONFIRMED", [True]),
     "confirm-500-outage-then-recovery": FaultCase("confirm", ["500"] * 30, "DECIDING", "CONFIRMED", [True]),
     "confirm-409": FaultCase("confirm", ["409"], "FAILED", "FAILED", []),
     "details-502": FaultCase("details", ["502"], "CONFIRMED", "CONFIRMED", [True]),

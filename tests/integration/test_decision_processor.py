@@ -14,6 +14,7 @@ import pytest
 from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
 from tests.support.lambda_context import FakeLambdaContext
+from tests.support.ledger import only_failed, retried_sessions
 from tests.support.pipeline import guarantee_item, receive
 from tests.support.streams import StreamFeed
 
@@ -122,11 +123,14 @@ def test_legacy_details_shape_is_understood(
 @pytest.mark.parametrize(
     ("endpoint", "faults", "status", "confirms", "retry"),
     [
-        pytest.param("confirm", ["500"], "CONFIRMED", [True], False, id="confirm-500-once"),
+        # 500 and a read timeout: the confirm may have been applied, so it is not sent again in this
+        # invocation; the claim is released with the confirm marked as attempted
+        pytest.param("confirm", ["500"], "DECIDING", [], True, id="confirm-500-once"),
         pytest.param(
             "confirm", ["503:retry-after=1"], "CONFIRMED", [True], False, id="confirm-503-retry-after"
         ),
-        pytest.param("confirm", ["timeout"], "CONFIRMED", [True], False, id="confirm-timeout-once"),
+        pytest.param("confirm", ["timeout"], "DECIDING", [], True, id="confirm-timeout-once"),
+        pytest.param("confirm", ["408"], "CONFIRMED", [True], False, id="confirm-408-once"),
         pytest.param("confirm", ["401"], "CONFIRMED", [True], False, id="confirm-401-then-reauthorized"),
         pytest.param("confirm", ["404"], "FAILED", [], False, id="confirm-404"),
         pytest.param("confirm", ["400"], "FAILED", [], False, id="confirm-400"),
@@ -135,7 +139,10 @@ def test_legacy_details_shape_is_understood(
         pytest.param("details", ["malformed"], "CONFIRMED", [True], False, id="details-malformed-once"),
         pytest.param("details", ["404"], "FAILED", [], False, id="details-404"),
         pytest.param("details", ["503"] * 20, "RECEIVED", [], True, id="details-outage"),
-        pytest.param("confirm", ["503"] * 20, "DECIDING", [], True, id="confirm-outage"),
+        # a 300 MB /details is refused at the 1 MiB cap (transient: the stream retries, then the DLQ)
+        pytest.param("details", ["oversize-chunked:300000000"], "RECEIVED", [], True, id="details-oversized"),
+        # 503s: Flinks did not act on them, so the claim goes back as "no confirm reached Flinks"
+        pytest.param("confirm", ["503"] * 20, "RECEIVED", [], True, id="confirm-outage"),
     ],
 )
 def test_fault_matrix(
@@ -174,6 +181,28 @@ def test_fault_matrix(
         assert item.get("confirmAttempted", False) is (endpoint == "confirm")
 
 
+def test_a_dribbling_details_is_cut_at_its_deadline_and_read_again(
+    sandbox: FlinksSandbox,
+    invoke_receiver: Invoke,
+    invoke_processor: Callable[..., dict[str, Any]],
+    feed: StreamFeed,
+    table_items: Items,
+) -> None:
+    # GIVEN a /details whose body dribbles a byte every 0.5 s (about 12 minutes in all), once
+    scenario = Scenario.preset("accept", faults={"details": ["dribble-body:0.5"]})
+    session_id = sandbox.add_session(scenario=scenario)
+    receive(invoke_receiver, session_id)
+
+    # WHEN the processor handles it (exchange budget: connect 1 s + read 1.5 s)
+    answer = invoke_processor(feed.next_event(), timeout_seconds=12.0)
+
+    # THEN the dribble was cut at the exchange's deadline, /details read again, and the guarantee confirmed
+    assert answer == {"batchItemFailures": []}
+    assert [entry.fault for entry in sandbox.calls(path_suffix="/details")] == ["dribble-body:0.5", None]
+    assert sandbox.confirms_for(session_id) == [True]
+    assert guarantee_item(table_items, session_id)["status"] == "CONFIRMED"
+
+
 def test_outage_then_recovery_confirms_once_on_the_stream_retry(
     sandbox: FlinksSandbox,
     invoke_receiver: Invoke,
@@ -208,17 +237,27 @@ def test_lost_confirm_answer_is_recovered_from_details_not_resent(
     # GIVEN a confirm that Flinks records but whose answer never comes back
     session_id = sandbox.add_session(scenario=Scenario.preset("accept", faults={"confirm": ["lost"]}))
     receive(invoke_receiver, session_id)
+    event = feed.next_event()
 
     # WHEN the processor handles it
-    answer = invoke_processor(feed.next_event())
+    first = invoke_processor(event)
 
-    # THEN before re-sending it reads /details, sees its decision recorded and does not confirm again
-    assert answer == {"batchItemFailures": []}
+    # THEN it does not send the confirm again: the record is retried with the confirm marked attempted
+    assert retried_sessions(event, first) == {session_id}
+    item = guarantee_item(table_items, session_id)
+    assert (item["status"], item["confirmAttempted"]) == ("DECIDING", True)
+    assert len(sandbox.calls(path_suffix="/details", session_id=session_id)) == 1  # the one before deciding
+
+    # WHEN the stream retries it
+    second = invoke_processor(only_failed(event, first))
+
+    # THEN the retry reads /details first, sees the decision recorded and does not confirm again
+    assert second == {"batchItemFailures": []}
     assert sandbox.confirms_for(session_id) == [True]
     item = guarantee_item(table_items, session_id)
     assert item["status"] == "CONFIRMED"
     assert item["recoveredFromDetails"] is True
-    assert item["decisionRule"] == "default"
+    assert item["decisionRule"] == "recovered-from-flinks"
 
 
 def test_same_record_delivered_twice_confirms_once(

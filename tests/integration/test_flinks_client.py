@@ -1,26 +1,35 @@
-"""FlinksClient against the local Flinks sandbox over real HTTP on 127.0.0.1 (no patching of requests)."""
+"""FlinksClient against the local Flinks sandbox over real HTTP on 127.0.0.1 (no patching of requests).
+
+Every exchange is also observed through ``on_call`` (``tests.support.flinks_calls.CallRecorder``),
+so each test can assert what the client itself reports next to what the sandbox saw.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
 import pytest
-import requests
 from geft.backoff import RetryPolicy
 from geft.errors import (
     FlinksAuthError,
+    FlinksConfirmOutcomeUnknownError,
+    FlinksConflictError,
     FlinksPermanentError,
     FlinksProtocolError,
     FlinksSessionNotFoundError,
     FlinksTransientError,
 )
-from geft.flinks_client import ConfirmResult, FlinksClient, FlinksCredentials
+from geft.flinks_client import CallObservation, ConfirmResult, FlinksClient, FlinksCredentials
 from geft_local.flinks_sandbox import FlinksSandbox, Scenario
+
+from tests.support.flinks_calls import CallRecorder
 
 USERNAME = "geft-client"
 PASSWORD = "pa55-word-not-in-logs"
@@ -64,7 +73,7 @@ def sleep() -> RecordingSleep:
 
 
 @pytest.fixture
-def make_client(sleep: RecordingSleep) -> Iterator[ClientFactory]:
+def make_client(sleep: RecordingSleep, recorder: CallRecorder) -> Iterator[ClientFactory]:
     clients: list[FlinksClient] = []
 
     def factory(sandbox: FlinksSandbox, **options: Any) -> FlinksClient:
@@ -74,6 +83,7 @@ def make_client(sleep: RecordingSleep) -> Iterator[ClientFactory]:
             "rand": lambda: 1.0,
             "connect_timeout": 1.0,
             "read_timeout": 2.0,
+            "on_call": recorder,
             **options,
         }
         client = FlinksClient(sandbox.base_url, lambda: credentials, **options)
@@ -215,10 +225,9 @@ def test_identity_headers_absent_when_credentials_have_none(
 
 
 def test_one_authorize_per_session_for_details_and_confirm(
-    make_sandbox: SandboxFactory, make_client: ClientFactory
+    sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
-    # GIVEN tokens bound to the first session they touch, and two sessions
-    sandbox = make_sandbox(bind_tokens_to_session=True)
+    # GIVEN tokens bound to the first session they touch (the sandbox's default), and two sessions
     first, second = sandbox.add_session(), sandbox.add_session()
     client = make_client(sandbox)
 
@@ -231,14 +240,14 @@ def test_one_authorize_per_session_for_details_and_confirm(
 
     # THEN one token per session, never shared
     assert sandbox.authorize_count == 2
-    assert client.stats.authorize_calls == 2
-    assert client.stats.requests_sent == 6
+    assert recorder.by_operation() == {"authorize": 2, "details": 2, "confirm": 2}
+    assert {observation.status_class for observation in recorder.observations} == {"2xx"}
     assert sandbox.confirms_for(first) == [True]
     assert sandbox.confirms_for(second) == [True]
 
 
 def test_401_reauthorizes_once_and_retries_the_call(
-    sandbox: FlinksSandbox, make_client: ClientFactory
+    sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
     # GIVEN a confirm that meets one stale-token 401
     session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["401"]}))
@@ -249,11 +258,16 @@ def test_401_reauthorizes_once_and_retries_the_call(
     # WHEN
     result = calls.confirm(False)
 
-    # THEN
+    # THEN the refused confirm was not applied, so sending it again with a new token is safe
     assert result.body_readable
     assert sandbox.authorize_count == 2
     assert [entry.response_status for entry in sandbox.calls(CONFIRM)] == [401, 200]
     assert sandbox.confirms_for(session_id) == [False]
+    assert recorder.summary()[-3:] == [
+        ("confirm", 401, "4xx", 1),
+        ("authorize", 200, "2xx", 1),  # attempts are counted per call: the first was details'
+        ("confirm", 200, "2xx", 2),
+    ]
 
 
 def test_expired_token_on_the_server_is_replaced_once(
@@ -358,22 +372,40 @@ def test_confirm_refuses_a_non_boolean_before_any_request(
 # -- fault matrix --------------------------------------------------------------------------------------
 
 
-def test_confirm_500_once_checks_details_then_resends(
-    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+@pytest.mark.parametrize("status", ["500", "502", "504"])
+def test_confirm_5xx_after_arriving_is_outcome_unknown_without_resending(
+    status: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
-    # GIVEN a 500, after which Flinks may or may not have recorded the decision
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["500"]}))
+    # GIVEN an answer after which Flinks may or may not have applied the decision
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": [status]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN / THEN the client says so at once: no /details read, no second confirm, no backoff
+    with pytest.raises(FlinksConfirmOutcomeUnknownError) as caught:
+        calls.confirm(True)
+    assert isinstance(caught.value, FlinksTransientError)
+    assert caught.value.status_code == int(status)
+    assert [entry.response_status for entry in sandbox.calls(CONFIRM)] == [int(status)]
+    assert sandbox.calls(DETAILS) == []
+    assert sleep.delays == []
+
+
+@pytest.mark.parametrize("fault", ["503", "429", "408"])
+def test_confirm_refused_before_handling_is_sent_again(
+    fault: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+) -> None:
+    # GIVEN answers that say the confirm never reached Flinks' handling (408 is retryable, not final)
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": [fault]}))
     calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
 
     # WHEN
     result = calls.confirm(True)
 
-    # THEN /details showed no decision, so the confirm was sent again, once
+    # THEN it was sent again after one backoff, and Flinks recorded one decision
     assert result.body_readable
-    assert not result.already_recorded
-    assert [entry.response_status for entry in sandbox.calls(CONFIRM)] == [500, 200]
-    assert len(sandbox.calls(DETAILS)) == 1
+    assert [entry.response_status for entry in sandbox.calls(CONFIRM)] == [int(fault), 200]
     assert sandbox.confirms_for(session_id) == [True]
+    assert sandbox.calls(DETAILS) == []
     assert sleep.delays == [pytest.approx(0.2)]
 
 
@@ -408,7 +440,7 @@ def test_503_retry_after_is_honoured(
     else:
         calls.details()
 
-    # THEN the wait is the server's Retry-After, not the jittered backoff; 503 needs no /details check
+    # THEN the wait is the server's Retry-After, not the jittered backoff
     assert sleep.delays == [1.0]
     path = CONFIRM if endpoint == "confirm" else DETAILS
     assert [entry.response_status for entry in sandbox.calls(path)] == [503, 200]
@@ -429,8 +461,8 @@ def test_429_retry_after_is_honoured(
     assert sleep.delays == [2.0]
 
 
-def test_confirm_timeout_is_retried_after_checking_details(
-    make_sandbox: SandboxFactory, make_client: ClientFactory
+def test_confirm_read_timeout_is_outcome_unknown(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
     # GIVEN a confirm that hangs (5 s) past the client's 1 s read timeout; a normal answer takes
     # milliseconds, so 1 s leaves room for a loaded machine without asserting any timing
@@ -438,16 +470,34 @@ def test_confirm_timeout_is_retried_after_checking_details(
     session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["timeout"]}))
     calls = make_client(sandbox, read_timeout=1.0).for_session(session_id, deadline=deadline_in(20))
 
-    # WHEN
-    result = calls.confirm(True)
+    # WHEN / THEN
+    with pytest.raises(FlinksConfirmOutcomeUnknownError, match="timed out"):
+        calls.confirm(True)
+    assert [entry.fault for entry in sandbox.calls(CONFIRM)] == ["timeout"]
+    assert sandbox.calls(DETAILS) == []
+    assert recorder.summary()[-1] == ("confirm", None, "timeout", 1)
 
-    # THEN the timed-out attempt was checked against /details, then re-sent once
-    assert result.body_readable
-    confirms = sandbox.calls(CONFIRM)
-    assert [entry.fault for entry in confirms] == ["timeout", None]
-    assert confirms[1].response_status == 200
-    assert len(sandbox.calls(DETAILS)) == 1
+
+def test_slow_apply_confirm_times_out_while_details_shows_no_decision(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN Flinks applying a confirm only 3 s after it arrived, and a 1 s read timeout
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["slow-apply:3"]}))
+    client = make_client(sandbox, read_timeout=1.0)
+
+    # WHEN the confirm gives up, and /details is read at once
+    with pytest.raises(FlinksConfirmOutcomeUnknownError):
+        client.for_session(session_id, deadline=deadline_in(20)).confirm(True)
+    early = client.for_session(session_id, deadline=deadline_in(20)).details()
+
+    # THEN Flinks does not show it yet (re-sending now would be a second confirm), and applies it later
+    assert early["guaranteeDetails"]["guaranteeAccepted"] is None
+    give_up_at = time.monotonic() + 10
+    while sandbox.confirms_for(session_id) == [] and time.monotonic() < give_up_at:
+        time.sleep(0.05)
     assert sandbox.confirms_for(session_id) == [True]
+    late = client.for_session(session_id, deadline=deadline_in(20)).details()
+    assert late["guaranteeDetails"]["guaranteeAccepted"] is True
 
 
 def test_details_timeout_is_retried(make_sandbox: SandboxFactory, make_client: ClientFactory) -> None:
@@ -464,50 +514,96 @@ def test_details_timeout_is_retried(make_sandbox: SandboxFactory, make_client: C
     assert [entry.fault for entry in sandbox.calls(DETAILS)] == ["timeout", None]
 
 
-def test_lost_confirm_answer_is_recovered_from_details_without_resending(
-    sandbox: FlinksSandbox, make_client: ClientFactory
+def test_lost_confirm_answer_is_outcome_unknown_and_not_resent(
+    sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
     # GIVEN Flinks records the confirm but the answer never arrives
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["lost"]}, reference_id="REF-1"))
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["lost"]}))
     calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN / THEN exactly one confirm reached Flinks; the client does not look for it itself
+    with pytest.raises(FlinksConfirmOutcomeUnknownError):
+        calls.confirm(True)
+    assert len(sandbox.calls(CONFIRM)) == 1
+    assert sandbox.calls(DETAILS) == []
+    assert sandbox.confirms_for(session_id) == [True]
+    assert recorder.summary()[-1] == ("confirm", None, "connection-error", 1)
+
+
+def test_confirm_dropped_after_it_was_written_is_outcome_unknown(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN the connection drops after the request arrived (here, before Flinks acted: the client
+    # cannot tell the difference, so it must not send the confirm again)
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["reset"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN / THEN
+    with pytest.raises(FlinksConfirmOutcomeUnknownError):
+        calls.confirm(False)
+    assert [entry.fault for entry in sandbox.calls(CONFIRM)] == ["reset"]
+    assert sandbox.confirms_for(session_id) == []
+
+
+def test_confirm_connection_refused_is_retried_and_never_unknown(
+    make_client: ClientFactory, sandbox: FlinksSandbox, recorder: CallRecorder, sleep: RecordingSleep
+) -> None:
+    # GIVEN the client pointed at a port nobody listens on: nothing can reach Flinks' handling
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        closed_port = placeholder.getsockname()[1]
+    client = FlinksClient(
+        f"http://127.0.0.1:{closed_port}",
+        lambda: FlinksCredentials(USERNAME, PASSWORD),
+        sleep=sleep,
+        rand=lambda: 1.0,
+        on_call=recorder,
+    )
+    try:
+        calls = client.for_session(str(uuid.uuid4()), deadline=deadline_in(10))
+
+        # WHEN / THEN every attempt is refused before anything is sent: retried, then a plain
+        # transient error (safe to send again later), never "outcome unknown"
+        with pytest.raises(FlinksTransientError) as caught:
+            calls.confirm(True)
+    finally:
+        client.close()
+    assert not isinstance(caught.value, FlinksConfirmOutcomeUnknownError)
+    assert recorder.summary() == [("authorize", None, "connection-error", n) for n in range(1, 6)]
+    assert len(sleep.delays) == 4
+
+
+def test_confirm_answered_2xx_is_confirmed_even_if_its_body_never_completes(
+    sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
+) -> None:
+    # GIVEN a confirm whose 200 status line and headers arrive, then the body dribbles past the deadline
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["dribble-body:0.5"]}))
+    calls = make_client(sandbox, read_timeout=1.0).for_session(session_id, deadline=deadline_in(20))
 
     # WHEN
     result = calls.confirm(True)
 
-    # THEN exactly one confirm reached Flinks
-    assert result == ConfirmResult(session_id, "REF-1", body_readable=False, already_recorded=True)
-    assert len(sandbox.calls(CONFIRM)) == 1
-    assert len(sandbox.calls(DETAILS)) == 1
+    # THEN the status is the outcome: confirmed, sent once
+    assert result == ConfirmResult(session_id=None, reference_id=None, body_readable=False)
     assert sandbox.confirms_for(session_id) == [True]
+    assert recorder.summary()[-1] == ("confirm", 200, "timeout", 1)
 
 
-def test_reset_confirm_is_resent_after_details_shows_no_decision(
-    sandbox: FlinksSandbox, make_client: ClientFactory
+def test_409_on_confirm_is_a_conflict_for_the_caller_to_read_details(
+    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
-    # GIVEN the connection drops before Flinks acts
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["reset"]}))
+    # GIVEN
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["409"]}))
     calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
 
-    # WHEN
-    result = calls.confirm(False)
-
-    # THEN
-    assert result.body_readable
-    assert [entry.fault for entry in sandbox.calls(CONFIRM)] == ["reset", None]
-    assert sandbox.confirms_for(session_id) == [False]
-
-
-def test_opposite_recorded_decision_is_permanent(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
-    # GIVEN someone else already rejected, and our accept meets a 500
-    session_id = sandbox.add_session()
-    client = make_client(sandbox)
-    client.for_session(session_id, deadline=deadline_in(10)).confirm(False)
-    sandbox.add_faults(session_id, "confirm", ["500"])
-
     # WHEN / THEN
-    with pytest.raises(FlinksPermanentError, match="opposite"):
-        client.for_session(session_id, deadline=deadline_in(10)).confirm(True)
-    assert sandbox.confirms_for(session_id) == [False]
+    with pytest.raises(FlinksConflictError) as caught:
+        calls.confirm(True)
+    assert isinstance(caught.value, FlinksPermanentError)
+    assert caught.value.status_code == 409
+    assert len(sandbox.calls(CONFIRM)) == 1
+    assert sandbox.calls(DETAILS) == []
+    assert sleep.delays == []
 
 
 @pytest.mark.parametrize("endpoint", ["confirm", "details"])
@@ -686,7 +782,9 @@ def test_read_timeout_is_clipped_to_the_deadline(
     assert time.monotonic() - started < 10.0
 
 
-def test_past_deadline_sends_nothing(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
+def test_past_deadline_sends_nothing(
+    sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
+) -> None:
     # GIVEN
     session_id = sandbox.add_session()
     client = make_client(sandbox)
@@ -695,17 +793,17 @@ def test_past_deadline_sends_nothing(sandbox: FlinksSandbox, make_client: Client
     with pytest.raises(FlinksTransientError, match="deadline"):
         client.for_session(session_id, deadline=time.monotonic() - 1).details()
     assert sandbox.calls() == []
-    assert client.stats.requests_sent == 0
+    assert recorder.observations == []
 
 
-# -- validation, TLS, concurrency -------------------------------------------------------------------------
+# -- validation, observation, concurrency ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "bad_id", ["not-a-uuid", "../../api/v1/authorize", "3f2b1c4e9a7d4e0f8b6a1c2d3e4f5a6b", "", "{uuid}"]
 )
 def test_non_uuid_session_id_is_rejected_before_any_request(
-    bad_id: str, sandbox: FlinksSandbox, make_client: ClientFactory
+    bad_id: str, sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
     # GIVEN
     client = make_client(sandbox)
@@ -714,26 +812,49 @@ def test_non_uuid_session_id_is_rejected_before_any_request(
     with pytest.raises(ValueError, match="UUID"):
         client.for_session(bad_id, deadline=deadline_in(10))
     assert sandbox.calls() == []
-    assert client.stats.requests_sent == 0
+    assert recorder.observations == []
 
 
-def test_tls_verification_is_on(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
-    # GIVEN / WHEN
-    client = make_client(sandbox)
+def test_observations_follow_a_retried_call(
+    sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
+) -> None:
+    # GIVEN details that answer 503 then 500 before 200
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["503", "500"]}))
+    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
 
-    # THEN
-    assert client.http.verify is True
+    # WHEN
+    calls.details()
+
+    # THEN one observation per exchange, numbered per operation, each with a latency
+    assert recorder.summary() == [
+        ("authorize", 200, "2xx", 1),
+        ("details", 503, "5xx", 1),
+        ("details", 500, "5xx", 2),
+        ("details", 200, "2xx", 3),
+    ]
+    assert all(observation.latency_ms >= 0 for observation in recorder.observations)
 
 
-def test_injected_session_with_verification_off_is_refused(sandbox: FlinksSandbox) -> None:
-    # GIVEN
-    insecure = requests.Session()
-    insecure.verify = False
+def test_an_observer_that_raises_never_breaks_a_call(
+    sandbox: FlinksSandbox, make_client: ClientFactory
+) -> None:
+    # GIVEN an observer with a bug
+    seen: list[CallObservation] = []
 
-    # WHEN / THEN
-    with pytest.raises(ValueError, match="TLS"):
-        FlinksClient(sandbox.base_url, lambda: FlinksCredentials(USERNAME, PASSWORD), http=insecure)
-    insecure.close()
+    def broken(observation: CallObservation) -> None:
+        seen.append(observation)
+        raise RuntimeError("metrics backend down")
+
+    session_id = sandbox.add_session()
+    calls = make_client(sandbox, on_call=broken).for_session(session_id, deadline=deadline_in(10))
+
+    # WHEN
+    calls.details()
+    calls.confirm(True)
+
+    # THEN every call went through, and the observer was still told about each exchange
+    assert sandbox.confirms_for(session_id) == [True]
+    assert [observation.operation for observation in seen] == ["authorize", "details", "confirm"]
 
 
 def test_credentials_repr_hides_secrets() -> None:
@@ -749,8 +870,8 @@ def test_credentials_repr_hides_secrets() -> None:
     assert "cid" in shown
 
 
-def test_threads_share_one_client_and_counters_add_up(
-    sandbox: FlinksSandbox, make_client: ClientFactory
+def test_threads_share_one_client_and_observations_add_up(
+    sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
     # GIVEN eight sessions and one client shared by eight threads
     session_ids = [sandbox.add_session() for _ in range(8)]
@@ -765,7 +886,10 @@ def test_threads_share_one_client_and_counters_add_up(
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(session_id,)) for session_id in session_ids]
+    threads = [
+        threading.Thread(target=work, args=(session_id,), name=f"worker-{index}")
+        for index, session_id in enumerate(session_ids)
+    ]
 
     # WHEN
     for thread in threads:
@@ -773,8 +897,9 @@ def test_threads_share_one_client_and_counters_add_up(
     for thread in threads:
         thread.join(10)
 
-    # THEN
+    # THEN each observation came from the thread that made the exchange
     assert errors == []
-    assert client.stats.snapshot() == {"authorize_calls": 8, "requests_sent": 24, "retries": 0}
+    assert recorder.by_operation() == {"authorize": 8, "details": 8, "confirm": 8}
+    assert {call.thread for call in recorder.calls} == {f"worker-{index}" for index in range(8)}
     assert sandbox.authorize_count == 8
     assert all(sandbox.confirms_for(session_id) == [True] for session_id in session_ids)

@@ -5,10 +5,12 @@ Loopback HTTP only (127.0.0.1); each test starts its own sandbox on a free port.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -802,3 +804,250 @@ def test_emitter_sends_raw_bytes_untouched() -> None:
     ((headers, body),) = receiver.received
     assert body == raw
     assert headers["x-webhook-signature"] == sign_body(raw, "s")
+
+
+# -- tokens, second offers, late and oversized answers ---------------------------------------------------
+
+
+def test_a_token_serves_only_the_first_session_it_was_used_on(
+    sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN two sessions and one token (Flinks: one token per session)
+    first, second = sandbox.add_session(), sandbox.add_session()
+    headers = authorize(sandbox, http)
+
+    # WHEN
+    on_first = http.get(session_url(sandbox, first, "details"), headers=headers, timeout=5)
+    on_second = http.get(session_url(sandbox, second, "details"), headers=headers, timeout=5)
+    again_first = http.get(session_url(sandbox, first, "status"), headers=headers, timeout=5)
+
+    # THEN
+    assert (on_first.status_code, on_second.status_code, again_first.status_code) == (200, 401, 200)
+
+
+def _details(sandbox: FlinksSandbox, http: requests.Session, session_id: str) -> dict[str, Any]:
+    response = http.get(
+        session_url(sandbox, session_id, "details"), headers=authorize(sandbox, http), timeout=5
+    )
+    document: dict[str, Any] = response.json()
+    return document
+
+
+@pytest.mark.parametrize(("reading", "shown"), [("reset", None), ("sticky", True)])
+def test_a_second_offer_shows_its_own_amounts_and_the_scenarios_reading_of_accepted(
+    reading: str, shown: bool | None, sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN a session whose first guarantee (250) was accepted
+    session_id = sandbox.add_session(scenario=Scenario(nbo_guarantee_accepted=reading))
+    confirm(sandbox, http, session_id, b'{"guaranteeAccepted": true}', authorize(sandbox, http))
+
+    # WHEN Flinks emits a Next Best Offer for the session
+    number = sandbox.offer_guarantee(session_id, amount="180.00", highest_debit_amount_to_guarantee=120)
+    details = _details(sandbox, http, session_id)
+
+    # THEN /details describes the new offer; guaranteeAccepted resets, or stays at the first value
+    assert number == 2
+    assert details["amount"] == 180
+    assert details["guaranteeDetails"]["highestDebitAmountToGuarantee"] == 120
+    assert details["guaranteeDetails"]["guaranteeAccepted"] is shown
+    assert "guaranteeId" not in details["guaranteeDetails"]  # this scenario does not expose ids
+    assert details["step"]["current"] == "GuaranteeOffer"
+    assert sandbox.session_state(session_id)["status"] == "InProgress"
+
+    # WHEN the second offer is rejected
+    confirm(sandbox, http, session_id, b'{"guaranteeAccepted": false}', authorize(sandbox, http))
+
+    # THEN the confirms are journaled per offer, and /details shows the second offer's decision
+    assert sandbox.confirms_for(session_id, offer=1) == [True]
+    assert sandbox.confirms_for(session_id, offer=2) == [False]
+    assert [entry.offer for entry in sandbox.calls("/guarantees/confirm")] == [1, 2]
+    assert _details(sandbox, http, session_id)["guaranteeDetails"]["guaranteeAccepted"] is False
+    assert (sandbox.decision_of(session_id, offer=1), sandbox.decision_of(session_id)) == (True, False)
+
+
+def test_guarantee_ids_when_the_scenario_exposes_them(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN a scenario exposing ids, with a first offer's id given and a second's generated
+    session_id = sandbox.add_session(scenario=Scenario(expose_guarantee_ids=True, guarantee_id="G-1"))
+    first = _details(sandbox, http, session_id)["guaranteeDetails"]["guaranteeId"]
+    sandbox.offer_guarantee(session_id, amount=90)
+    second = _details(sandbox, http, session_id)["guaranteeDetails"]["guaranteeId"]
+    sandbox.offer_guarantee(session_id, amount=80, guarantee_id="G-3")
+    third = _details(sandbox, http, session_id)["guaranteeDetails"]["guaranteeId"]
+
+    # THEN
+    assert first == "G-1"
+    assert uuid.UUID(second)
+    assert third == "G-3"
+    assert [offer["guaranteeId"] for offer in sandbox.session_state(session_id)["offers"]] == [
+        "G-1",
+        second,
+        "G-3",
+    ]
+
+
+def test_the_second_offers_webhook_carries_its_amount_and_id(sandbox: FlinksSandbox) -> None:
+    # GIVEN a session with a second offer
+    session_id = sandbox.add_session(scenario=Scenario(reference_id="REF-NBO", amount="300.00"))
+    sandbox.offer_guarantee(session_id, amount="150.00", guarantee_id="G-2")
+    with _Receiver([]) as receiver:
+        # WHEN Flinks delivers the current offer's webhook, then the first offer's again
+        assert sandbox.emit_guarantee_webhook(receiver.url, "whsec-1", session_id, attempts=1).delivered
+        assert sandbox.emit_guarantee_webhook(
+            receiver.url, "whsec-1", session_id, offer=1, attempts=1
+        ).delivered
+
+    # THEN
+    second, first = (json.loads(body) for _, body in receiver.received)
+    assert (second["amount"], second["guaranteeId"], second["referenceId"]) == (150, "G-2", "REF-NBO")
+    assert first["amount"] == 300
+    assert "guaranteeId" not in first
+
+
+def test_admin_api_adds_an_offer(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN
+    session_id = sandbox.add_session()
+    url = f"{sandbox.base_url}/_sandbox/sessions/{session_id}/offers"
+
+    # WHEN
+    added = http.post(
+        url, json={"amount": 99.5, "highestDebitAmountToGuarantee": 50, "guaranteeId": "G-9"}, timeout=5
+    )
+    missing_amount = http.post(url, json={"guaranteeId": "G-10"}, timeout=5)
+    unknown_field = http.post(url, json={"amount": 1, "colour": "red"}, timeout=5)
+    unknown_session = http.post(
+        f"{sandbox.base_url}/_sandbox/sessions/{uuid.uuid4()}/offers", json={"amount": 1}, timeout=5
+    )
+
+    # THEN
+    assert added.status_code == 201
+    assert added.json()["offers"][1] == {
+        "offer": 2,
+        "amount": 99.5,
+        "highestDebitAmountToGuarantee": 50,
+        "guaranteeId": "G-9",
+        "decision": None,
+        "confirms": [],
+    }
+    assert (missing_amount.status_code, unknown_field.status_code, unknown_session.status_code) == (
+        400,
+        400,
+        404,
+    )
+
+
+def test_every_documented_admin_route_answers(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN the admin API as the module docstring documents it, and one session
+    import geft_local.flinks_sandbox as module
+
+    assert module.__doc__ is not None
+    routes = re.findall(r"^ {4}(GET|POST|DELETE) +(/_sandbox/\S*)", module.__doc__, flags=re.MULTILINE)
+    session_id = sandbox.add_session()
+    bodies: dict[tuple[str, str], Any] = {
+        ("POST", "/_sandbox/sessions"): {"preset": "accept"},
+        ("POST", "/_sandbox/sessions/{id}/status"): {"status": "Canceled", "statusDetails": "EFT0501"},
+        ("POST", "/_sandbox/sessions/{id}/faults"): {"details": ["503"]},
+        ("POST", "/_sandbox/sessions/{id}/offers"): {"amount": 10},
+    }
+
+    # WHEN each documented route is called
+    statuses = {
+        (method, path): http.request(
+            method,
+            sandbox.base_url + path.replace("{id}", session_id),
+            json=bodies.get((method, path)),
+            timeout=5,
+        ).status_code
+        for method, path in routes
+    }
+
+    # THEN every one exists and succeeds
+    assert len(statuses) == 8
+    assert set(statuses.values()) <= {200, 201}, statuses
+
+
+def test_slow_apply_answers_late_and_shows_no_decision_meanwhile(
+    sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN a confirm Flinks applies 1 s after it arrives
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["slow-apply:1"]}))
+    headers = authorize(sandbox, http)
+    answers: list[requests.Response] = []
+    started = time.monotonic()
+    sender = threading.Thread(
+        target=lambda: answers.append(
+            confirm(sandbox, requests.Session(), session_id, b'{"guaranteeAccepted": true}', headers)
+        )
+    )
+
+    # WHEN it is sent, and /details is read while it is being applied
+    sender.start()
+    time.sleep(0.3)
+    meanwhile = http.get(session_url(sandbox, session_id, "details"), headers=headers, timeout=5).json()
+    sender.join(10)
+
+    # THEN nothing showed until it was applied, then it was answered 200 (late) and recorded once
+    assert meanwhile["guaranteeDetails"]["guaranteeAccepted"] is None
+    assert answers[0].status_code == 200
+    assert time.monotonic() - started >= 1.0
+    assert sandbox.confirms_for(session_id) == [True]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_oversize_streams_a_json_body_of_exactly_n_bytes(
+    chunked: bool, sandbox: FlinksSandbox, http: requests.Session
+) -> None:
+    # GIVEN
+    size = 3 * 65536 + 17
+    fault = f"oversize-chunked:{size}" if chunked else f"oversize:{size}"
+    session_id = sandbox.add_session(scenario=Scenario(faults={"details": [fault]}))
+
+    # WHEN
+    response = http.get(
+        session_url(sandbox, session_id, "details"), headers=authorize(sandbox, http), timeout=5
+    )
+
+    # THEN
+    assert response.status_code == 200
+    assert len(response.content) == size
+    assert json.loads(response.content) == {"pad": "x" * (size - 10)}
+    assert ("Content-Length" in response.headers) is not chunked
+    assert (response.headers.get("Transfer-Encoding") == "chunked") is chunked
+    assert sandbox.calls("/details")[0].response_bytes == size
+
+
+def test_dribble_writes_one_byte_at_a_time(sandbox: FlinksSandbox, http: requests.Session) -> None:
+    # GIVEN a status answered one byte every 0.2 s from its status line on
+    session_id = sandbox.add_session(scenario=Scenario(faults={"status": ["dribble:0.2"]}))
+    token = authorize(sandbox, http)["Authorization"]
+    request = (
+        f"GET /api/v2/sessions/{session_id}/status HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n\r\n"
+    )
+
+    # WHEN a raw client reads what arrives in the first second
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw:
+        raw.sendall(request.encode())
+        raw.settimeout(0.1)
+        received = b""
+        give_up_at = time.monotonic() + 1.0
+        while time.monotonic() < give_up_at:
+            with contextlib.suppress(TimeoutError):
+                received += raw.recv(100)
+
+    # THEN only a few bytes of the status line came (a normal answer comes whole in milliseconds)
+    assert received.startswith(b"HTTP/1.1 200"[: len(received)])
+    assert 1 <= len(received) <= 8
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fault"),
+    [
+        ("details", "slow-apply:1"),
+        ("confirm", "oversize:0"),
+        ("confirm", "dribble:100"),
+        ("details", "dribble:-1"),
+        ("status", "oversize:lots"),
+    ],
+)
+def test_new_faults_reject_nonsense(endpoint: str, fault: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case fails on a different check
+        Scenario(faults={endpoint: [fault]})

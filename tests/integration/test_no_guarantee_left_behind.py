@@ -47,6 +47,7 @@ def processor(function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbo
         FLINKS_BASE_URL=sandbox.base_url,
         DECISION_POLICY=json.dumps(REVIEW_POLICY),
         HTTP_READ_TIMEOUT_SECONDS="1.5",
+        CONFIRM_SETTLE_SECONDS="3",
         FINISH_RESERVE_SECONDS="0.5",
     )
     handler._processor.cache_clear()

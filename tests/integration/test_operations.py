@@ -43,6 +43,7 @@ def processor(
         FLINKS_BASE_URL=sandbox.base_url,
         DECISION_POLICY=json.dumps(REVIEW_POLICY),
         HTTP_READ_TIMEOUT_SECONDS="1.5",
+        CONFIRM_SETTLE_SECONDS="3",
         FINISH_RESERVE_SECONDS="0.5",
     )
     handler._processor.cache_clear()

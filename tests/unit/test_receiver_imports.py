@@ -6,13 +6,8 @@ receiver's cold start 100-200 ms (docs/performance.md) and it needs none of them
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from tests.support.fresh_interpreter import REPO, run_probe
 
-REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("requests", "pydantic", "geft.flinks_client")
 PROBE = f"""
 import json, sys
@@ -22,25 +17,9 @@ print(json.dumps({{name: name in sys.modules for name in {FORBIDDEN!r}}}))
 
 
 def test_importing_the_receiver_handler_loads_neither_requests_nor_pydantic_nor_the_flinks_client() -> None:
-    # GIVEN a fresh interpreter with only the receiver's Lambda paths (its CodeUri and the layer)
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(REPO / "functions" / "webhook_receiver"), str(REPO / "layers" / "shared")]
-        ),
-    }
-
-    # WHEN it imports the handler
-    completed = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # GIVEN / WHEN a fresh interpreter with only the receiver's Lambda paths (its CodeUri and the
+    # layer) imports the handler
+    loaded = run_probe(PROBE, paths=[REPO / "functions" / "webhook_receiver", REPO / "layers" / "shared"])
 
     # THEN none of the processor's heavy modules was loaded
-    assert completed.returncode == 0, completed.stderr
-    loaded = json.loads(completed.stdout.strip().splitlines()[-1])
     assert loaded == dict.fromkeys(FORBIDDEN, False)

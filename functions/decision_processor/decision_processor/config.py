@@ -6,23 +6,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from geft.flinks_settings import FlinksSettings
 from geft.settings import EnvReader
-
-CREDENTIAL_TRANSPORTS = frozenset({"basic", "form"})
 
 
 @dataclass(frozen=True)
 class ProcessorConfig:
     table_name: str
     retention_days: int
-    flinks_base_url: str
-    flinks_credentials_secret_id: str
-    credential_transport: str
+    flinks: FlinksSettings
     decision_policy_json: str
     secret_max_age_seconds: int
     pool_size: int
-    connect_timeout_seconds: float
-    read_timeout_seconds: float
+    # Unused Flinks tokens kept per container, minted in the background (0 turns the pool off).
+    token_pool_size: int
+    # A pooled token is discarded this long before its expires_in runs out.
+    token_pool_margin_seconds: float
     # Kept back from the invocation deadline for the final state write (or the release of a claim).
     finish_reserve_seconds: float
     review_timeout_seconds: int
@@ -37,10 +36,8 @@ class ProcessorConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorConfig:
         env = EnvReader(os.environ if environ is None else environ)
-        base_url = env.text("FLINKS_BASE_URL").rstrip("/")
-        if base_url and not base_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            env.problems.append("FLINKS_BASE_URL must be https:// (plain http only for a local sandbox)")
-        read_timeout = env.number("HTTP_READ_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+        flinks = FlinksSettings.read(env)
+        read_timeout = flinks.read_timeout_seconds
         settle = env.number("CONFIRM_SETTLE_SECONDS", 2 * read_timeout, minimum=0.1)
         if settle < read_timeout:
             env.problems.append(
@@ -50,14 +47,12 @@ class ProcessorConfig:
         config = cls(
             table_name=env.text("TABLE_NAME"),
             retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
-            flinks_base_url=base_url,
-            flinks_credentials_secret_id=env.text("FLINKS_CREDENTIALS_SECRET_ARN"),
-            credential_transport=env.choice("FLINKS_CREDENTIAL_TRANSPORT", "basic", CREDENTIAL_TRANSPORTS),
+            flinks=flinks,
             decision_policy_json=env.text("DECISION_POLICY"),
             secret_max_age_seconds=env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600),
             pool_size=env.integer("PROCESSOR_POOL_SIZE", 16, minimum=1, maximum=64),
-            connect_timeout_seconds=env.number("HTTP_CONNECT_TIMEOUT_SECONDS", 3.05, minimum=0.1),
-            read_timeout_seconds=read_timeout,
+            token_pool_size=env.integer("FLINKS_TOKEN_POOL_SIZE", 4, minimum=0, maximum=16),
+            token_pool_margin_seconds=env.number("FLINKS_TOKEN_POOL_MARGIN_SECONDS", 30.0, minimum=1.0),
             finish_reserve_seconds=env.number("FINISH_RESERVE_SECONDS", 3.0, minimum=0.5),
             review_timeout_seconds=env.integer("REVIEW_TIMEOUT_SECONDS", 300, minimum=1),
             reconcile_delay_seconds=env.integer("RECONCILE_DELAY_SECONDS", 900, minimum=0),

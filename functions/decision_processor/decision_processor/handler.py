@@ -49,15 +49,14 @@ def _processor() -> GuaranteeProcessor:
     for warning in policy.warnings:
         logger.warning("decision policy warning", warning=warning)
     credentials = JsonSecret(
-        config.flinks_credentials_secret_id, max_age_seconds=config.secret_max_age_seconds
+        config.flinks.credentials_secret_id, max_age_seconds=config.secret_max_age_seconds
     )
     flinks = client_for_secret(
-        config.flinks_base_url,
+        config.flinks,
         credentials,
-        credential_transport="form" if config.credential_transport == "form" else "basic",
-        connect_timeout=config.connect_timeout_seconds,
-        read_timeout=config.read_timeout_seconds,
-        pool_maxsize=config.pool_size,  # one keep-alive connection per worker thread
+        pool_maxsize=config.pool_size + 1,  # one keep-alive connection per worker thread, one for refills
+        token_pool_size=config.token_pool_size,
+        token_pool_margin=config.token_pool_margin_seconds,
     )
     return GuaranteeProcessor(
         store=GuaranteeRepository(

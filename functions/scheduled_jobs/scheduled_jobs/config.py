@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from geft.flinks_settings import FlinksSettings
 from geft.settings import EnvReader
 
 REVIEW_FALLBACK_DECISIONS = frozenset({"accept", "reject"})
@@ -39,9 +40,7 @@ class ReviewTimeoutConfig:
 class ReconcilerConfig:
     table_name: str
     retention_days: int
-    flinks_base_url: str
-    flinks_credentials_secret_id: str
-    credential_transport: str
+    flinks: FlinksSettings
     secret_max_age_seconds: int
     retry_seconds: int
     max_attempts: int
@@ -55,11 +54,7 @@ class ReconcilerConfig:
         config = cls(
             table_name=env.text("TABLE_NAME"),
             retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
-            flinks_base_url=env.text("FLINKS_BASE_URL").rstrip("/"),
-            flinks_credentials_secret_id=env.text("FLINKS_CREDENTIALS_SECRET_ARN"),
-            credential_transport=env.choice(
-                "FLINKS_CREDENTIAL_TRANSPORT", "basic", frozenset({"basic", "form"})
-            ),
+            flinks=FlinksSettings.read(env),
             secret_max_age_seconds=env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600),
             retry_seconds=env.integer("RECONCILE_RETRY_SECONDS", 900, minimum=1),
             max_attempts=env.integer("RECONCILE_MAX_ATTEMPTS", 96, minimum=1),

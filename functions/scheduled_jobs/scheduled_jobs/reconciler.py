@@ -70,11 +70,8 @@ class ReconcileSummary:
 def _dependencies() -> tuple[ReconcilerConfig, GuaranteeRepository, FlinksClient]:
     config = ReconcilerConfig.from_env()
     flinks = client_for_secret(
-        config.flinks_base_url,
-        JsonSecret(config.flinks_credentials_secret_id, max_age_seconds=config.secret_max_age_seconds),
-        credential_transport="form" if config.credential_transport == "form" else "basic",
-        connect_timeout=3.05,
-        read_timeout=10.0,
+        config.flinks,
+        JsonSecret(config.flinks.credentials_secret_id, max_age_seconds=config.secret_max_age_seconds),
         pool_maxsize=config.workers,
     )
     repository = GuaranteeRepository(

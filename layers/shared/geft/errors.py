@@ -36,23 +36,39 @@ class FlinksError(GeftError):
 
 
 class FlinksTransientError(FlinksError):
-    """Worth retrying later: connection errors, timeouts, 429, 5xx, retries exhausted in the call."""
-
-
-class FlinksConfirmOutcomeUnknownError(FlinksTransientError):
-    """A confirm may have reached Flinks (timeout, dropped connection, 500/502/504): never re-sent blindly."""
+    """Worth retrying later: connection errors, timeouts, 408, 429, 5xx, retries exhausted in the call."""
 
 
 class FlinksProtocolError(FlinksTransientError):
     """Flinks answered 2xx with a body we cannot read (not JSON, wrong shape)."""
 
 
+class FlinksConfirmOutcomeUnknownError(FlinksTransientError):
+    """A confirm may have reached Flinks' handling, but its answer did not arrive (read timeout,
+    connection dropped after the request was written, 500/502/504, a cut-off answer).
+
+    Raised at once: the client never reads ``/details`` or re-sends a confirm itself. The caller
+    decides, after a settle delay, from what ``/details`` then says about this guarantee.
+    """
+
+
+class FlinksResponseTooLargeError(FlinksTransientError):
+    """An answer was longer than the configured cap; reading stopped there.
+
+    Not retried within the call (the same session gives the same answer). Transient for the caller:
+    the stream retries it a bounded number of times and then dead-letters it, where an operator can
+    redrive it once Flinks (or whatever sits in between) is fixed; it says nothing about the guarantee,
+    so it must not become a FAILED decision.
+    """
+
+
 class FlinksPermanentError(FlinksError):
-    """Retrying cannot help: 400, 404, other 4xx (after one re-authorization on 401)."""
+    """Retrying cannot help: 400, 404, 409, other 4xx but 408/429 (after one re-authorization on 401)."""
 
 
 class FlinksConflictError(FlinksPermanentError):
-    """Flinks answered 409 to a confirm: what /details records decides what it means."""
+    """Flinks answered 409 (e.g. a decision already recorded, or no pending guarantee): the caller
+    reads ``/details`` to learn what Flinks holds instead of treating it as a refusal."""
 
 
 class FlinksSessionNotFoundError(FlinksPermanentError):

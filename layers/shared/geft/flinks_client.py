@@ -1,56 +1,87 @@
 """Flinks Pay G-EFT API adapter: authorize, session details/status, and the guarantee confirm call.
 
-Only the decision processor imports this module (it is the only place ``requests`` is used). Every
-failure leaves as a typed ``FlinksError``; nothing here logs, so tokens, credentials and bodies cannot
-leak through logs, and error messages never carry them either.
+Only the functions that call Flinks import this module (it is the only place ``requests`` is used).
+Every failure leaves as a typed ``FlinksError``; nothing here logs, so tokens, credentials and bodies
+cannot leak through logs, and error messages never carry them either.
 
-Threading: one ``FlinksClient`` (one ``requests.Session``, one connection pool) is shared by the
-processor's worker threads; each thread uses its own ``SessionCalls`` (not thread-safe by design).
+Outbound limits, each enforced here rather than trusted to the server:
+
+* one host: every request goes to the validated base URL's scheme, host and port (redirects are not
+  followed, and a URL for anywhere else is refused before it is sent);
+* a total deadline per HTTP exchange (connect, then every socket read gets what is left of
+  ``connect_timeout + read_timeout``, clipped to the session's deadline), so a server dribbling a
+  byte at a time cannot hold a call past it;
+* a size cap on every answer, enforced while streaming the body, so an oversized answer is never
+  held in memory;
+* no proxies, CA bundles or ``.netrc`` from the environment unless ``trust_env`` opts in.
+
+(The deadline and the size cap are enforced by ``geft.flinks_http``; the token pool is
+``geft.flinks_tokens``; the base-URL check is ``geft.flinks_settings``.)
+
+Confirms are sent at most once per call when their outcome may have reached Flinks: a read timeout,
+a connection dropped after the request was written, a 500/502/504 or a cut-off answer raises
+``FlinksConfirmOutcomeUnknownError`` at once. What to do next (read ``/details``, after a while) is
+the caller's rule, not the client's.
+
+Threading: one ``FlinksClient`` (one ``requests.Session``, one connection pool, one token pool) is
+shared by the caller's threads; each thread uses its own ``SessionCalls`` (not thread-safe by design).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from geft.backoff import RetryPolicy, backoff_delay, parse_retry_after
 from geft.errors import (
     FlinksAuthError,
+    FlinksConfirmOutcomeUnknownError,
+    FlinksConflictError,
     FlinksPermanentError,
     FlinksProtocolError,
+    FlinksResponseTooLargeError,
     FlinksSessionNotFoundError,
     FlinksTransientError,
     SecretError,
 )
+from geft.flinks_http import BodyProblem, ExchangeContext, new_http_session, read_capped
+from geft.flinks_settings import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    CredentialTransport,
+    FlinksSettings,
+    flinks_base_url,
+)
+from geft.flinks_tokens import TokenPool, TokenPoolCounters
 from geft.secrets import JsonSecret
 
-CredentialTransport = Literal["basic", "form"]
+Operation = Literal["authorize", "details", "status", "confirm"]
+StatusClass = Literal["2xx", "3xx", "4xx", "5xx", "timeout", "connection-error", "too-large"]
 
 _T = TypeVar("_T")
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Answers after which Flinks may already have acted on the request (the failure came after it arrived).
+# Refused before Flinks' handling (a gateway or the server's front door said no): safe to send again.
+_NOT_PROCESSED_STATUSES = frozenset({408, 429, 503})
+# Failures after which Flinks may already have acted on the request.
 _MAYBE_PROCESSED_STATUSES = frozenset({500, 502, 504})
-_RETRY_AFTER_STATUSES = frozenset({429, 503})
 _AUTH_REFUSED_STATUSES = frozenset({400, 401, 403})
 _DOCUMENTED_EXPIRES_IN_S = 299.0
-_TOKEN_EXPIRY_MARGIN_S = 5.0
+_SESSION_TOKEN_MARGIN_S = 5.0
+_REFILL_COOLDOWN_S = 5.0
+_READ_CHUNK_BYTES = 64 * 1024
 _REASON_MAX_CHARS = 160
 _REASON_KEYS = ("title", "detail", "error_description", "error", "message", "Message")
 
@@ -81,110 +112,112 @@ class FlinksCredentials:
 
 @dataclass(frozen=True)
 class ConfirmResult:
-    """Outcome of a confirm call that Flinks accepted.
-
-    ``body_readable`` is False when the 2xx answer had no JSON object body: the decision is recorded
-    all the same. ``already_recorded`` is True when an earlier attempt of this call had an unknown
-    outcome (timeout, dropped connection, 500/502/504) and ``/details`` showed our decision already
-    recorded, so the confirm was not sent again; ids then come from ``/details``.
-    """
+    """A confirm Flinks answered 2xx. ``body_readable`` is False when the answer had no readable JSON
+    object body (cut off, too large, not JSON): the decision is recorded all the same."""
 
     session_id: str | None
     reference_id: str | None
     body_readable: bool
-    already_recorded: bool = False
 
 
-class ClientStats:
-    """Thread-safe counters for benchmarks: HTTP requests sent, authorize requests, retries."""
+@dataclass(frozen=True)
+class CallObservation:
+    """One HTTP exchange with Flinks, as the ``on_call`` observer sees it.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._authorize_calls = 0
-        self._requests_sent = 0
-        self._retries = 0
+    ``attempt`` counts the exchanges of this operation within one call (1 for the first, 2 for a
+    retry or the repeat after a 401). ``latency_ms`` runs from sending to the last byte read (or the
+    failure). ``status_code`` is None when no status line arrived.
+    """
 
-    @property
-    def authorize_calls(self) -> int:
-        with self._lock:
-            return self._authorize_calls
+    operation: Operation
+    status_code: int | None
+    status_class: StatusClass
+    latency_ms: float
+    attempt: int
 
-    @property
-    def requests_sent(self) -> int:
-        """Every HTTP request sent, authorize requests included."""
-        with self._lock:
-            return self._requests_sent
 
-    @property
-    def retries(self) -> int:
-        """Backoff waits started (attempts after the first), across all calls."""
-        with self._lock:
-            return self._retries
+CallObserver = Callable[[CallObservation], None]
 
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {
-                "authorize_calls": self._authorize_calls,
-                "requests_sent": self._requests_sent,
-                "retries": self._retries,
-            }
 
-    def count_request(self, *, authorize: bool) -> None:
-        with self._lock:
-            self._requests_sent += 1
-            if authorize:
-                self._authorize_calls += 1
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    credentials: FlinksCredentials
+    # Never used at or after these: mint time (taken when the authorize request was sent) + expires_in
+    # - margin, on both clocks (a frozen Lambda container may not advance the monotonic one).
+    usable_until_monotonic: float
+    usable_until_wall: float
 
-    def count_retry(self) -> None:
-        with self._lock:
-            self._retries += 1
+    def usable(self, now_monotonic: float, now_wall: float) -> bool:
+        return now_monotonic < self.usable_until_monotonic and now_wall < self.usable_until_wall
 
 
 class FlinksClient:
-    """Holds the connection pool, the credential source and the retry settings; hands out ``SessionCalls``."""
+    """Holds the connection pool, the credential source, the limits, the retry settings and the token
+    pool; hands out ``SessionCalls``."""
 
     def __init__(
         self,
         base_url: str,
         credentials: Callable[[], FlinksCredentials],
         *,
-        http: requests.Session | None = None,
         credential_transport: CredentialTransport = "basic",
         connect_timeout: float = 3.05,
         read_timeout: float = 10.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        trust_env: bool = False,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe as a default
+        pool_maxsize: int = 16,
+        token_pool_size: int = 0,
+        token_pool_margin: float = 30.0,
+        on_call: CallObserver | None = None,
+        refill_executor: Executor | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
-        pool_maxsize: int = 16,
     ) -> None:
-        base = base_url.strip().rstrip("/")
-        parts = urlsplit(base)
-        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
-            raise ValueError("base_url must be an absolute http(s) URL without query or fragment")
+        base = flinks_base_url(base_url)
         if credential_transport not in ("basic", "form"):
             raise ValueError("credential_transport must be 'basic' or 'form'")
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds")
-        if http is not None and http.verify is False:
-            raise ValueError("TLS certificate verification must stay enabled on the injected session")
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int):
+            raise ValueError("max_response_bytes must be an integer")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be positive")
+        if not 0 <= token_pool_size <= 64:
+            raise ValueError("token_pool_size must be within 0..64")
+        if not (math.isfinite(token_pool_margin) and token_pool_margin >= 0):
+            raise ValueError("token_pool_margin must be a finite number of seconds >= 0")
+        origin = urlsplit(base)
         self._base_url = base
+        self._origin = (origin.scheme, origin.hostname, origin.port)
         self._credentials = credentials
-        self._http = http if http is not None else _new_http_session(pool_maxsize)
+        self._http = new_http_session(pool_maxsize, trust_env=trust_env)
         self._transport: CredentialTransport = credential_transport
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._max_response_bytes = max_response_bytes
         self._retry = retry
+        self._on_call = on_call
         self._sleep = sleep
         self._monotonic = monotonic
+        self._clock = clock
         self._rand = rand
-        self.stats = ClientStats()
-
-    @property
-    def http(self) -> requests.Session:
-        """The pooled session (exposed so tests can check that TLS verification is on)."""
-        return self._http
+        self._token_pool_margin = token_pool_margin
+        self._token_pool: TokenPool[_Token] | None = (
+            TokenPool(
+                token_pool_size,
+                self._mint_for_pool,
+                monotonic=monotonic,
+                clock=clock,
+                executor=refill_executor,
+            )
+            if token_pool_size
+            else None
+        )
 
     def for_session(self, session_id: str, *, deadline: float) -> SessionCalls:
         """Calls for one Flinks session, all finished by ``deadline`` (a ``monotonic()`` timestamp)."""
@@ -194,23 +227,161 @@ class FlinksClient:
             raise ValueError("deadline must be a finite monotonic timestamp")
         return SessionCalls(self, session_id, deadline)
 
+    def token_pool_counters(self) -> TokenPoolCounters:
+        """The token pool's counters (all zero when the pool is off)."""
+        return self._token_pool.counters() if self._token_pool is not None else TokenPoolCounters()
+
     def close(self) -> None:
+        if self._token_pool is not None:
+            self._token_pool.close()
         self._http.close()
+
+    # -- one HTTP exchange (called from SessionCalls and the token pool's refill) ---------------------
+
+    def _exchange(
+        self,
+        operation: Operation,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: bytes | dict[str, str] | None,
+        deadline: float,
+        attempt: int,
+    ) -> _HttpAnswer:
+        """Sends one request and reads its answer within the limits. Failures before a status line
+        arrives raise ``_ExchangeFailed``; a body that could not be read in full is reported on the
+        answer (``body_problem``), because the status alone may already be the outcome."""
+        target = urlsplit(url)
+        if (target.scheme, target.hostname, target.port) != self._origin:
+            raise FlinksPermanentError(f"Flinks {operation}: refusing to send to a host other than Flinks'")
+        started = self._monotonic()
+        left = deadline - started
+        if left <= 0:
+            raise FlinksTransientError(f"Flinks {operation}: deadline reached before the request was sent")
+        exchange_deadline = started + min(left, self._connect_timeout + self._read_timeout)
+        timeout = (min(self._connect_timeout, left), min(self._read_timeout, left))
+        context = ExchangeContext(exchange_deadline, self._read_timeout, self._monotonic)
+        status_class: StatusClass = "connection-error"
+        status_code: int | None = None
+        try:
+            try:
+                with context.active():
+                    response = self._http.request(
+                        method,
+                        url,
+                        headers=dict(headers),
+                        data=data,
+                        timeout=timeout,
+                        allow_redirects=False,
+                        stream=True,
+                    )
+            except requests.Timeout as exc:
+                status_class = "timeout"
+                raise _ExchangeFailed(operation, "timed out", sent=context.request_written) from exc
+            except requests.ConnectionError as exc:
+                # Connection refused, TLS handshake failure, reset, or dropped before any answer.
+                raise _ExchangeFailed(operation, "connection failed", sent=context.request_written) from exc
+            except requests.RequestException as exc:
+                raise FlinksPermanentError(
+                    f"Flinks {operation}: request could not be made ({type(exc).__name__})"
+                ) from exc
+            status_code = response.status_code
+            status_class = _status_class(status_code)
+            with contextlib.closing(response):
+                body, problem = read_capped(response, self._max_response_bytes)
+            if problem is not None:
+                status_class = "connection-error" if problem == "cut-off" else problem
+            return _HttpAnswer(status_code, response.headers, body, problem)
+        finally:
+            self._observe(operation, status_code, status_class, started, attempt)
+
+    def _observe(
+        self,
+        operation: Operation,
+        status_code: int | None,
+        status_class: StatusClass,
+        started: float,
+        attempt: int,
+    ) -> None:
+        observer = self._on_call
+        if observer is None:
+            return
+        latency_ms = round((self._monotonic() - started) * 1000, 3)
+        with contextlib.suppress(Exception):  # an observer's bug must never break a call to Flinks
+            observer(CallObservation(operation, status_code, status_class, latency_ms, attempt))
+
+    def _mint_for_pool(self) -> _Token:
+        """One background authorize for the token pool (on its thread), within one exchange's budget."""
+        return self._mint(
+            self._credentials(),
+            deadline=self._monotonic() + self._connect_timeout + self._read_timeout,
+            attempt=1,
+            margin=self._token_pool_margin,
+        )
+
+    def _mint(
+        self, credentials: FlinksCredentials, *, deadline: float, attempt: int, margin: float
+    ) -> _Token:
+        """One ``POST /api/v1/authorize``. Raises FlinksAuthError when the credentials are refused."""
+        headers = _identity_headers(credentials)
+        form = {"grant_type": "client_credentials"}
+        if self._transport == "basic":
+            pair = f"{credentials.username}:{credentials.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        else:
+            form["Username"] = credentials.username
+            form["Password"] = credentials.password
+        sent_monotonic, sent_wall = self._monotonic(), self._clock()
+        answer = self._exchange(
+            "authorize",
+            "POST",
+            f"{self._base_url}/api/v1/authorize",
+            headers=headers,
+            data=form,
+            deadline=deadline,
+            attempt=attempt,
+        )
+        status = answer.status
+        secrets = _secrets_of(credentials)
+        if status in _AUTH_REFUSED_STATUSES:
+            raise FlinksAuthError(
+                f"Flinks authorize refused the credentials ({status}{answer.reason(secrets)})",
+                status_code=status,
+            )
+        _raise_for_status("authorize", answer, secrets)
+        document = answer.json_object("authorize")
+        token = document.get("access_token")
+        if not isinstance(token, str) or not token.strip():
+            raise _RetryableFailure(
+                FlinksProtocolError(
+                    f"Flinks authorize answered {status} without an access_token", status_code=status
+                )
+            )
+        lifetime = max(0.0, _seconds(document.get("expires_in")) - margin)
+        return _Token(token.strip(), credentials, sent_monotonic + lifetime, sent_wall + lifetime)
 
 
 @dataclass
 class _CallState:
-    """Per logical call: whether we already re-authorized, whether an attempt may have reached Flinks."""
+    """Per logical call: whether we already re-authorized, and how many exchanges of each operation."""
 
     reauthorized: bool = False
-    maybe_processed: bool = False
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    def next_attempt(self, operation: Operation) -> int:
+        self.attempts[operation] = self.attempts.get(operation, 0) + 1
+        return self.attempts[operation]
 
 
 class _RetryableFailure(Exception):
-    """Internal: one attempt failed in a way worth another attempt within the deadline."""
+    """Internal: one attempt failed in a way worth another attempt within the deadline.
+
+    ``maybe_processed``: a confirm that may have reached Flinks' handling; never sent again here.
+    """
 
     def __init__(
-        self, error: FlinksTransientError, *, retry_after: float | None = None, maybe_processed: bool
+        self, error: FlinksTransientError, *, retry_after: float | None = None, maybe_processed: bool = False
     ) -> None:
         super().__init__(str(error))
         self.error = error
@@ -218,8 +389,18 @@ class _RetryableFailure(Exception):
         self.maybe_processed = maybe_processed
 
 
+class _ExchangeFailed(_RetryableFailure):
+    """Internal: no status line arrived. ``sent``: the whole request had been written to the socket."""
+
+    def __init__(self, operation: Operation, what: str, *, sent: bool) -> None:
+        super().__init__(
+            FlinksTransientError(f"Flinks {operation} {what}"),
+            maybe_processed=sent and operation == "confirm",
+        )
+
+
 class SessionCalls:
-    """The calls for one session, sharing one bearer token obtained lazily on the first call.
+    """The calls for one session, sharing one bearer token (from the pool, or obtained on the first call).
 
     Not thread-safe: use one instance per thread (and per session) at a time.
     """
@@ -228,9 +409,9 @@ class SessionCalls:
         self._client = client
         self._session_id = session_id
         self._deadline = deadline
-        self._credentials: FlinksCredentials | None = None
-        self._token: str | None = None
-        self._token_expires_at = 0.0
+        self._token: _Token | None = None
+        self._token_from_pool = False
+        self._pool_tried = False
 
     @property
     def session_id(self) -> str:
@@ -254,41 +435,25 @@ class SessionCalls:
     def confirm(self, accepted: bool) -> ConfirmResult:
         """``POST /api/v2/sessions/{id}/guarantees/confirm`` with ``{"guaranteeAccepted": <bool>}``.
 
-        Before re-sending after an attempt whose outcome is unknown, reads ``/details``: if our decision
-        is already recorded it returns without a second confirm; the opposite decision raises
-        ``FlinksPermanentError``.
+        Sent again within the call only after failures that provably did not reach Flinks' handling
+        (connection refused, connect timeout, 408, 429, 503, a 401 answered by re-authorizing once).
+        Raises ``FlinksConfirmOutcomeUnknownError`` when the confirm may have been applied, and
+        ``FlinksConflictError`` on a 409.
         """
         if not isinstance(accepted, bool):
             raise TypeError("accepted must be a bool")
         body = json.dumps({"guaranteeAccepted": accepted}).encode("ascii")
 
         def attempt(state: _CallState) -> ConfirmResult:
-            if state.maybe_processed:
-                recorded = self._recorded_decision(state)
-                if recorded is not None:
-                    decision, details = recorded
-                    if decision is not accepted:
-                        raise FlinksPermanentError(
-                            "Flinks already records the opposite guarantee decision for this session"
-                        )
-                    return ConfirmResult(
-                        session_id=_text_or_none(details.get("sessionId")),
-                        reference_id=_text_or_none(details.get("referenceId")),
-                        body_readable=False,
-                        already_recorded=True,
-                    )
-            try:
-                response = self._session_request(state, "POST", "guarantees/confirm", json_body=body)
-                self._check_status("confirm", response)
-            except _RetryableFailure as failure:
-                state.maybe_processed = state.maybe_processed or failure.maybe_processed
-                raise
-            answer = _json_object(response)
-            if answer is None:
+            answer = self._session_exchange(state, "confirm", "POST", "guarantees/confirm", json_body=body)
+            if not 200 <= answer.status < 300:
+                self._raise_for_status("confirm", answer)
+            document = answer.optional_json_object()
+            if document is None:
                 return ConfirmResult(session_id=None, reference_id=None, body_readable=False)
             return ConfirmResult(
-                session_id=_text_or_none(answer.get("sessionId")),
-                reference_id=_text_or_none(answer.get("referenceId")),
+                session_id=_text_or_none(document.get("sessionId")),
+                reference_id=_text_or_none(document.get("referenceId")),
                 body_readable=True,
             )
 
@@ -298,32 +463,13 @@ class SessionCalls:
 
     def _get_object(self, operation: Literal["details", "status"]) -> dict[str, Any]:
         def attempt(state: _CallState) -> dict[str, Any]:
-            return self._read_object(state, operation)
+            answer = self._session_exchange(state, operation, "GET", operation)
+            self._raise_for_status(operation, answer)
+            return answer.json_object(operation)
 
         return self._retrying(operation, attempt)
 
-    def _read_object(self, state: _CallState, operation: Literal["details", "status"]) -> dict[str, Any]:
-        response = self._session_request(state, "GET", operation)
-        self._check_status(operation, response)
-        answer = _json_object(response)
-        if answer is None:
-            raise _RetryableFailure(
-                FlinksProtocolError(
-                    f"Flinks {operation} answered {response.status_code} without a JSON object body",
-                    status_code=response.status_code,
-                ),
-                maybe_processed=False,
-            )
-        return answer
-
-    def _recorded_decision(self, state: _CallState) -> tuple[bool, dict[str, Any]] | None:
-        """The decision ``/details`` shows as recorded (with the details), or None while undecided."""
-        details = self._read_object(state, "details")
-        guarantee = details.get("guaranteeDetails")
-        recorded = guarantee.get("guaranteeAccepted") if isinstance(guarantee, dict) else None
-        return (recorded, details) if isinstance(recorded, bool) else None
-
-    def _retrying(self, operation: str, attempt: Callable[[_CallState], _T]) -> _T:
+    def _retrying(self, operation: Operation, attempt: Callable[[_CallState], _T]) -> _T:
         client = self._client
         state = _CallState()
         number = 0
@@ -332,6 +478,8 @@ class SessionCalls:
             try:
                 return attempt(state)
             except _RetryableFailure as failure:
+                if failure.maybe_processed:
+                    _give_up(operation, failure, "with its outcome unknown", FlinksConfirmOutcomeUnknownError)
                 if number >= client._retry.max_attempts:
                     _give_up(operation, failure, f"after {number} attempts")
                 if failure.retry_after is not None:
@@ -340,25 +488,39 @@ class SessionCalls:
                     delay = backoff_delay(number, client._retry, client._rand)
                 if delay >= self.time_left():
                     _give_up(operation, failure, "before the deadline")
-                client.stats.count_retry()
                 if delay > 0:
                     client._sleep(delay)
 
-    def _session_request(
-        self, state: _CallState, method: str, suffix: str, *, json_body: bytes | None = None
-    ) -> requests.Response:
+    def _session_exchange(
+        self,
+        state: _CallState,
+        operation: Operation,
+        method: str,
+        suffix: str,
+        *,
+        json_body: bytes | None = None,
+    ) -> _HttpAnswer:
         """One exchange with the bearer token; on 401 re-authorizes once per call and repeats it."""
         url = f"{self._client._base_url}/api/v2/sessions/{self._session_id}/{suffix}"
-        operation = suffix.rsplit("/", 1)[-1]
         while True:
-            token = self._valid_token()
-            headers = self._identity_headers()
-            headers["Authorization"] = f"Bearer {token}"
+            token = self._valid_token(state)
+            headers = _identity_headers(token.credentials)
+            headers["Authorization"] = f"Bearer {token.value}"
             if json_body is not None:
                 headers["Content-Type"] = "application/json"
-            response = self._send(method, url, operation, headers=headers, data=json_body, authorize=False)
-            if response.status_code != 401:
-                return response
+            answer = self._client._exchange(
+                operation,
+                method,
+                url,
+                headers=headers,
+                data=json_body,
+                deadline=self._deadline,
+                attempt=state.next_attempt(operation),
+            )
+            if answer.status != 401:
+                return answer
+            if self._token_from_pool and self._client._token_pool is not None:
+                self._client._token_pool.count_refused()
             if state.reauthorized:
                 raise FlinksAuthError(
                     f"Flinks {operation} refused a freshly issued token (401)", status_code=401
@@ -366,191 +528,166 @@ class SessionCalls:
             state.reauthorized = True
             self._token = None
 
-    def _valid_token(self) -> str:
-        if self._token is None or self._client._monotonic() >= self._token_expires_at:
-            return self._authorize()
+    def _valid_token(self, state: _CallState) -> _Token:
+        client = self._client
+        token = self._token
+        if token is not None and token.usable(client._monotonic(), client._clock()):
+            return token
+        pool = client._token_pool
+        if pool is not None and not self._pool_tried:
+            self._pool_tried = True  # the first token only: after an expiry or a 401, authorize inline
+            pooled = pool.take()
+            if pooled is not None:
+                self._token, self._token_from_pool = pooled, True
+                return pooled
+        self._token, self._token_from_pool = None, False
+        credentials = client._credentials()
+        self._token = client._mint(
+            credentials,
+            deadline=self._deadline,
+            attempt=state.next_attempt("authorize"),
+            margin=_SESSION_TOKEN_MARGIN_S,
+        )
         return self._token
 
-    def _authorize(self) -> str:
-        client = self._client
-        credentials = client._credentials()
-        self._credentials = credentials
-        self._token = None
-        started = client._monotonic()
-        headers = self._identity_headers()
-        form = {"grant_type": "client_credentials"}
-        if client._transport == "basic":
-            pair = f"{credentials.username}:{credentials.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        else:
-            form["Username"] = credentials.username
-            form["Password"] = credentials.password
-        response = self._send(
-            "POST",
-            f"{client._base_url}/api/v1/authorize",
-            "authorize",
-            headers=headers,
-            data=form,
-            authorize=True,
-        )
-        status = response.status_code
-        if status in _AUTH_REFUSED_STATUSES:
-            raise FlinksAuthError(
-                f"Flinks authorize refused the credentials ({status}{self._reason(response)})",
-                status_code=status,
+    def _raise_for_status(self, operation: Operation, answer: _HttpAnswer) -> None:
+        secrets = _secrets_of(self._token.credentials) if self._token is not None else []
+        if self._token is not None:
+            secrets.append(self._token.value)
+        _raise_for_status(operation, answer, secrets)
+
+
+# -- answers -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _HttpAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    body_problem: BodyProblem | None
+
+    def optional_json_object(self) -> dict[str, Any] | None:
+        if self.body_problem is not None:
+            return None
+        try:
+            value = json.loads(self.body, parse_float=Decimal, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def json_object(self, operation: Operation) -> dict[str, Any]:
+        """The 2xx body as a JSON object, or the failure that makes it unreadable."""
+        if self.body_problem == "too-large":
+            raise FlinksResponseTooLargeError(
+                f"Flinks {operation} answered {self.status} with a body over the size cap; not read",
+                status_code=self.status,
             )
-        self._check_status("authorize", response)
-        answer = _json_object(response)
-        token = answer.get("access_token") if answer is not None else None
-        if not isinstance(token, str) or not token.strip():
+        if self.body_problem is not None:
+            what = "timed out" if self.body_problem == "timeout" else "answer cut off"
+            raise _RetryableFailure(
+                FlinksTransientError(
+                    f"Flinks {operation} {what} while reading the body", status_code=self.status
+                )
+            )
+        document = self.optional_json_object()
+        if document is None:
             raise _RetryableFailure(
                 FlinksProtocolError(
-                    f"Flinks authorize answered {status} without an access_token", status_code=status
-                ),
-                maybe_processed=False,
+                    f"Flinks {operation} answered {self.status} without a JSON object body",
+                    status_code=self.status,
+                )
             )
-        expires_in = _seconds(answer.get("expires_in") if answer is not None else None)
-        self._token = token.strip()
-        self._token_expires_at = started + max(0.0, expires_in - _TOKEN_EXPIRY_MARGIN_S)
-        return self._token
+        return document
 
-    def _identity_headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        credentials = self._credentials
-        if credentials is not None:
-            if credentials.client_id:
-                headers["x-client-id"] = credentials.client_id
-            if credentials.api_key:
-                headers["x-api-key"] = credentials.api_key
-        return headers
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        operation: str,
-        *,
-        headers: Mapping[str, str],
-        data: bytes | dict[str, str] | None,
-        authorize: bool,
-    ) -> requests.Response:
-        client = self._client
-        left = self.time_left()
-        if left <= 0:
-            raise FlinksTransientError(f"Flinks {operation}: deadline reached before the request was sent")
-        timeout = (min(client._connect_timeout, left), min(client._read_timeout, left))
-        client.stats.count_request(authorize=authorize)
-        try:
-            return client._http.request(
-                method, url, headers=dict(headers), data=data, timeout=timeout, allow_redirects=False
-            )
-        except requests.Timeout as exc:
-            raise _RetryableFailure(
-                FlinksTransientError(f"Flinks {operation} timed out"),
-                maybe_processed=not isinstance(exc, requests.ConnectTimeout),
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise _RetryableFailure(
-                FlinksTransientError(f"Flinks {operation}: connection failed"),
-                maybe_processed=not _never_connected(exc),
-            ) from exc
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
-            raise _RetryableFailure(
-                FlinksTransientError(f"Flinks {operation}: answer cut off"), maybe_processed=True
-            ) from exc
-        except requests.RequestException as exc:
-            raise FlinksPermanentError(
-                f"Flinks {operation}: request could not be made ({type(exc).__name__})"
-            ) from exc
-
-    def _check_status(self, operation: str, response: requests.Response) -> None:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        if status in _RETRYABLE_STATUSES:
-            retry_after = None
-            if status in _RETRY_AFTER_STATUSES:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise _RetryableFailure(
-                FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status),
-                retry_after=retry_after,
-                maybe_processed=status in _MAYBE_PROCESSED_STATUSES,
-            )
-        if status >= 500:
-            raise FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status)
-        reason = self._reason(response)
-        if status == 404 and operation != "authorize":
-            raise FlinksSessionNotFoundError(
-                f"Flinks {operation}: session not found (404{reason})", status_code=404
-            )
-        if 400 <= status < 500:
-            raise FlinksPermanentError(
-                f"Flinks {operation} rejected the request ({status}{reason})", status_code=status
-            )
-        raise FlinksPermanentError(f"Flinks {operation} answered an unexpected {status}", status_code=status)
-
-    def _reason(self, response: requests.Response) -> str:
+    def reason(self, secrets: list[str]) -> str:
         """``": <title/detail>"`` from a JSON error body, scrubbed of anything secret, or ``""``."""
-        answer = _json_object(response)
-        if answer is None:
+        document = self.optional_json_object()
+        if document is None:
             return ""
         parts: list[str] = []
         for key in _REASON_KEYS:
-            value = answer.get(key)
+            value = document.get(key)
             if isinstance(value, str) and value.strip() and value.strip() not in parts:
                 parts.append(value.strip())
             if len(parts) == 2:
                 break
         text = " - ".join(parts)
-        for secret in self._secrets():
-            text = text.replace(secret, "[redacted]")
+        for secret in secrets:
+            if len(secret) >= 4:
+                text = text.replace(secret, "[redacted]")
         text = "".join(ch if ch.isprintable() else " " for ch in text)[:_REASON_MAX_CHARS]
         return f": {text}" if text else ""
 
-    def _secrets(self) -> list[str]:
-        credentials = self._credentials
-        values = [self._token] if self._token else []
-        if credentials is not None:
-            values += [credentials.password, credentials.username, credentials.api_key or ""]
-        return [value for value in values if len(value) >= 4]
+
+def _raise_for_status(operation: Operation, answer: _HttpAnswer, secrets: list[str]) -> None:
+    status = answer.status
+    if 200 <= status < 300:
+        return
+    if status in _NOT_PROCESSED_STATUSES:
+        raise _RetryableFailure(
+            FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status),
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+        )
+    if status in _MAYBE_PROCESSED_STATUSES or (operation == "confirm" and status >= 500):
+        raise _RetryableFailure(
+            FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status),
+            maybe_processed=operation == "confirm",
+        )
+    if status >= 500:
+        raise FlinksTransientError(f"Flinks {operation} answered {status}", status_code=status)
+    reason = answer.reason(secrets)
+    if status == 404 and operation != "authorize":
+        raise FlinksSessionNotFoundError(
+            f"Flinks {operation}: session not found (404{reason})", status_code=404
+        )
+    if status == 409:
+        raise FlinksConflictError(f"Flinks {operation} answered 409 conflict{reason}", status_code=409)
+    if 400 <= status < 500:
+        raise FlinksPermanentError(
+            f"Flinks {operation} rejected the request ({status}{reason})", status_code=status
+        )
+    raise FlinksPermanentError(f"Flinks {operation} answered an unexpected {status}", status_code=status)
 
 
-def _new_http_session(pool_maxsize: int) -> requests.Session:
-    http = requests.Session()
-    http.verify = True
-    # No server cookie may carry state from one Flinks session (or thread) to another.
-    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_maxsize), max_retries=0)
-    http.mount("https://", adapter)
-    http.mount("http://", adapter)
-    return http
+def _status_class(status: int) -> StatusClass:
+    if 200 <= status < 300:
+        return "2xx"
+    if 300 <= status < 400:
+        return "3xx"
+    return "4xx" if 400 <= status < 500 else "5xx"
 
 
-def _give_up(operation: str, failure: _RetryableFailure, why: str) -> NoReturn:
+def _identity_headers(credentials: FlinksCredentials) -> dict[str, str]:
+    # identity: bodies are small JSON, and nothing has to be decompressed (no decompression bombs).
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    if credentials.client_id:
+        headers["x-client-id"] = credentials.client_id
+    if credentials.api_key:
+        headers["x-api-key"] = credentials.api_key
+    return headers
+
+
+def _secrets_of(credentials: FlinksCredentials) -> list[str]:
+    return [credentials.password, credentials.username, credentials.api_key or ""]
+
+
+def _give_up(
+    operation: str,
+    failure: _RetryableFailure,
+    why: str,
+    error_type: type[FlinksTransientError] | None = None,
+) -> NoReturn:
     last = failure.error
     if last.__cause__ is None:
         last.__cause__ = failure.__cause__  # keep the requests exception in the chain for debugging
-    raise type(last)(f"Flinks {operation} gave up {why}: {last}", status_code=last.status_code) from last
-
-
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    """True when the connection was never established, so Flinks cannot have seen the request."""
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, NewConnectionError)
+    raise (error_type or type(last))(
+        f"Flinks {operation} gave up {why}: {last}", status_code=last.status_code
+    ) from last
 
 
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"non-finite JSON number {name}")
-
-
-def _json_object(response: requests.Response) -> dict[str, Any] | None:
-    try:
-        value = json.loads(response.content, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _text_or_none(value: object) -> str | None:
@@ -565,20 +702,25 @@ def _seconds(value: object) -> float:
 
 
 def client_for_secret(
-    base_url: str,
+    settings: FlinksSettings,
     secret: JsonSecret,
     *,
-    credential_transport: CredentialTransport,
-    connect_timeout: float,
-    read_timeout: float,
     pool_maxsize: int,
+    token_pool_size: int = 0,
+    token_pool_margin: float = 30.0,
+    on_call: CallObserver | None = None,
 ) -> FlinksClient:
     """A client whose credentials come from the Flinks API secret (re-read after its cache age)."""
     return FlinksClient(
-        base_url,
+        settings.base_url,
         lambda: FlinksCredentials.from_secret(secret.get()),
-        credential_transport=credential_transport,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
+        credential_transport=settings.credential_transport,
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+        max_response_bytes=settings.max_response_bytes,
+        trust_env=settings.trust_env,
         pool_maxsize=pool_maxsize,
+        token_pool_size=token_pool_size,
+        token_pool_margin=token_pool_margin,
+        on_call=on_call,
     )

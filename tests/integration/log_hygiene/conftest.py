@@ -4,6 +4,12 @@ Three taps, so that nothing a Lambda would ship to CloudWatch escapes: the Power
 rendered by its own JSON formatter (exactly the lines Lambda prints), every record reaching the root
 logger (botocore, urllib3, anything else) with its extra fields, and the tests' stdout/stderr (where
 Powertools metrics print their EMF documents).
+
+Everything runs at DEBUG: POWERTOOLS_LOG_LEVEL=DEBUG for the functions' logger and the root logger at
+DEBUG (what Lambda's ApplicationLogLevel=DEBUG does). geft.observability pins the AWS SDK's and the
+HTTP libraries' loggers at WARNING, so their debug records (a GetSecretValue response, request lines)
+never reach a handler. Only the test harness's own loggers (moto and the HTTP mocking it uses, which
+do not exist in Lambda) are left out of the scan.
 """
 
 from __future__ import annotations
@@ -31,9 +37,16 @@ class CapturedLogs:
         self.sensitive.setdefault(category, set()).update(value for value in values if value)
 
 
+_HARNESS_LOGGERS = ("moto", "responses", "werkzeug")
+
+
 class _EverythingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return super().format(record) + " " + repr(vars(record))
+
+
+def _not_harness(record: logging.LogRecord) -> bool:
+    return not record.name.startswith(_HARNESS_LOGGERS)
 
 
 @pytest.fixture(scope="package")
@@ -46,20 +59,24 @@ def captured_logs() -> Iterator[CapturedLogs]:
     powertools_handler.setFormatter(logger.registered_formatter)
     root_handler = logging.StreamHandler(root_stream)
     root_handler.setFormatter(_EverythingFormatter())
+    root_handler.addFilter(_not_harness)
     root = logging.getLogger()
-    previous_level = root.level
+    previous_root_level, previous_level = root.level, logger.log_level
     logger._logger.addHandler(powertools_handler)
     root.addHandler(root_handler)
-    # INFO: stricter than a Lambda's default root level (WARNING). Not DEBUG: botocore's debug
-    # records print whole API responses (a GetSecretValue's SecretString), which no deployment enables.
-    root.setLevel(logging.INFO)
-    captured.streams += [powertools_stream, root_stream]
-    try:
-        yield captured
-    finally:
-        root.setLevel(previous_level)
-        root.removeHandler(root_handler)
-        logger._logger.removeHandler(powertools_handler)
+    with pytest.MonkeyPatch.context() as patch:
+        # The level a function reads at start (the logger was built at import, so set it the same way).
+        patch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+        logger.setLevel("DEBUG")
+        root.setLevel(logging.DEBUG)
+        captured.streams += [powertools_stream, root_stream]
+        try:
+            yield captured
+        finally:
+            root.setLevel(previous_root_level)
+            logger.setLevel(previous_level)
+            root.removeHandler(root_handler)
+            logger._logger.removeHandler(powertools_handler)
 
 
 @pytest.fixture(autouse=True)

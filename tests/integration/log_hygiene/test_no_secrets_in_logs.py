@@ -1,9 +1,11 @@
 """No secret, token, signature, raw body or account number in any log line.
 
-A representative mix of flows runs with every log line captured (see conftest.py): the receiver's
-accept, duplicate, 401, quarantine and 503; the processor's accept, reject, Flinks fault with a retry,
-recovery of a lost confirm, an expired token, and an unknown session. Each flow registers the values
-it put in play; the last test scans everything that was printed or logged for them.
+A representative mix of flows runs with every log line captured at DEBUG (see conftest.py: the
+functions' POWERTOOLS_LOG_LEVEL and the root logger both at DEBUG, as Lambda's ApplicationLogLevel
+would set them): the receiver's accept, duplicate, 401, quarantine and 503; the processor's accept,
+reject, Flinks fault with a retry, a lost confirm answer recovered on the stream's retry, an expired
+token, and an unknown session. Each flow registers the values it put in play; the last test scans
+everything that was printed or logged for them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tests.support.constants import (
     TEST_PREVIOUS_WEBHOOK_SECRET,
     TEST_WEBHOOK_SECRET,
 )
-from tests.support.ledger import only_failed
+from tests.support.ledger import only_failed, retried_sessions
 from tests.support.streams import StreamFeed
 from tests.support.webhooks import guarantee_body, webhook_event
 
@@ -130,11 +132,16 @@ def test_processor_flows(
         _receive(invoke_receiver, logs, session_id)
     event = feed.next_event()
 
-    # accept, reject, lost confirm recovered, 401 re-authorized, 404 failed; the outage is retried
-    first = invoke_processor(event, timeout_seconds=3.0)
-    assert len(first["batchItemFailures"]) == 1
+    # accept, reject, 401 re-authorized, 404 failed; the outage and the lost answer are retried, and
+    # the retry recovers the lost confirm from /details
+    answer = invoke_processor(event, timeout_seconds=3.0)
+    assert retried_sessions(event, answer) >= {lost, outage}  # (a loaded machine may add others)
     sandbox.clear_faults(outage)
-    assert invoke_processor(only_failed(event, first)) == {"batchItemFailures": []}
+    for _ in range(3):
+        if not answer["batchItemFailures"]:
+            break
+        answer = invoke_processor(only_failed(event, answer))
+    assert answer == {"batchItemFailures": []}
 
     statuses = {item["pk"]: item["status"] for item in table_items()}
     assert statuses[unknown] == "FAILED"
