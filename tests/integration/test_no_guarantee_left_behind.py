@@ -22,6 +22,7 @@ from geft_local.template_resources import CreatedResources
 from geft_ops import commands
 from geft_ops.cli import main as geft_ops
 
+from testkit.emf import metric_names, metric_values
 from tests.support.aws_faults import aws_faults_installed, is_claim
 from tests.support.constants import TEST_WEBHOOK_SECRET
 from tests.support.lambda_context import FakeLambdaContext
@@ -228,7 +229,7 @@ def test_finding_1_the_sweep_sends_a_stranded_review_decision_back_without_anyon
     # and the handler publishes StuckGuarantees every run, 0 included
     capsys.readouterr()
     sweeper.lambda_handler({}, FakeLambdaContext())
-    assert _metric_values(capsys.readouterr().out, "StuckGuarantees") == [0]
+    assert metric_values(capsys.readouterr().out, "StuckGuarantees") == [0]
     sweeper._dependencies.cache_clear()
 
 
@@ -364,33 +365,14 @@ def test_finding_6_unreadable_sessions_are_put_off_with_backoff_and_never_block_
 # -- outcomes are typed end to end: the metrics each disposition emits -----------------------------------
 
 
-def _metric_values(stdout: str, name: str) -> list[float]:
-    """Every value of EMF metric ``name`` in the captured log output."""
-    values: list[float] = []
-    for line in stdout.splitlines():
-        try:
-            blob = json.loads(line)
-        except ValueError:
-            continue
-        directives = blob.get("_aws", {}).get("CloudWatchMetrics", []) if isinstance(blob, dict) else []
-        names = {metric["Name"] for directive in directives for metric in directive.get("Metrics", [])}
-        if name in names:
-            value = blob[name]
-            values.extend(value if isinstance(value, list) else [value])
-    return values
-
-
-def _emitted(stdout: str) -> set[str]:
-    names: set[str] = set()
-    for line in stdout.splitlines():
-        try:
-            blob = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(blob, dict):
-            for directive in blob.get("_aws", {}).get("CloudWatchMetrics", []):
-                names |= {metric["Name"] for metric in directive.get("Metrics", [])}
-    return names - {"ColdStart"}
+def _disposition_metrics(stdout: str) -> set[str]:
+    """The metrics a record's outcome emits: without the per-call Flinks and token-pool family
+    (tests/integration/test_flinks_call_metrics.py) and Lambda's cold start."""
+    return {
+        name
+        for name in metric_names(stdout)
+        if name != "ColdStart" and not name.startswith(("FlinksCall", "TokenPool"))
+    }
 
 
 @pytest.mark.parametrize(
@@ -434,4 +416,4 @@ def test_finding_2_each_disposition_emits_its_own_metrics_and_a_review_is_not_a_
 
     processor(event, timeout_seconds=4)
 
-    assert _emitted(capsys.readouterr().out) == expected
+    assert _disposition_metrics(capsys.readouterr().out) == expected

@@ -101,11 +101,24 @@ def dashboard(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def dashboard_metrics(template: dict[str, Any]) -> list[list[Any]]:
+    """The dashboard's metric rows (math expressions, rows without a namespace, left out)."""
     return [
         metric
         for widget in dashboard(template)["widgets"]
         if widget["type"] == "metric"
         for metric in widget["properties"]["metrics"]
+        if isinstance(metric[0], str)
+    ]
+
+
+def dashboard_expressions(template: dict[str, Any]) -> list[str]:
+    return [
+        part["expression"]
+        for widget in dashboard(template)["widgets"]
+        if widget["type"] == "metric"
+        for metric in widget["properties"]["metrics"]
+        for part in metric
+        if isinstance(part, dict) and "expression" in part
     ]
 
 
@@ -759,7 +772,38 @@ ALARMS = [
 def test_the_alarm_set_is_exactly_the_documented_one(template: dict[str, Any]) -> None:
     declared = {name for name, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
 
-    assert declared == {alarm[0] for alarm in ALARMS}
+    assert declared == {alarm[0] for alarm in ALARMS} | METRIC_MATH_ALARMS
+
+
+# Alarms on a metric math expression (a rate), tested one by one below.
+METRIC_MATH_ALARMS = {"FlinksErrorRateAlarm"}
+
+
+def test_flinks_error_rate_alarm_divides_failed_calls_by_all_calls_when_there_are_enough(
+    template: dict[str, Any],
+) -> None:
+    alarm = props(template, "FlinksErrorRateAlarm")
+    queries = {query["Id"]: query for query in alarm["Metrics"]}
+
+    stats = {
+        query_id: (query["MetricStat"]["Metric"]["MetricName"], query["MetricStat"]["Stat"])
+        for query_id, query in queries.items()
+        if "MetricStat" in query
+    }
+    assert stats == {"failed": ("FlinksCallFailed", "Sum"), "calls": ("FlinksCallCount", "Sum")}
+    assert all(
+        dimensions(query["MetricStat"]["Metric"]) == SERVICE
+        for query in queries.values()
+        if "MetricStat" in query
+    )
+    assert queries["errorRate"]["Expression"] == "IF(calls >= 5, 100 * failed / calls, 0)"
+    assert [query["Id"] for query in alarm["Metrics"] if query["ReturnData"]] == ["errorRate"]
+    # sustained: 3 of 5 minutes at or above the configured percentage
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (5, 3)
+    assert alarm["Threshold"] == {"Ref": "FlinksErrorRateAlarmPercent"}
+    assert template["Parameters"]["FlinksErrorRateAlarmPercent"]["Default"] == 20
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
 @pytest.mark.parametrize(
@@ -814,7 +858,9 @@ def test_custom_metrics_are_read_with_the_namespace_and_service_they_are_emitted
 
 
 def test_every_custom_metric_read_is_emitted_by_the_code(template: dict[str, Any]) -> None:
-    source = "\n".join(path.read_text() for path in (REPO / "functions").rglob("*.py"))
+    source = "\n".join(
+        path.read_text() for root in ("functions", "layers") for path in (REPO / root).rglob("*.py")
+    )
 
     read = {name for name, _ in custom_metrics(template, "FlinksGeft")}
 
@@ -882,8 +928,14 @@ def test_dashboard_shows_the_pipeline_at_a_glance(template: dict[str, Any]) -> N
     assert {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "IteratorAge")} <= families
     assert {("AWS/ApiGateway", m) for m in ("4xx", "5xx", "Latency")} <= families
     assert {("AWS/Lambda", m) for m in ("Errors", "Throttles", "Duration")} <= families
+    # the Flinks row: latency per operation, calls by status class, the alarm's error rate
+    assert ("FlinksCallLatency", "p99") in stats
+    for operation in ("authorize", "details", "confirm", "status"):
+        assert ("FlinksGeft", "FlinksCallLatency", "Operation", operation, "service", "flinks-geft") in shown
+    assert any('MetricName="FlinksCalls"' in expression for expression in dashboard_expressions(template))
+    assert "IF(calls >= 5, 100 * failed / calls, 0)" in dashboard_expressions(template)
     (alarm_widget,) = [w for w in dashboard(template)["widgets"] if w["type"] == "alarm"]
-    assert len(alarm_widget["properties"]["alarms"]) == len(ALARMS)
+    assert len(alarm_widget["properties"]["alarms"]) == len(ALARMS) + len(METRIC_MATH_ALARMS)
 
 
 def test_dashboard_references_only_what_the_template_declares(template: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from geft.errors import PolicyError
 from geft.flinks_client import client_for_secret
+from geft.flinks_metrics import FlinksCallMetrics
 from geft.items import guarantee_view
 from geft.models import Actor
 from geft.observability import MetricUnit, logger, metrics
@@ -39,6 +40,8 @@ from decision_processor.processor import (
 _DEADLINE_SAFETY_SECONDS = 1.0
 # A lease outlives the invocation that took it by this much, covering clock skew between hosts.
 _LEASE_MARGIN_MS = 2_000
+# Every Flinks call of this container, written out by the handler's thread after each batch.
+_FLINKS_CALLS = FlinksCallMetrics()
 
 
 @functools.cache
@@ -57,7 +60,9 @@ def _processor() -> GuaranteeProcessor:
         pool_maxsize=config.pool_size + 1,  # one keep-alive connection per worker thread, one for refills
         token_pool_size=config.token_pool_size,
         token_pool_margin=config.token_pool_margin_seconds,
+        on_call=_FLINKS_CALLS.observe,
     )
+    _FLINKS_CALLS.watch_token_pool(flinks.token_pool_counters)
     return GuaranteeProcessor(
         store=GuaranteeRepository(
             config.table_name,
@@ -95,11 +100,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     processor = _processor()
     records = [to_stream_record(record) for record in DynamoDBStreamEvent(event).records]
     remaining_ms = int(context.get_remaining_time_in_millis())
-    results = processor.process_batch(
-        records,
-        deadline=time.monotonic() + remaining_ms / 1000 - _DEADLINE_SAFETY_SECONDS,
-        lease_until_ms=int(time.time() * 1000) + remaining_ms + _LEASE_MARGIN_MS,
-    )
+    try:
+        results = processor.process_batch(
+            records,
+            deadline=time.monotonic() + remaining_ms / 1000 - _DEADLINE_SAFETY_SECONDS,
+            lease_until_ms=int(time.time() * 1000) + remaining_ms + _LEASE_MARGIN_MS,
+        )
+    finally:
+        _FLINKS_CALLS.flush()  # a failed batch's calls are what on-call most needs to see
     record_metrics(results)
     failures = [
         result.record.sequence_number for result in results if result.disposition is Disposition.RETRY

@@ -21,6 +21,7 @@ from typing import Any
 
 from geft.errors import FlinksError, FlinksSessionNotFoundError, PersistenceError, SecretError
 from geft.flinks_client import FlinksClient, client_for_secret
+from geft.flinks_metrics import FlinksCallMetrics
 from geft.models import Actor, FollowUpQueue, GuaranteeRef
 from geft.observability import MetricUnit, logger, metrics
 from geft.repository import GuaranteeRepository
@@ -66,6 +67,10 @@ class ReconcileSummary:
         }
 
 
+# Every Flinks call of this container, written out by the handler's thread after each run.
+_FLINKS_CALLS = FlinksCallMetrics()
+
+
 @functools.cache
 def _dependencies() -> tuple[ReconcilerConfig, GuaranteeRepository, FlinksClient]:
     config = ReconcilerConfig.from_env()
@@ -73,6 +78,7 @@ def _dependencies() -> tuple[ReconcilerConfig, GuaranteeRepository, FlinksClient
         config.flinks,
         JsonSecret(config.flinks.credentials_secret_id, max_age_seconds=config.secret_max_age_seconds),
         pool_maxsize=config.workers,
+        on_call=_FLINKS_CALLS.observe,
     )
     repository = GuaranteeRepository(
         config.table_name, retention_days=config.retention_days, actor=Actor.function(config.function_name)
@@ -85,7 +91,10 @@ def _dependencies() -> tuple[ReconcilerConfig, GuaranteeRepository, FlinksClient
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     config, repository, flinks = _dependencies()
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 2.0
-    summary = reconcile(repository, flinks, config, deadline=deadline, clock=time.time)
+    try:
+        summary = reconcile(repository, flinks, config, deadline=deadline, clock=time.time)
+    finally:
+        _FLINKS_CALLS.flush()
     counted = {
         "Reconciled": Reconciliation.RECONCILED,
         "ReconcileGaveUp": Reconciliation.GAVE_UP,
