@@ -19,7 +19,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from geft_ops import commands, render
 from geft_ops.resources import (
@@ -57,7 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except UsageError as error:
-        parser.print_usage(sys.stderr)
         _fail(str(error))
         return EXIT_USAGE
     except Exception as error:
@@ -90,6 +89,14 @@ def _fail(message: str) -> None:
 # -- the parser ---------------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr, as every other failure is (argparse prints the whole usage
+    first); ``--help`` still prints it. Subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {render.clean(message)} (see: {self.prog} --help)\n")
+
+
 def _location_options(*, suppress: bool) -> argparse.ArgumentParser:
     """Where the stack is and how to print: accepted before the command (defaults) and after it."""
     default: Callable[[Any], Any] = (lambda _: argparse.SUPPRESS) if suppress else (lambda value: value)
@@ -111,7 +118,7 @@ def _location_options(*, suppress: bool) -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="geft-ops", description=__doc__.splitlines()[0], parents=[_location_options(suppress=False)]
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

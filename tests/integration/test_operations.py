@@ -341,6 +341,7 @@ def test_cli_bad_arguments(cli: Callable[..., Any], args: list[str], code: int, 
 
     assert result == code
     assert message in err
+    assert len(err.splitlines()) == 1  # one line, as every failure: no usage dump
     assert out == ""
 
 

@@ -664,3 +664,11 @@ def test_a_comparison_with_a_value_flinks_does_not_send_is_a_warning(value: str)
 
 def test_fields_read_are_every_field_a_rule_names() -> None:
     assert DEFAULT_POLICY.fields_read == frozenset({"guaranteeOffered", "shortfall", "overallRiskLevel"})
+
+
+def test_the_templates_default_policy_is_the_shipped_one(template: dict[str, Any]) -> None:
+    # GIVEN the DecisionPolicy parameter's default, which a stack deployed without overrides runs
+    deployed = template["Parameters"]["DecisionPolicy"]["Default"]
+
+    # THEN it is policies/default.json, name, version and content hash included
+    assert DecisionPolicy.from_json(deployed).identity == DEFAULT_POLICY.identity
