@@ -97,10 +97,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {render.clean(message)} (see: {self.prog} --help)\n")
 
 
-def _location_options(*, suppress: bool) -> argparse.ArgumentParser:
+def _location_options(*, suppress: bool) -> _Parser:
     """Where the stack is and how to print: accepted before the command (defaults) and after it."""
     default: Callable[[Any], Any] = (lambda _: argparse.SUPPRESS) if suppress else (lambda value: value)
-    options = argparse.ArgumentParser(add_help=False)
+    options = _Parser(add_help=False)
     where = options.add_argument_group("where the stack is (one of)")
     where.add_argument("--stack", default=default(None), help="a deployed stack's name (its outputs)")
     where.add_argument(
