@@ -32,7 +32,7 @@ from geft.items import GuaranteeView
 from geft.models import Actor, GuaranteeStatus, PolicyIdentity, Verdict
 from geft.policy import DEFAULT_RULE, MISSING_FACTS_RULE, DecisionPolicy
 
-from geft_ops.commands import iso
+from geft_ops.commands import iso, policy_label
 
 # The processor's rule names for decisions no policy rule made (decision_processor/processor.py; a unit
 # test keeps them equal: ops does not import a function's package).
@@ -135,6 +135,7 @@ def backtest(
     candidate_rules: Counter[str] = Counter()
     today_policies: Counter[str] = Counter()
     transitions: dict[str, Counter[str]] = {}
+    unchanged: dict[str, Counter[str]] = {}  # today's verdict -> final statuses: the baseline
     missing: Counter[str] = Counter()
     changed: list[tuple[GuaranteeView, RecordedDecision, PolicyCall]] = []
     same = other_rule = 0
@@ -148,15 +149,16 @@ def backtest(
         call = PolicyCall(decided.verdict, decided.rule, decided.reason)
         today_rules[recorded.today.rule] += 1
         candidate_rules[call.rule] += 1
-        today_policies[recorded.policy.label() if recorded.policy else "unrecorded"] += 1
+        today_policies[policy_label(recorded.policy) or "unrecorded"] += 1
         if decided.rule == MISSING_FACTS_RULE:
             missing.update(decided.missing_facts)
+        final = final_statuses.get(view.ref.session_id, UNKNOWN_STATUS)
         if call.verdict is recorded.today.verdict:
             same += 1
             other_rule += call.rule != recorded.today.rule
+            unchanged.setdefault(recorded.today.verdict.value, Counter())[final] += 1
             continue
-        key = f"{recorded.today.verdict}->{call.verdict}"
-        transitions.setdefault(key, Counter())[final_statuses.get(view.ref.session_id, UNKNOWN_STATUS)] += 1
+        transitions.setdefault(f"{recorded.today.verdict}->{call.verdict}", Counter())[final] += 1
         changed.append((view, recorded, call))
     evaluated = considered - sum(not_evaluated.values())
     changed.sort(key=lambda entry: entry[0].received_at_ms, reverse=True)
@@ -172,6 +174,15 @@ def backtest(
         "transitions": [
             {"change": key, "count": sum(statuses.values()), "finalStatus": _statuses(statuses)}
             for key, statuses in sorted(transitions.items(), key=lambda entry: -sum(entry[1].values()))
+        ],
+        "unchangedFinalStatus": [
+            {
+                "decision": verdict.value,
+                "count": sum(unchanged[verdict].values()),
+                "finalStatus": _statuses(unchanged[verdict]),
+            }
+            for verdict in Verdict
+            if verdict.value in unchanged
         ],
         "rules": _rule_rows(candidate, today_rules, candidate_rules),
         "candidateMissingFacts": dict(missing.most_common()),
@@ -232,7 +243,7 @@ def shadow_report(
             continue
         with_shadow += 1
         shadow_call = PolicyCall(shadow.verdict, shadow.rule or DEFAULT_RULE, shadow.reason)
-        shadow_policies[_shadow_label(shadow.policy)] += 1
+        shadow_policies[policy_label(shadow.policy) or "unrecorded"] += 1
         if shadow_call.verdict is live.verdict:
             agree += 1
             other_rule += shadow_call.rule != live.rule
@@ -270,13 +281,6 @@ def shadow_report(
             for view, live, shadow_call in disagreements[:limit]
         ],
     }
-
-
-def _shadow_label(policy: PolicyIdentity | None) -> str:
-    """The shadow's version and hash (a shadow decision does not record the policy's name)."""
-    if policy is None:
-        return "unrecorded"
-    return f"version {policy.version} ({policy.content_hash})" if policy.version else policy.content_hash
 
 
 def _live_call(view: GuaranteeView) -> PolicyCall | None:

@@ -84,9 +84,10 @@ def _decision(decision: Mapping[str, Any] | None, shadow: Mapping[str, Any] | No
     if decision["policy"]:
         lines.append(f"    policy     {clean(decision['policy'])}")
     if shadow:
+        shadow_code = f" ({clean(shadow['reason'])})" if shadow["reason"] else ""
         lines.append(
-            f"    shadow     {clean(shadow['verdict'])} by rule {clean(shadow['rule'])} "
-            f"({clean(shadow['policy'])})"
+            f"    shadow     {clean(shadow['verdict'])} by rule {clean(shadow['rule'])}{shadow_code}, "
+            f"policy {clean(shadow['policy'])} (never acted on)"
         )
     return lines
 
@@ -146,7 +147,11 @@ def backtest(report: Mapping[str, Any]) -> str:
             {"change": _arrow(row["change"]), "count": row["count"], **row["finalStatus"]}
             for row in report["transitions"]
         ]
-        lines += ["", "how the changed ones ended (final session status):"]
+        rows += [
+            {"change": f"{row['decision']} (unchanged)", "count": row["count"], **row["finalStatus"]}
+            for row in report["unchangedFinalStatus"]
+        ]
+        lines += ["", "how the sessions ended (final status), the changed ones first:"]
         lines.append(table(rows, ("change", "count", *_FINAL_STATUS_COLUMNS)))
     if report["rules"]:
         lines += ["", table(report["rules"], ("rule", "today", "candidate"))]

@@ -339,6 +339,11 @@ def test_backtest_on_a_seeded_table_gives_the_known_answers(
         {"change": "accept->reject", "count": 3, "finalStatus": {"Completed": 1, "Failed": 1, "unknown": 1}},
         {"change": "review->reject", "count": 1, "finalStatus": {"Completed": 1}},
     ]
+    assert report["unchangedFinalStatus"] == [  # the baseline to read the changed ones against
+        {"decision": "accept", "count": 2, "finalStatus": {"Completed": 1, "unknown": 1}},
+        {"decision": "reject", "count": 3, "finalStatus": {"Failed": 1, "Canceled": 1, "unknown": 1}},
+        {"decision": "review", "count": 4, "finalStatus": {"unknown": 4}},
+    ]
     assert report["rules"] == [  # in the candidate's order; rules that never fire (no-guarantee) left out
         {"rule": "shortfall", "today": 1, "candidate": 1},
         {"rule": "low-balance", "today": 0, "candidate": 5},
@@ -415,6 +420,7 @@ def test_backtest_text_names_every_number(
     assert f"            1  {policy_lab.NotEvaluated.RECOVERED.value}" in lines
     assert "evaluated      13: 4 decided differently (30.8%), 9 the same (1 of them by another rule)" in lines
     assert any(line.split() == ["accept", "->", "reject", "3", "1", "1", "-", "-", "1"] for line in lines)
+    assert any(line.split() == ["review", "(unchanged)", "4", "-", "-", "-", "-", "4"] for line in lines)
     assert any(line.split() == ["low-balance", "0", "5"] for line in lines)
     assert "changed, newest 2 of 4:" in lines
 

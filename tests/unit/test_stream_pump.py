@@ -116,7 +116,10 @@ def test_settings_are_read_from_the_templates_event_not_hard_coded(template: dic
 
     # WHEN the DynamoDB event sources are read (the processor's, and the audit trail's on the same stream)
     mappings = dynamodb_event_sources(template, created, parameters)
-    assert sorted(m.function_logical_id for m in mappings) == ["AuditTrailFunction", "DecisionProcessorFunction"]
+    assert sorted(m.function_logical_id for m in mappings) == [
+        "AuditTrailFunction",
+        "DecisionProcessorFunction",
+    ]
     [mapping] = [m for m in mappings if m.function_logical_id == "DecisionProcessorFunction"]
 
     # THEN every behaviour comes from the event's properties
