@@ -675,68 +675,63 @@ def _metrics(stdout: str) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def test_an_invalid_shadow_policy_is_counted_and_the_live_decision_confirms(
+@pytest.fixture
+def deliver(
     sandbox: FlinksSandbox,
     invoke_receiver: Callable[[dict[str, Any]], dict[str, Any]],
-    processor_with: Callable[..., Callable[[dict[str, Any]], dict[str, Any]]],
     feed: StreamFeed,
-    table_items: Callable[[], list[dict[str, Any]]],
     capsys: pytest.CaptureFixture[str],
-) -> None:
-    # GIVEN a processor started with a shadow policy that does not validate
-    processor = processor_with('{"default": "maybe", "rules": []}')
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    receive(invoke_receiver, session_id)
-    event = feed.next_event()
-    capsys.readouterr()
+) -> Callable[..., tuple[list[str], dict[str, list[dict[str, Any]]]]]:
+    """Register sessions in the sandbox, deliver their webhooks, process them in one batch; the session
+    ids and the metrics the invocation emitted."""
 
-    # WHEN the guarantee is processed
-    assert processor(event) == {"batchItemFailures": []}
+    def run(
+        processor: Callable[[dict[str, Any]], dict[str, Any]], *scenarios: Scenario
+    ) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
+        sessions = [sandbox.add_session(scenario=scenario) for scenario in scenarios]
+        for session_id in sessions:
+            receive(invoke_receiver, session_id)
+        event = feed.next_event()
+        capsys.readouterr()
+        assert processor(event) == {"batchItemFailures": []}
+        return sessions, _metrics(capsys.readouterr().out)
 
-    # THEN the live policy's accept is confirmed, once, and the shadow's failure is counted
-    assert sandbox.confirms_for(session_id) == [True]
-    emitted = _metrics(capsys.readouterr().out)
-    assert _values(emitted["ShadowPolicyErrors"], "ShadowPolicyErrors") == [1]
-    assert "ShadowDisagreement" not in emitted
-    item = guarantee_item(table_items, session_id)
-    assert (item["status"], item["decision"], item["decisionRule"]) == ("CONFIRMED", "accept", "default")
-    assert "shadowDecision" not in item
+    return run
 
 
-def test_a_shadow_policy_that_fails_while_deciding_is_counted_and_never_stops_the_live_one(
+@pytest.mark.parametrize("failure", ["invalid at start", "raises while deciding"])
+def test_a_failing_shadow_policy_is_counted_and_the_live_decision_is_confirmed(
+    failure: str,
     sandbox: FlinksSandbox,
-    invoke_receiver: Callable[[dict[str, Any]], dict[str, Any]],
     processor_with: Callable[..., Callable[[dict[str, Any]], dict[str, Any]]],
-    feed: StreamFeed,
+    deliver: Callable[..., tuple[list[str], dict[str, list[dict[str, Any]]]]],
     table_items: Callable[[], list[dict[str, Any]]],
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from decision_processor import handler
 
-    # GIVEN a shadow policy whose evaluation raises (a valid document cannot: this stands for a bug)
-    class Failing(DecisionPolicy):
-        def decide(self, facts: Mapping[str, object]) -> Decision:
-            raise ArithmeticError("shadow bug")
+    # GIVEN a shadow policy that does not validate, or one whose evaluation raises (a validated document
+    # cannot: this stands for a bug in the policy engine)
+    shadow = '{"default": "maybe", "rules": []}'
+    if failure == "raises while deciding":
 
-    base = DecisionPolicy.from_json(DEFAULT_POLICY_JSON)
-    monkeypatch.setattr(
-        handler, "_shadow_policy", lambda document: Failing(default=base.default, rules=base.rules)
-    )
-    processor = processor_with(json.dumps(TIGHTENED_DOCUMENT))
-    session_id = sandbox.add_session(scenario=Scenario.preset("shortfall"))
-    receive(invoke_receiver, session_id)
-    event = feed.next_event()
-    capsys.readouterr()
+        class Failing(DecisionPolicy):
+            def decide(self, facts: Mapping[str, object]) -> Decision:
+                raise ArithmeticError("shadow bug")
 
-    # WHEN the guarantee is processed
-    assert processor(event) == {"batchItemFailures": []}
+        base = DecisionPolicy.from_json(DEFAULT_POLICY_JSON)
+        failing = Failing(default=base.default, rules=base.rules)
+        monkeypatch.setattr(handler, "_shadow_policy", lambda document: failing)
+        shadow = json.dumps(TIGHTENED_DOCUMENT)
 
-    # THEN the live reject is confirmed and recorded as usual; the error is counted, nothing else
+    # WHEN a shortfall is processed
+    [session_id], emitted = deliver(processor_with(shadow), Scenario.preset("shortfall"))
+
+    # THEN the live reject is confirmed once and recorded as usual; the shadow's failure is counted
     assert sandbox.confirms_for(session_id) == [False]
-    emitted = _metrics(capsys.readouterr().out)
     assert _values(emitted["ShadowPolicyErrors"], "ShadowPolicyErrors") == [1]
     assert "Confirmed" in emitted
+    assert "ShadowDisagreement" not in emitted
     item = guarantee_item(table_items, session_id)
     assert (item["status"], item["decisionRule"], item["decisionReason"]) == (
         "CONFIRMED",
@@ -748,29 +743,22 @@ def test_a_shadow_policy_that_fails_while_deciding_is_counted_and_never_stops_th
 
 def test_a_shadow_policy_is_recorded_counted_by_rule_and_reported(
     sandbox: FlinksSandbox,
-    invoke_receiver: Callable[[dict[str, Any]], dict[str, Any]],
     processor_with: Callable[..., Callable[[dict[str, Any]], dict[str, Any]]],
-    feed: StreamFeed,
+    deliver: Callable[..., tuple[list[str], dict[str, list[dict[str, Any]]]]],
     table_items: Callable[[], list[dict[str, Any]]],
-    capsys: pytest.CaptureFixture[str],
     cli: Callable[..., Any],
     tightened_file: Path,
 ) -> None:
-    # GIVEN the tightened policy as shadow, and a session whose payor has 300.00 available
+    # GIVEN the tightened policy as shadow, a payor with 300.00 available and one with 5,000.00
     processor = processor_with(json.dumps(TIGHTENED_DOCUMENT))
-    thin = sandbox.add_session(scenario=Scenario.preset("accept", available_balance="300.00"))
-    rich = sandbox.add_session(scenario=Scenario.preset("accept"))
-    for session_id in (thin, rich):
-        receive(invoke_receiver, session_id)
-    event = feed.next_event()
-    capsys.readouterr()
 
     # WHEN both are processed
-    assert processor(event) == {"batchItemFailures": []}
+    [thin, rich], emitted = deliver(
+        processor, Scenario.preset("accept", available_balance="300.00"), Scenario.preset("accept")
+    )
 
     # THEN the live accepts are confirmed; the shadow's reject is recorded and counted by rule
     assert (sandbox.confirms_for(thin), sandbox.confirms_for(rich)) == ([True], [True])
-    emitted = _metrics(capsys.readouterr().out)
     [disagreement] = emitted["ShadowDisagreement"]
     assert (disagreement["LiveRule"], disagreement["ShadowRule"]) == ("default", "low-balance")
     item = guarantee_item(table_items, thin)
@@ -792,18 +780,13 @@ def test_a_shadow_policy_is_recorded_counted_by_rule_and_reported(
 
 
 def test_reason_codes_and_the_policy_are_recorded_and_shown_by_list_and_show(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Callable[[dict[str, Any]], dict[str, Any]],
     processor_with: Callable[..., Callable[[dict[str, Any]], dict[str, Any]]],
-    feed: StreamFeed,
+    deliver: Callable[..., tuple[list[str], dict[str, list[dict[str, Any]]]]],
     table_items: Callable[[], list[dict[str, Any]]],
     cli: Callable[..., Any],
 ) -> None:
     # GIVEN the shipped policy (name "default", version "2") deciding a shortfall
-    processor = processor_with(None)
-    session_id = sandbox.add_session(scenario=Scenario.preset("shortfall"))
-    receive(invoke_receiver, session_id)
-    assert processor(feed.next_event()) == {"batchItemFailures": []}
+    [session_id], _ = deliver(processor_with(None), Scenario.preset("shortfall"))
 
     # THEN the decision records its reason code and its policy's name, version and hash
     item = guarantee_item(table_items, session_id)
