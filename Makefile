@@ -237,3 +237,11 @@ bench: $(VENV)/.installed $(VENV_BENCH)/.installed ## benchmarks (~3.5 min): ben
 	$(BENCH_ENV) $(PY) -m benchmarks.run $(BENCH_ARGS)
 	$(VENV_BENCH)/bin/python -m benchmarks.charts
 	$(BENCH_ENV) $(PY) -m benchmarks.report
+
+# -- the policy lab: a day's traffic for a running local stack (docs/operations.md, "Changing the
+# decision policy with evidence"). Against `make local` in another terminal; same LOCAL_RUN_DIR.
+TRAFFIC_ARGS ?=
+
+.PHONY: traffic
+traffic: $(VENV)/.installed ## a day's guarantee traffic for the running make local: TRAFFIC_ARGS="--sessions 200 --seed 1"
+	$(LOCAL_ENV) $(PY) -m geft_local.traffic $(TRAFFIC_ARGS)

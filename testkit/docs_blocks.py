@@ -11,6 +11,9 @@ before its fence, so no command can be added to the docs without saying whether 
 - ``<!-- docs: not-run: WHY -->``: needs what a test here does not have (an AWS account, Docker), or
   is the test suite itself. The harness still checks what it can: the shell syntax, that each
   ``make`` target exists and that each ``bin/geft-ops`` command line parses.
+- ``<!-- docs: run-by: TEST_FILE -->``: a walk-through that needs a stack in a given state (a day of
+  traffic), run verbatim by that test, which asserts that each command it runs is shown in the docs.
+  The harness checks it as a ``not-run`` block, and that the test file exists and reads this page.
 
 Blocks between ``<!-- day-in-the-life:begin`` and ``<!-- day-in-the-life:end -->`` are generated from a
 real run and checked by ``make day-in-the-life CHECK=1`` instead.
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 COMMAND_LANGUAGES = frozenset({"bash", "sh", "console"})
-_ANNOTATION = re.compile(r"<!--\s*docs:\s*(?P<kind>run|not-run)(?::\s*(?P<why>.*?))?\s*-->")
+_ANNOTATION = re.compile(r"<!--\s*docs:\s*(?P<kind>run|not-run|run-by)(?::\s*(?P<why>.*?))?\s*-->")
 _FENCE = re.compile(r"^(?P<fence>```+)(?P<language>[\w-]*)\s*$")
 _EXITS = re.compile(r"# exits (?P<code>\d+)")
 _GENERATED_BEGIN = "<!-- day-in-the-life:begin"
@@ -48,7 +51,7 @@ class CommandBlock:
     line: int
     """1-based line of the opening fence."""
     language: str
-    kind: Literal["run", "not-run", "generated"] | None
+    kind: Literal["run", "not-run", "run-by", "generated"] | None
     why: str | None
     lines: tuple[str, ...]
 
@@ -109,7 +112,7 @@ def command_blocks(path: Path) -> Iterator[CommandBlock]:
         language = fence["language"]
         if language in COMMAND_LANGUAGES:
             annotation = _ANNOTATION.search(lines[index - 1]) if index else None
-            kind: Literal["run", "not-run", "generated"] | None
+            kind: Literal["run", "not-run", "run-by", "generated"] | None
             if generated:
                 kind, why = "generated", "make day-in-the-life"
             elif annotation is not None:

@@ -35,6 +35,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _SESSION_ID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_DEFAULT_WINDOW = "30d"
+_PROGRESS_EVERY = 10_000
 _STATUSES = ("RECEIVED", "DECIDING", "REVIEW", "REVIEWED", "REDRIVE", "CONFIRMED", "FAILED")
 
 
@@ -177,6 +179,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE", type=Path)
     check.add_argument("--facts", metavar="JSON", help='facts to decide, e.g. \'{"amount": "100.00"}\'')
     check.set_defaults(run=_policy_check)
+    review = command("review", "how reviews are answered", _usage_of("review"))
+    _policy_lab_parsers(
+        policy_sub, review.add_subparsers(dest="review_command", required=True, metavar="ACTION")
+    )
 
     sign = command("sign", "the X-Webhook-Signature Flinks would send for a body (testing)", _sign)
     sign.add_argument("file", nargs="?", default="-", metavar="FILE", help="the body (default: stdin)")
@@ -186,6 +192,55 @@ def _parser() -> argparse.ArgumentParser:
 
     command("env", "shell variables for the local stack: WEBHOOK_URL, WEBHOOK_SECRET, SANDBOX", _env)
     return parser
+
+
+def _policy_lab_parsers(policy_sub: Any, review_sub: Any) -> None:
+    """``policy backtest``, ``policy shadow-report`` and ``review stats``: they read, never write."""
+    backtest = policy_sub.add_parser(
+        "backtest",
+        help="re-decide past guarantees' recorded facts with a candidate policy (reads only)",
+        parents=[_location_options(suppress=True)],
+    )
+    backtest.add_argument("file", metavar="FILE", type=Path, help="the candidate policy")
+    _window_options(backtest)
+    backtest.add_argument(
+        "--status", nargs="+", action="extend", choices=_STATUSES, metavar="S", help="only these statuses"
+    )
+    backtest.add_argument(
+        "--show-changed", type=_positive, default=0, metavar="N", help="list the N newest changed decisions"
+    )
+    backtest.set_defaults(run=_policy_backtest)
+    shadow = policy_sub.add_parser(
+        "shadow-report",
+        help="how the shadow policy's decisions compare with the live ones",
+        parents=[_location_options(suppress=True)],
+    )
+    _window_options(shadow)
+    shadow.add_argument("--limit", type=_positive, default=20, help="disagreements listed (newest first)")
+    shadow.set_defaults(run=_policy_shadow_report)
+
+    stats = review_sub.add_parser(
+        "stats",
+        help="the queue now; time to answer, timeouts, reviewers and overturns",
+        parents=[_location_options(suppress=True)],
+    )
+    _window_options(stats, until=False)
+    stats.add_argument(
+        "--fallback",
+        choices=commands.REVIEW_DECISIONS,
+        default="reject",
+        help="the stack's ReviewFallbackDecision (default reject, the template's): an answer that differs "
+        "from it overturns the review",
+    )
+    stats.set_defaults(run=_review_stats)
+
+
+def _window_options(parser: argparse.ArgumentParser, *, until: bool = True) -> None:
+    parser.add_argument(
+        "--since", type=_since, default=None, help="received since: 30m, 12h, 7d or ISO-8601 (default 30d)"
+    )
+    if until:
+        parser.add_argument("--until", type=_since, default=None, help="received until: ISO-8601 (or 2h)")
 
 
 def _usage_of(name: str) -> Callable[[argparse.Namespace], int]:
@@ -322,8 +377,7 @@ def _quarantine_show(args: argparse.Namespace) -> int:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
-    from geft.errors import PolicyError  # noqa: PLC0415
-    from geft.policy import DecisionPolicy, encode_json  # noqa: PLC0415
+    from geft.policy import encode_json  # noqa: PLC0415
 
     facts: object = None
     if args.facts is not None:
@@ -333,14 +387,8 @@ def _policy_check(args: argparse.Namespace) -> int:
             raise UsageError(f"--facts is not valid JSON: {error}") from error
         if not isinstance(facts, dict):
             raise UsageError("--facts must be a JSON object")
-    try:
-        text = args.file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read {args.file}: {error}") from error
-    try:
-        policy = DecisionPolicy.from_json(text)
-    except PolicyError as error:
-        print(error, file=sys.stderr)
+    policy = _read_policy(args.file)
+    if policy is None:
         return EXIT_FAILED
     identity = policy.identity
     print(f"OK: {identity.label()}: {len(policy.rules)} rules, default {policy.default}")
@@ -360,6 +408,129 @@ def _policy_check(args: argparse.Namespace) -> int:
             )
         )
     return EXIT_OK
+
+
+def _read_policy(path: Path) -> Any:
+    """The validated policy in ``path``, or None once its problems are on stderr."""
+    from geft.errors import PolicyError  # noqa: PLC0415
+    from geft.policy import DecisionPolicy  # noqa: PLC0415
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {path}: {error}") from error
+    try:
+        return DecisionPolicy.from_json(text)
+    except PolicyError as error:
+        print(error, file=sys.stderr)
+        return None
+
+
+def _policy_backtest(args: argparse.Namespace) -> int:
+    from geft.models import GuaranteeStatus  # noqa: PLC0415
+
+    from geft_ops import policy_lab  # noqa: PLC0415
+
+    policy = _read_policy(args.file)
+    if policy is None:
+        return EXIT_FAILED
+    statuses = frozenset(GuaranteeStatus(status) for status in args.status or ())
+    window, history = _history(args, statuses=statuses)
+    report = {
+        "window": window,
+        **policy_lab.backtest(
+            history.guarantees, history.final_statuses, policy, show_changed=args.show_changed
+        ),
+    }
+    _emit(args, report, lambda: render.backtest(report))
+    return EXIT_OK
+
+
+def _policy_shadow_report(args: argparse.Namespace) -> int:
+    from geft_ops import policy_lab  # noqa: PLC0415
+
+    window, history = _history(args)
+    report = {
+        "window": window,
+        **policy_lab.shadow_report(history.guarantees, history.final_statuses, limit=args.limit),
+    }
+    _emit(args, report, lambda: render.shadow_report(report))
+    return EXIT_OK
+
+
+def _review_stats(args: argparse.Namespace) -> int:
+    from geft.models import GuaranteeStatus, Verdict  # noqa: PLC0415
+
+    from geft_ops import policy_lab  # noqa: PLC0415
+
+    # the queue as it stands, whenever its guarantees came in, and the window's answered reviews
+    window, history = _history(args, also_statuses=frozenset({GuaranteeStatus.REVIEW}))
+    stats = {
+        "window": window,
+        **policy_lab.review_stats(
+            history.guarantees,
+            now_ms=commands.now_ms(),
+            since_ms=window["sinceMs"],
+            fallback=Verdict(args.fallback),
+        ),
+    }
+    unlike = sorted(set(stats["timeoutVerdicts"]) - {args.fallback})
+    if unlike:
+        print(
+            f"geft-ops: the review timeout answered {', '.join(unlike)} in this window, not --fallback "
+            f"{args.fallback}: is --fallback the stack's ReviewFallbackDecision?",
+            file=sys.stderr,
+        )
+    _emit(args, stats, lambda: render.review_stats(stats))
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace, **selection: Any) -> tuple[dict[str, Any], Any]:
+    """The window the options name (default: the last 30 days) and one read-only scan of it."""
+    from geft_ops.decision_history import Window, read_history  # noqa: PLC0415
+
+    since = args.since if args.since is not None else _since(_DEFAULT_WINDOW)
+    until = getattr(args, "until", None)
+    if until is not None and until < since:
+        raise UsageError("--until is before --since")
+    window = Window(since_ms=since, until_ms=until, **selection)
+    resources = _resources(args)
+    progress = _ScanProgress()
+    history = read_history(
+        resources.client("dynamodb"), resources.output("GuaranteesTableName"), window, progress=progress
+    )
+    progress.done()
+    described = {
+        "since": commands.iso(since),
+        "until": commands.iso(until),
+        "statuses": sorted(window.statuses),
+        "sinceMs": since,
+        "scannedItems": history.scanned,
+    }
+    return described, history
+
+
+class _ScanProgress:
+    """Scan progress on stderr, so stdout stays the report: on a terminal one line rewritten after every
+    page (about 1,000 items), otherwise a line every 10,000 items; nothing for a one-page table."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._shown = 0
+        self._pages = 0
+
+    def __call__(self, scanned: int, kept: int) -> None:
+        self._pages += 1
+        line = f"scanned {scanned:,} items, {kept:,} guarantees so far"
+        if self._tty and self._pages > 1:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        elif not self._tty and scanned // _PROGRESS_EVERY > self._shown // _PROGRESS_EVERY:
+            print(line, file=sys.stderr, flush=True)
+        self._shown = scanned
+
+    def done(self) -> None:
+        if self._tty and self._pages > 1:
+            print(file=sys.stderr)
 
 
 def _sign(args: argparse.Namespace) -> int:

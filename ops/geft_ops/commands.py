@@ -20,7 +20,7 @@ from typing import Any
 from geft.audit import HistoryRecord
 from geft.items import GUARANTEE_SK_PREFIX, SESSION_SK, GuaranteeView, ref_of_keys
 from geft.masking import mask_document, mask_text
-from geft.models import GuaranteeRef, GuaranteeStatus, Verdict
+from geft.models import GuaranteeRef, GuaranteeStatus, PolicyIdentity, Verdict
 from geft.repository import GuaranteeRepository
 from geft.webhook_events import GuaranteeEvent, classify
 
@@ -268,6 +268,15 @@ def guarantee_row(view: GuaranteeView) -> dict[str, Any]:
     }
 
 
+def policy_label(policy: PolicyIdentity | None) -> str | None:
+    """Name, version and hash; a shadow decision records no name, so its label says "version"."""
+    if policy is None:
+        return None
+    if policy.name is None and policy.version is not None:
+        return f"version {policy.version} ({policy.content_hash})"
+    return policy.label()
+
+
 def iso(epoch_ms: int | None) -> str | None:
     if epoch_ms is None:
         return None
@@ -303,7 +312,7 @@ def _guarantee_story(view: GuaranteeView, history: list[HistoryRecord]) -> dict[
             "verdict": view.shadow.verdict.value,
             "rule": view.shadow.rule,
             "reason": view.shadow.reason,
-            "policy": view.shadow.policy.label() if view.shadow.policy else None,
+            "policy": policy_label(view.shadow.policy),
         },
         "review": None
         if review is None

@@ -84,9 +84,10 @@ def _decision(decision: Mapping[str, Any] | None, shadow: Mapping[str, Any] | No
     if decision["policy"]:
         lines.append(f"    policy     {clean(decision['policy'])}")
     if shadow:
+        shadow_code = f" ({clean(shadow['reason'])})" if shadow["reason"] else ""
         lines.append(
-            f"    shadow     {clean(shadow['verdict'])} by rule {clean(shadow['rule'])} "
-            f"({clean(shadow['policy'])})"
+            f"    shadow     {clean(shadow['verdict'])} by rule {clean(shadow['rule'])}{shadow_code}, "
+            f"policy {clean(shadow['policy'])} (never acted on)"
         )
     return lines
 
@@ -118,3 +119,182 @@ def _scalar(value: Any) -> Any:
 def _escaped(ch: str) -> str:
     code = ord(ch)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+# -- the policy lab (geft_ops.policy_lab) -----------------------------------------------------------------
+
+_FINAL_STATUS_COLUMNS = ("Completed", "Failed", "Canceled", "Expired", "unknown")
+
+
+def backtest(report: Mapping[str, Any]) -> str:
+    """``policy backtest``: what changes, how the changed ones ended, rule by rule, then examples."""
+    evaluated, changed = report["evaluated"], report["changed"]
+    lines = [
+        _window(report["window"]),
+        f"candidate      {clean(report['candidate'])}",
+        *(
+            f"today          {clean(label)}: {count} guarantees"
+            for label, count in report["todayPolicies"].items()
+        ),
+        f"considered     {report['considered']} guarantees",
+        f"not evaluated  {report['notEvaluated']['total']} (no policy inputs recorded: never guessed)",
+        *(f"  {count:>11}  {clean(reason)}" for reason, count in report["notEvaluated"]["byReason"].items()),
+        f"evaluated      {evaluated}: {changed} decided differently ({_share(changed, evaluated)}), "
+        f"{report['unchanged']} the same ({report['sameDecisionOtherRule']} of them by another rule)",
+    ]
+    if report["transitions"]:
+        rows = [
+            {"change": _arrow(row["change"]), "count": row["count"], **row["finalStatus"]}
+            for row in report["transitions"]
+        ]
+        rows += [
+            {"change": f"{row['decision']} (unchanged)", "count": row["count"], **row["finalStatus"]}
+            for row in report["unchangedFinalStatus"]
+        ]
+        lines += ["", "how the sessions ended (final status), the changed ones first:"]
+        lines.append(table(rows, ("change", "count", *_FINAL_STATUS_COLUMNS)))
+    if report["rules"]:
+        lines += ["", table(report["rules"], ("rule", "today", "candidate"))]
+    if report["candidateMissingFacts"]:
+        missing = ", ".join(
+            f"{clean(fact)} {count}" for fact, count in report["candidateMissingFacts"].items()
+        )
+        lines += ["", f"candidate decided missing-facts for lack of: {missing}"]
+    if report["examples"]:
+        rows = [_decision_pair(example, "today", "candidate") for example in report["examples"]]
+        lines += ["", f"changed, newest {len(rows)} of {changed}:"]
+        lines.append(
+            table(
+                rows,
+                (
+                    "sessionId",
+                    "receivedAt",
+                    "today",
+                    "todayRule",
+                    "answer",
+                    "candidate",
+                    "candidateRule",
+                    "finalStatus",
+                ),
+            )
+        )
+    return "\n".join(lines)
+
+
+def shadow_report(report: Mapping[str, Any]) -> str:
+    """``policy shadow-report``: agreement, disagreements by decision and by rule, then the list."""
+    with_shadow = report["withShadow"]
+    lines = [
+        _window(report["window"]),
+        *(f"shadow policy  {clean(label)}: {count}" for label, count in report["shadowPolicies"].items()),
+        f"guarantees     {report['considered']}: {with_shadow} with a shadow decision, "
+        f"{report['withoutShadow']} without",
+    ]
+    if not with_shadow:
+        lines.append("no shadow decisions in this window: is ShadowDecisionPolicy set?")
+        return "\n".join(lines)
+    lines.append(
+        f"agreement      {report['agree']} of {with_shadow} ({_share(report['agree'], with_shadow)}); "
+        f"{report['disagree']} disagree; {report['sameDecisionOtherRule']} agree by another rule"
+    )
+    if report["byDecision"]:
+        lines += ["", table(report["byDecision"], ("live", "shadow", "count"))]
+        lines += ["", table(report["byRule"], ("liveRule", "shadowRule", "live", "shadow", "count"))]
+    if report["disagreements"]:
+        rows = [_decision_pair(entry, "live", "shadow") for entry in report["disagreements"]]
+        lines += ["", f"disagreements, newest {len(rows)} of {report['disagree']}:"]
+        lines.append(
+            table(
+                rows, ("sessionId", "receivedAt", "live", "liveRule", "shadow", "shadowRule", "finalStatus")
+            )
+        )
+    return "\n".join(lines)
+
+
+def review_stats(stats: Mapping[str, Any]) -> str:
+    """``review stats``: the queue now, then how the window's reviews were answered, by whom."""
+    queue = stats["queue"]
+    answered, people = stats["answered"], stats["answeredByPeople"]
+    times = stats["timeToDecisionMs"]
+    lines = [
+        f"window          {clean(stats['window']['since'])} .. now (the queue: whenever received)",
+        f"queue now       {queue['total']} waiting: {queue['policyReviews']} policy reviews"
+        f"{_oldest(queue['oldestReviewAgeMs'])}, {queue['holds']} holds{_oldest(queue['oldestHoldAgeMs'])}",
+        f"answered        {answered} policy reviews: {people} by people, {stats['answeredByTimeout']} by the "
+        f"review timeout ({_share(stats['answeredByTimeout'], answered)}); "
+        f"{stats['holdsAnswered']} holds answered",
+        f"time to answer  all: {_spread(times['all'])}; people: {_spread(times['people'])}",
+        f"overturned      {stats['overturned']} of {people} people's answers "
+        f"({_share(stats['overturned'], people)}) differ from the review timeout's fallback "
+        f"({clean(stats['fallback'])})",
+    ]
+    if stats["reviewers"]:
+        rows = [{**row, "median": duration(row["medianTimeToDecisionMs"])} for row in stats["reviewers"]]
+        lines += [
+            "",
+            table(rows, ("reviewer", "note", "answered", "accepted", "rejected", "overturned", "median")),
+        ]
+    if stats["byRule"]:
+        rows = [
+            {**row, "answers": ", ".join(f"{answer} {count}" for answer, count in row["answers"].items())}
+            for row in stats["byRule"]
+        ]
+        lines += ["", table(rows, ("rule", "answered", "answers"))]
+    return "\n".join(lines)
+
+
+def duration(ms: int | None) -> str:
+    """A duration an operator reads at a glance: 850 ms, 12.3 s, 4m 05s, 2h 10m."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, second = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {second:02d}s"
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}h {minute:02d}m"
+
+
+def _window(window: Mapping[str, Any]) -> str:
+    statuses = ", ".join(clean(status) for status in window["statuses"]) or "any status"
+    return (
+        f"window         received {clean(window['since'])} .. {clean(window['until'] or 'now')} "
+        f"({statuses}; {window['scannedItems']} items scanned)"
+    )
+
+
+def _decision_pair(entry: Mapping[str, Any], first: str, second: str) -> dict[str, Any]:
+    row = {
+        "sessionId": entry["sessionId"],
+        "receivedAt": entry["receivedAt"],
+        first: entry[first]["decision"],
+        f"{first}Rule": entry[first]["rule"],
+        second: entry[second]["decision"],
+        f"{second}Rule": entry[second]["rule"],
+        "finalStatus": entry["finalStatus"],
+    }
+    if "answer" in entry:
+        row["answer"] = entry["answer"]
+    return row
+
+
+def _arrow(change: str) -> str:
+    return change.replace("->", " -> ")
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _spread(percentiles: Mapping[str, Any]) -> str:
+    if not percentiles["count"]:
+        return "none answered"
+    return f"p50 {duration(percentiles['p50'])}, p90 {duration(percentiles['p90'])} ({percentiles['count']})"
+
+
+def _oldest(age_ms: int | None) -> str:
+    return f" (oldest {duration(age_ms)})" if age_ms is not None else ""

@@ -20,7 +20,8 @@ from testkit.docs_blocks import CommandBlock, command_blocks, missing_lines, sha
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md", REPO / "docs" / "operations.md", REPO / "docs" / "local-stack.md")
 BLOCKS = [block for path in DOCS for block in command_blocks(path)]
-NOT_RUN = [block for block in BLOCKS if block.kind == "not-run"]
+NOT_RUN = [block for block in BLOCKS if block.kind in ("not-run", "run-by")]
+RUN_BY = [block for block in BLOCKS if block.kind == "run-by"]
 MAKE_TARGETS = set(re.findall(r"^([A-Za-z0-9_.-]+):", (REPO / "Makefile").read_text(), re.MULTILINE))
 
 
@@ -32,6 +33,15 @@ def test_every_command_block_says_whether_a_test_runs_it() -> None:
 
 def test_a_block_not_run_says_why() -> None:
     assert [block.where for block in NOT_RUN if not block.why] == []
+
+
+@pytest.mark.parametrize("block", RUN_BY, ids=[block.where for block in RUN_BY])
+def test_a_block_run_by_a_test_names_one_that_reads_its_page(block: CommandBlock) -> None:
+    test_file = REPO / str(block.why)
+    assert test_file.is_file(), f"{block.where}: no test {block.why}"
+    assert block.path.relative_to(REPO).as_posix() in test_file.read_text(), (
+        f"{block.where}: {block.why} does not read {block.path.name}"
+    )
 
 
 @pytest.mark.parametrize("block", NOT_RUN, ids=[block.where for block in NOT_RUN])
