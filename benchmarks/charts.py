@@ -24,7 +24,7 @@ POOL_PNG = REPO / "docs" / "performance-pool.png"
 COLORS = {"receiver": "#1f77b4", "baseline": "#7f7f7f", 0: "#2ca02c", 50: "#ff7f0e", 150: "#d62728"}
 
 
-def _cdf(values: list[float]) -> tuple[list[float], list[float]]:
+def cdf(values: list[float]) -> tuple[list[float], list[float]]:
     ordered = sorted(values)
     return ordered, [(index + 1) / len(ordered) for index in range(len(ordered))]
 
@@ -34,7 +34,7 @@ def latency_chart(results: dict[str, Any]) -> None:
 
     warm = results["warm_path"]
     for variant in ("receiver", "baseline"):
-        xs, ys = _cdf(warm["samples"][variant])
+        xs, ys = cdf(warm["samples"][variant])
         p99 = warm["summary"][variant]["p99"]
         warm_axis.plot(xs, ys, color=COLORS[variant], label=f"{variant} (p99 {p99:.2f} ms)")
         warm_axis.axvline(p99, color=COLORS[variant], linestyle=":", linewidth=1)
@@ -62,7 +62,7 @@ def latency_chart(results: dict[str, Any]) -> None:
     e2e = results["end_to_end"]
     if e2e.get("status") == "measured":
         for run in e2e["runs"]:
-            xs, ys = _cdf(run["samples"])
+            xs, ys = cdf(run["samples"])
             latency = run["latency_ms"]
             color = COLORS.get(latency, "#9467bd")
             e2e_axis.plot(xs, ys, color=color, label=f"Flinks {latency} ms (floor {run['floor_ms']:.0f} ms)")
