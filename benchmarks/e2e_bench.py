@@ -5,8 +5,8 @@ mode, the stream pump polling every 250 ms, and a Flinks sandbox of ours with a 
 Latency comes from the items themselves (``webhookToConfirmMs`` = ``confirmedAtMs - receivedAtMs``).
 Run as a child: ``python -m benchmarks.e2e_bench OUT.json [--quick]``.
 
-``running_stack``, ``warm_up``, ``send_open_loop`` and ``settled_items`` are also how the capacity
-model's local-stack check (``capacity.local_check``) drives the stack.
+``running_stack``, ``warm_up``, ``deliver`` and ``settled_items`` are also how the capacity model's
+local-stack check (``capacity.local_check``) drives the stack.
 """
 
 from __future__ import annotations

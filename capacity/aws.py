@@ -71,9 +71,11 @@ def aws_pipeline(
     write = a.dynamodb_write()
     receiver_fixed = measured.receiver_cpu_s / receiver_share + a.api_gateway_s
     receiver_fixed += (measured.receiver_writes - 1) * write.mean()
+    # CPU runs at the function's share; the first batch's waits (connections, the secret) do not.
     processor_init = (
         a.lambda_platform_init_s
-        + (measured.receiver_init_s + measured.processor_first_batch_extra_s) / processor_share
+        + (measured.receiver_init_s + measured.processor_first_batch_extra_cpu_s) / processor_share
+        + measured.processor_first_batch_extra_wait_s
     )
     receiver_service = Shifted(write, receiver_fixed)
     # Steady traffic: the containers that rate keeps busy are already warm when the run starts.

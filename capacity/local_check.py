@@ -4,7 +4,8 @@ times measured in the same run.
 The local stack (``geft_local.stack.LocalStack``, driven the way ``benchmarks.e2e_bench`` drives it)
 is one warm container per function with invokes serialized, moto in one process, one stream shard
 polled every 250 ms by a pump that waits for each invoke, and our Flinks sandbox. For each rate it
-sends Poisson webhooks open loop and measures webhook -> confirm (send time to the item's
+sends Poisson webhooks open loop from a process of its own (``capacity.sender``: 64 senders in the
+stack's process would slow the stack) and measures webhook -> confirm (send time to the item's
 ``confirmedAtMs``). In the same run it measures what the model needs as its service times:
 
 * moto's write latency and the sandbox's per-call latency under that load (two probe threads, five
@@ -28,6 +29,8 @@ import math
 import random
 import re
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +40,7 @@ from typing import Any
 import requests
 
 from benchmarks import e2e_bench
-from benchmarks.common import percentile
+from benchmarks.common import BENCH_SECRET, percentile
 from benchmarks.inprocess import prepare, process_cpu_seconds
 from capacity.measured import Measured
 from capacity.model import (
@@ -50,6 +53,7 @@ from capacity.model import (
     StreamSettings,
     simulate,
 )
+from capacity.paths import REPO
 from capacity.samplers import Empirical, Shifted
 
 RATES_PER_S = (10, 50)
@@ -214,6 +218,46 @@ def _invocations_since(path: Any, offset: int) -> list[Invocation]:
         return parse_invocations(stream.read())
 
 
+def _signed_requests(sandbox: Any, sessions: Sequence[str], offsets: Sequence[float]) -> list[dict[str, Any]]:
+    """Each session's guarantee webhook as the sandbox would send it: the body, its signature, when."""
+    from geft_local.flinks_sandbox import guarantee_webhook_body, sign_body  # noqa: PLC0415 - see above
+
+    out = []
+    for session_id, offset in zip(sessions, offsets, strict=True):
+        reference = sandbox.session_state(session_id)["referenceId"]
+        body = json.dumps(guarantee_webhook_body(session_id, reference_id=reference)).encode()
+        out.append(
+            {
+                "offset_s": offset,
+                "session_id": session_id,
+                "body": body.decode(),
+                "signature": sign_body(body, BENCH_SECRET),
+            }
+        )
+    return out
+
+
+def _send_from_another_process(job: dict[str, Any]) -> list[e2e_bench.Delivery]:
+    """``capacity.sender`` in a child interpreter: the senders do not share the stack's interpreter lock."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "capacity.sender"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    deliveries = json.loads(completed.stdout)
+    refused = [delivery for delivery in deliveries if delivery["status"] != 200]
+    if refused:
+        raise RuntimeError(f"the gateway refused {len(refused)} webhooks, e.g. {refused[0]}")
+    return sorted(
+        (e2e_bench.Delivery(d["session_id"], d["sent_at_s"], d["ack_ms"]) for d in deliveries),
+        key=lambda delivery: delivery.sent_at_s,
+    )
+
+
 def _wait_for_confirms(running: Any, sessions: Sequence[str], *, timeout: float) -> None:
     """Until the sandbox has seen a confirm for every session (reading its journal, not moto)."""
     wanted = set(sessions)
@@ -255,9 +299,14 @@ def _segment(running: Any, rate: float, count: int, settings: LocalSettings) -> 
     def call() -> None:  # one sandbox call: its latency, its HTTP server, our side's requests
         http.get(probe_url, timeout=10)
 
+    job = {
+        "url": stack.webhook_url,
+        "senders": SENDERS,
+        "requests": _signed_requests(sandbox, sessions, offsets),
+    }
     started = time.time()
     with Probe(write) as moto_probe, Probe(call) as flinks_probe:
-        deliveries = e2e_bench.send_open_loop(running, sessions, offsets, senders=SENDERS)
+        deliveries = _send_from_another_process(job)
         _wait_for_confirms(running, sessions, timeout=300)
     items = e2e_bench.settled_items(running, sessions, timeout=60)
     cpu_s = process_cpu_seconds(processor_pid) - cpu_before
@@ -381,12 +430,16 @@ class Comparison:
         }
 
 
-def compare(segment: Segment, settings: LocalSettings, measured: Measured | None = None) -> Comparison:
-    result: SimulationResult = simulate(local_pipeline(segment, settings, measured), seed=SEED)
+def _mean(values: Sequence[float]) -> float:
+    return statistics.mean(values) if values else math.nan
+
+
+def compare(
+    segment: Segment, settings: LocalSettings, measured: Measured | None = None
+) -> tuple[Comparison, SimulationResult]:
+    result = simulate(local_pipeline(segment, settings, measured), seed=SEED)
     predicted = result.latencies_s()
-    invokes = [invocation.duration_s for invocation in segment.processor]
-    batches = [len(invocation.sessions) for invocation in segment.processor]
-    return Comparison(
+    comparison = Comparison(
         rate_per_s=segment.rate_per_s,
         webhooks=len(segment.sent_at_s),
         measured_p50_s=percentile(segment.webhook_to_confirm_s, 50),
@@ -394,20 +447,19 @@ def compare(segment: Segment, settings: LocalSettings, measured: Measured | None
         predicted_p50_s=percentile(predicted, 50),
         predicted_p99_s=percentile(predicted, 99),
         measured_confirmed_per_s=segment.confirmed_per_s,
-        measured_mean_batch=statistics.mean(batches) if batches else math.nan,
+        measured_mean_batch=_mean([len(invocation.sessions) for invocation in segment.processor]),
         predicted_mean_batch=result.mean_batch_size(),
-        measured_mean_invoke_s=statistics.mean(invokes) if invokes else math.nan,
-        predicted_mean_invoke_s=statistics.mean(result.invoke_durations_s)
-        if result.invoke_durations_s
-        else math.nan,
+        measured_mean_invoke_s=_mean([invocation.duration_s for invocation in segment.processor]),
+        predicted_mean_invoke_s=_mean(result.invoke_durations_s),
         measured_item_p50_s=percentile(segment.item_webhook_to_confirm_s, 50),
         measured_ack_p50_s=percentile(segment.ack_s, 50),
         moto_write_p50_s=percentile(segment.moto_write_s, 50),
         flinks_call_p50_s=percentile(segment.flinks_call_s, 50),
-        receiver_mean_s=statistics.mean(segment.receiver_durations_s),
+        receiver_mean_s=_mean(segment.receiver_durations_s),
         processor_cpu_per_session_s=segment.processor_cpu_per_session_s,
         pump_gap_p50_s=percentile(segment.pump_gaps_s, 50),
     )
+    return comparison, result
 
 
 def run(measured: Measured | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -415,7 +467,8 @@ def run(measured: Measured | None = None, log: Callable[[str], None] | None = No
     say = log or (lambda _: None)
     started = time.perf_counter()
     settings, segments = measure()
-    comparisons = [compare(segment, settings, measured) for segment in segments]
+    compared = [compare(segment, settings, measured) for segment in segments]
+    comparisons = [comparison for comparison, _ in compared]
     for comparison in comparisons:
         say(
             f"  local stack at {comparison.rate_per_s:g}/s: measured p50 {comparison.measured_p50_s:.3f} s / "
@@ -431,9 +484,9 @@ def run(measured: Measured | None = None, log: Callable[[str], None] | None = No
         "samples": {
             str(segment.rate_per_s): {
                 "measured_s": list(segment.webhook_to_confirm_s),
-                "predicted_s": simulate(local_pipeline(segment, settings, measured), seed=SEED).latencies_s(),
+                "predicted_s": result.latencies_s(),
             }
-            for segment in segments
+            for segment, (_, result) in zip(segments, compared, strict=True)
         },
         "elapsed_s": time.perf_counter() - started,
     }

@@ -10,8 +10,8 @@ Read from benchmarks/results/latest.json (the fields, all from one ``make bench`
 * ``processor.memory.latency_0`` (the row at pool 16), ``cpu_ms / sessions``: the processor's CPU
   per session;
 * ``processor.memory.warm_batch_10``, ``cpu_ms`` less its sessions' CPU: the CPU per invocation;
-* ``processor.memory.cold_batch_10.batch_ms - warm_batch_10.batch_ms``: the processor's extra
-  first-batch cost (clients, secret, connections);
+* ``processor.memory.cold_batch_10`` less ``warm_batch_10``, ``cpu_ms`` and ``batch_ms``: the
+  processor's extra first-batch cost (clients, secret, connections), its CPU and the rest (waits);
 * ``calls.warm_container.flinks_per_guarantee``: Flinks calls per session (authorize, details,
   confirm);
 * ``calls.warm_container.{receiver,processor}.per_guarantee.dynamodb_writes``: writes per request
@@ -52,7 +52,8 @@ class Measured:
     receiver_init_s: float
     processor_cpu_per_session_s: float
     processor_cpu_per_invoke_s: float
-    processor_first_batch_extra_s: float
+    processor_first_batch_extra_cpu_s: float
+    processor_first_batch_extra_wait_s: float
     authorize_per_session: float
     details_per_session: int
     confirm_per_session: int
@@ -95,6 +96,7 @@ class Measured:
         warm10 = field("processor", "memory", "warm_batch_10")
         cold10 = field("processor", "memory", "cold_batch_10")
         per_invoke_s = max(0.0, warm10["cpu_ms"] / 1000 - warm10["sessions"] * per_session_s)
+        extra_cpu_s = (cold10["cpu_ms"] - warm10["cpu_ms"]) / 1000
         flinks = field("calls", "warm_container", "flinks_per_guarantee")
         return cls(
             receiver_memory_mb=int(field("memory_mb", "receiver")),
@@ -104,7 +106,10 @@ class Measured:
             / 1000,
             processor_cpu_per_session_s=per_session_s,
             processor_cpu_per_invoke_s=per_invoke_s,
-            processor_first_batch_extra_s=max(0.0, (cold10["batch_ms"] - warm10["batch_ms"]) / 1000),
+            processor_first_batch_extra_cpu_s=max(0.0, extra_cpu_s),
+            processor_first_batch_extra_wait_s=max(
+                0.0, (cold10["batch_ms"] - warm10["batch_ms"]) / 1000 - extra_cpu_s
+            ),
             authorize_per_session=float(flinks.get("authorize", 1.0)),
             details_per_session=round(flinks.get("details", 1.0)),
             confirm_per_session=round(flinks.get("confirm", 1.0)),

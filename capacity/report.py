@@ -35,7 +35,7 @@ def render(results: dict[str, Any]) -> str:
         f"seed {results['seed']}, {results['elapsed_s']:.0f} s in all, fed with "
         f"`{inputs['bench_results']}` of {inputs['bench_generated_at']}."
     )
-    out += _recommended(results) + _by_batch(results) + _local(results)
+    out += _recommended(results) + _by_batch(results) + _local(results) + _inputs(results)
     out += ["", f"![Capacity model]({CHART.name})", "", END]
     return "\n".join(out)
 
@@ -167,6 +167,43 @@ def _local(results: dict[str, Any]) -> list[str]:
         ],
         rows,
     )
+
+
+_MEASURED = {
+    "receiver_cpu_s": "receiver CPU per request (`warm_path.summary.receiver.p50`)",
+    "receiver_init_s": "receiver init (`cold_start...spawn_to_first_response_ms.p50`)",
+    "processor_cpu_per_session_s": "processor CPU per session (`processor.memory.latency_0`, pool 16)",
+    "processor_cpu_per_invoke_s": "processor CPU per invocation (`warm_batch_10` less its sessions)",
+    "processor_first_batch_extra_cpu_s": "first processor batch: extra CPU (`cold_batch_10 - warm_batch_10`)",
+    "processor_first_batch_extra_wait_s": "first processor batch: extra waiting (the rest)",
+}
+
+
+def _inputs(results: dict[str, Any]) -> list[str]:
+    measured, assumed = results["inputs"]["measured"], results["inputs"]["assumptions"]
+    out = ["", "#### Inputs of this run", ""]
+    rows = [[text, f"{measured[name] * 1000:.2f} ms", "make bench"] for name, text in _MEASURED.items()]
+    rows.append(
+        [
+            "calls per session (`calls.warm_container`)",
+            f"{measured['authorize_per_session']:g} authorize, {measured['details_per_session']} details, "
+            f"{measured['confirm_per_session']} confirm; writes: receiver {measured['receiver_writes']}, "
+            f"processor {measured['processor_writes']}",
+            "make bench",
+        ]
+    )
+    rows.append(
+        [
+            "memory (template.yaml)",
+            f"receiver {measured['receiver_memory_mb']} MB, processor {measured['processor_memory_mb']} MB "
+            "(CPU share = memory / 1,769 MB)",
+            "make bench",
+        ]
+    )
+    for name, value in assumed.items():
+        shown = f"{value * 1000:g} ms" if name.endswith("_s") else f"{value:g}"
+        rows.append([name.replace("_", " "), shown, "assumed (`capacity.measured.AwsAssumptions`)"])
+    return out + markdown_table(["input", "value", "from"], rows)
 
 
 def main() -> None:

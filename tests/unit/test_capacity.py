@@ -402,3 +402,49 @@ def test_a_quick_run_writes_results_that_render_into_the_performance_page(
     for rate in ("1/s", "10/s", "100/s", "1,000/s"):
         assert f"| {rate} |" in page
     assert "Not run: skipped (--no-local)" in page
+
+
+def test_the_sender_posts_each_signed_body_at_its_offset() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from capacity import sender
+
+    received: list[tuple[str, bytes]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.headers["x-webhook-signature"], body))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    # GIVEN a server on loopback and three signed bodies, 50 ms apart
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        job = {
+            "url": f"http://127.0.0.1:{server.server_port}/webhooks/flinks",
+            "senders": 3,
+            "requests": [
+                {"offset_s": 0.05 * i, "session_id": f"s{i}", "body": f'{{"n":{i}}}', "signature": f"sig{i}"}
+                for i in range(3)
+            ],
+        }
+
+        # WHEN sent
+        deliveries = sender.send_all(job)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # THEN each exact body arrived with its signature, and each delivery says when it was sent
+    assert sorted(received) == [(f"sig{i}", f'{{"n":{i}}}'.encode()) for i in range(3)]
+    by_session = {delivery["session_id"]: delivery for delivery in deliveries}
+    assert [by_session[f"s{i}"]["status"] for i in range(3)] == [200, 200, 200]
+    assert by_session["s0"]["sent_at_s"] < by_session["s1"]["sent_at_s"] < by_session["s2"]["sent_at_s"]
