@@ -166,7 +166,7 @@ CAPACITY_ENV := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESS
 	PYTHONPATH=functions/webhook_receiver:functions/decision_processor:functions/scheduled_jobs:layers/shared:local:.
 
 .PHONY: capacity
-capacity: .venv/.installed .venv-bench/.installed ## capacity model (~6 min): p50/p99 and cost at 1-1,000 guarantees/s, settings for each, checked against the local stack
+capacity: .venv/.installed .venv-bench/.installed ## capacity model (~9 min): p50/p99 and cost at 1-1,000 guarantees/s, settings for each, checked against the local stack
 	$(CAPACITY_ENV) .venv/bin/python -m capacity.run $(CAPACITY_ARGS)
 	.venv-bench/bin/python -m capacity.charts
 	$(CAPACITY_ENV) .venv/bin/python -m capacity.report

@@ -78,8 +78,10 @@ def aws_pipeline(
         + measured.processor_first_batch_extra_wait_s
     )
     receiver_service = Shifted(write, receiver_fixed)
-    # Steady traffic: the containers that rate keeps busy are already warm when the run starts.
-    receiver_warm = math.ceil(2 * arrivals.rate_per_s * receiver_service.mean()) + 1
+    # Steady traffic: the containers that rate keeps busy are already warm when the run starts, twice
+    # over (each guarantee brings a status webhook too): Poisson peaks do not each cold-start one.
+    requests_per_s = arrivals.rate_per_s * (2 if a.status_webhook_after_s is not None else 1)
+    receiver_warm = math.ceil(2 * requests_per_s * receiver_service.mean()) + 2
     processor_concurrency = min(settings.concurrency, a.account_concurrency)
     return PipelineConfig(
         arrivals=arrivals,

@@ -338,7 +338,7 @@ class _Pipeline:
         # one setting does not shift every other draw: candidates see the same arrivals and latencies.
         self.rng = {
             name: random.Random(f"{seed}:{name}")  # noqa: S311
-            for name in ("arrivals", "aws", "flinks")
+            for name in ("arrivals", "receiver", "stream", "processor", "dynamodb", "flinks")
         }
         self.receiver, self.stream, self.processor = config.receiver, config.stream, config.processor
         arrivals = config.arrivals
@@ -403,7 +403,7 @@ class _Pipeline:
         for index, when in enumerate(self.arrival_s):
             sim.at(when, self._deliver, index)
         for shard in self.shards:
-            sim.at(self.rng["aws"].random() * self.stream.poll_interval_s, self._tick, shard, 0)
+            sim.at(self.rng["stream"].random() * self.stream.poll_interval_s, self._tick, shard, 0)
         sim.run()
         warm_up = int(len(self.arrival_s) * self.config.warm_up_fraction)
         if self.config.arrivals.trace_s is not None:
@@ -489,7 +489,7 @@ class _Pipeline:
         return False
 
     def _receiver_admits(self, now: float, index: int, is_status: bool) -> bool:
-        receiver, rng = self.receiver, self.rng["aws"]
+        receiver, rng = self.receiver, self.rng["receiver"]
         service = receiver.service.sample(rng)
         self.receiver_invocations += 1
         self.receiver_busy += service
@@ -525,7 +525,7 @@ class _Pipeline:
             return
         shard_number, _ = lane_of(self.keys[index], len(self.shards), len(self.shards[0].lanes))
         shard = self.shards[shard_number]
-        visible = max(shard.last_visible, self.sim.now + self.stream.visibility.sample(self.rng["aws"]))
+        visible = max(shard.last_visible, self.sim.now + self.stream.visibility.sample(self.rng["stream"]))
         shard.last_visible = visible
         shard.unread.append((visible, index))
 
@@ -541,7 +541,9 @@ class _Pipeline:
         if not self.stream.poll_while_busy and any(lane.busy for lane in shard.lanes):
             return  # the pump is inside an invoke; it polls again when the invoke returns
         shard.polling = True
-        self.sim.after(self.stream.get_records.sample(self.rng["aws"]), self._poll_done, shard, self.sim.now)
+        self.sim.after(
+            self.stream.get_records.sample(self.rng["stream"]), self._poll_done, shard, self.sim.now
+        )
 
     def _poll_done(self, shard: _Shard, issued_at: float) -> None:
         shard.polling = False
@@ -581,7 +583,7 @@ class _Pipeline:
         invocation = _Invocation(
             shard, lane, container, records=records, groups=list(groups.values()), taken_at=now
         )
-        delay = init + stream.invoke_overhead.sample(self.rng["aws"])
+        delay = init + stream.invoke_overhead.sample(self.rng["stream"])
         self.sim.after(delay, self._invoke, invocation)
 
     def _after_throttle(self, shard: _Shard, lane: _Lane) -> None:
@@ -597,7 +599,7 @@ class _Pipeline:
             return None, 0.0
         self.container_count += 1
         self.processor_cold += 1
-        init = self.processor.cold_start.sample(self.rng["aws"])
+        init = self.processor.cold_start.sample(self.rng["processor"])
         self.processor_init.append(init)
         return _Container(), init
 
@@ -640,7 +642,7 @@ class _Pipeline:
         if kind == _CPU:
             self.sim.at(self._cpu(session.invocation.container, self.cpu_slice), self._advance, session)
         elif kind == _WRITE:
-            self.sim.after(self.config.dynamodb_write.sample(self.rng["aws"]), self._advance, session)
+            self.sim.after(self.config.dynamodb_write.sample(self.rng["dynamodb"]), self._advance, session)
         elif kind == _TOKEN:
             if self._take_token(session.invocation.container):
                 self._advance(session)

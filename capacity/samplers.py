@@ -88,3 +88,20 @@ class Shifted:
 
     def describe(self) -> str:
         return f"{self.offset * 1000:.1f} ms + {self.base.describe()}"
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """``base`` times a factor (a measured distribution, calibrated)."""
+
+    base: Sampler
+    factor: float
+
+    def sample(self, rng: random.Random) -> float:
+        return self.factor * self.base.sample(rng)
+
+    def mean(self) -> float:
+        return self.factor * self.base.mean()
+
+    def describe(self) -> str:
+        return f"{self.factor:.2f} x {self.base.describe()}"

@@ -337,7 +337,10 @@ def test_invocations_are_read_from_a_containers_log() -> None:
         ("r2", 0.15, ("s3",)),
     ]
     # r2 started 450 - 150 = 300 ms, 100 ms after r1 ended at 200 ms: the pump's gap
-    assert local_check.back_to_back_gaps(invocations, 0.25) == [pytest.approx(0.1)]
+    assert local_check.back_to_back_gaps(invocations, 0.25, batch_size=10) == [pytest.approx(0.1)]
+    # a longer gap counts only when records were waiting (the next batch was full)
+    assert local_check.back_to_back_gaps(invocations, 0.1, batch_size=10) == []
+    assert local_check.back_to_back_gaps(invocations, 0.1, batch_size=1) == [pytest.approx(0.1)]
 
 
 def test_the_model_configured_as_the_local_stack_replays_the_measured_sends() -> None:
