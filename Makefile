@@ -233,7 +233,7 @@ $(VENV_BENCH)/.installed: requirements/bench.txt | check-runtime
 	$(call install_venv,$(VENV_BENCH),$(PYTHON),requirements/bench.txt)
 
 .PHONY: bench
-bench: $(VENV)/.installed $(VENV_BENCH)/.installed ## benchmarks (~3.5 min): benchmarks/results/latest.json, docs/performance.md and its charts
+bench: $(VENV)/.installed $(VENV_BENCH)/.installed ## benchmarks (~6.5 min): benchmarks/results/latest.json, docs/performance.md and its charts
 	$(BENCH_ENV) $(PY) -m benchmarks.run $(BENCH_ARGS)
 	$(VENV_BENCH)/bin/python -m benchmarks.charts
 	$(BENCH_ENV) $(PY) -m benchmarks.report
@@ -245,3 +245,16 @@ TRAFFIC_ARGS ?=
 .PHONY: traffic
 traffic: $(VENV)/.installed ## a day's guarantee traffic for the running make local: TRAFFIC_ARGS="--sessions 200 --seed 1"
 	$(LOCAL_ENV) $(PY) -m geft_local.traffic $(TRAFFIC_ARGS)
+
+# -- capacity model: docs/performance.md, "Capacity model" ------------------------------------------
+# A discrete-event simulation of the AWS path (capacity/), fed with benchmarks/results/latest.json
+# (make bench), checked against the local stack. Runs in .venv, charts in .venv-bench (matplotlib).
+CAPACITY_ENV := AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing \
+	AWS_ENDPOINT_URL= AWS_PROFILE= AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
+	PYTHONPATH=functions/webhook_receiver:functions/decision_processor:functions/scheduled_jobs:layers/shared:local:.
+
+.PHONY: capacity
+capacity: .venv/.installed .venv-bench/.installed ## capacity model (~9 min): p50/p99 and cost at 1-1,000 guarantees/s, settings for each, checked against the local stack
+	$(CAPACITY_ENV) .venv/bin/python -m capacity.run $(CAPACITY_ARGS)
+	.venv-bench/bin/python -m capacity.charts
+	$(CAPACITY_ENV) .venv/bin/python -m capacity.report

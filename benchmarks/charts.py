@@ -21,10 +21,10 @@ from benchmarks.common import REPO, RESULTS_FILE
 
 LATENCY_PNG = REPO / "docs" / "performance-latency.png"
 POOL_PNG = REPO / "docs" / "performance-pool.png"
-COLORS = {"receiver": "#1f77b4", "baseline": "#7f7f7f", 0: "#2ca02c", 50: "#d62728"}
+COLORS = {"receiver": "#1f77b4", "baseline": "#7f7f7f", 0: "#2ca02c", 50: "#ff7f0e", 150: "#d62728"}
 
 
-def _cdf(values: list[float]) -> tuple[list[float], list[float]]:
+def cdf(values: list[float]) -> tuple[list[float], list[float]]:
     ordered = sorted(values)
     return ordered, [(index + 1) / len(ordered) for index in range(len(ordered))]
 
@@ -34,7 +34,7 @@ def latency_chart(results: dict[str, Any]) -> None:
 
     warm = results["warm_path"]
     for variant in ("receiver", "baseline"):
-        xs, ys = _cdf(warm["samples"][variant])
+        xs, ys = cdf(warm["samples"][variant])
         p99 = warm["summary"][variant]["p99"]
         warm_axis.plot(xs, ys, color=COLORS[variant], label=f"{variant} (p99 {p99:.2f} ms)")
         warm_axis.axvline(p99, color=COLORS[variant], linestyle=":", linewidth=1)
@@ -62,7 +62,7 @@ def latency_chart(results: dict[str, Any]) -> None:
     e2e = results["end_to_end"]
     if e2e.get("status") == "measured":
         for run in e2e["runs"]:
-            xs, ys = _cdf(run["samples"])
+            xs, ys = cdf(run["samples"])
             latency = run["latency_ms"]
             color = COLORS.get(latency, "#9467bd")
             e2e_axis.plot(xs, ys, color=color, label=f"Flinks {latency} ms (floor {run['floor_ms']:.0f} ms)")
@@ -90,8 +90,9 @@ def pool_chart(results: dict[str, Any]) -> None:
         "in-process": ("#9467bd", "^", "moto mock_aws + sandbox in-process (as tests)"),
     }
     floor_rows: list[dict[str, Any]] = []
+    headline = results["processor"]["memory"]["headline_ms"]
     for mode, data in results["processor"].items():
-        rows = sorted(data["latency_50"], key=lambda row: row["pool_size"])
+        rows = sorted(data["sweep"], key=lambda row: row["pool_size"])
         color, marker, label = styles.get(mode, ("#333333", "x", mode))
         axis.plot(
             [row["pool_size"] for row in rows],
@@ -117,7 +118,7 @@ def pool_chart(results: dict[str, Any]) -> None:
         [row["floor_ms"] / 1000 for row in floor_rows],
         color="black",
         linestyle="--",
-        label="floor: 3 calls x 50 ms x ceil(100 / pool)",
+        label=f"floor: 3 calls x {headline} ms x ceil(100 / pool)",
     )
     axis.plot(
         [row["pool_size"] for row in floor_rows],
@@ -133,7 +134,9 @@ def pool_chart(results: dict[str, Any]) -> None:
     axis.set_xticklabels([str(row["pool_size"]) for row in floor_rows])
     axis.set_xlabel("PROCESSOR_POOL_SIZE")
     axis.set_ylabel("batch of 100 sessions (s, log)")
-    axis.set_title("3. Processor: one stream batch of 100 sessions, Flinks sandbox at 50 ms per call")
+    axis.set_title(
+        f"3. Processor: one stream batch of 100 sessions, Flinks sandbox at {headline} ms per call"
+    )
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8, loc="upper right")
     figure.tight_layout()

@@ -19,6 +19,8 @@ RESULTS_FILE = RESULTS_DIR / "latest.json"
 EVENTS_DIR = REPO / "events"
 STACK_NAME = "geft-bench"
 BENCH_SECRET = "bench-webhook-secret"
+# Flinks latency per call for the headline figures: a call from AWS to Flinks; 50 ms is optimistic.
+HEADLINE_FLINKS_MS = 150
 # Where a Lambda layer and CodeUri land, as pytest's pythonpath mirrors them.
 RECEIVER_PATH = [REPO / "functions" / "webhook_receiver", REPO / "layers" / "shared"]
 PROCESSOR_PATH = [REPO / "functions" / "decision_processor", REPO / "layers" / "shared"]

@@ -32,6 +32,15 @@ def prepare() -> None:
         os.environ.pop(name, None)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far, from /proc (Linux)."""
+    from pathlib import Path
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class AwsCallCounter:
     """Counts every API operation made by every botocore client created after ``install()``, with
     botocore's ``before-call`` event (once per operation, before the SDK's own retries)."""
@@ -264,11 +273,7 @@ class InProcessStack:
         """CPU time (user + system) the fakes process has used so far; 0 when they run in-process."""
         if self.fakes_pid is None:
             return 0.0
-        from pathlib import Path
-
-        fields = Path(f"/proc/{self.fakes_pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.fakes_pid)
 
     def __exit__(self, *exc: object) -> None:
         self.cold_containers()

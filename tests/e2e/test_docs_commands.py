@@ -1,4 +1,4 @@
-"""Docs that cannot lie: every command block of README.md, docs/operations.md and docs/local-stack.md
+"""Docs that cannot lie: every command block of README.md and docs/*.md
 marked ``<!-- docs: run -->`` is run, as shown, against a ``make local`` this module starts, and its
 output is checked for the shape shown (testkit/docs_blocks.py says how blocks are read).
 
@@ -25,7 +25,7 @@ from tests.e2e.test_cli import READY_LINE, Output
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = (REPO / "README.md", REPO / "docs" / "operations.md", REPO / "docs" / "local-stack.md")
+DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
 RUN_BLOCKS = [block for path in DOCS for block in command_blocks(path) if block.kind == "run"]
 _MARKER = "@@docs-harness"
 _MARKED = re.compile(rf"^{_MARKER} (?P<what>start|exit) (?P<index>\d+)(?: (?P<code>\d+))?@@$")

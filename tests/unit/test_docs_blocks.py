@@ -18,7 +18,7 @@ from geft_ops import cli
 from testkit.docs_blocks import CommandBlock, command_blocks, missing_lines, shape
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = (REPO / "README.md", REPO / "docs" / "operations.md", REPO / "docs" / "local-stack.md")
+DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
 BLOCKS = [block for path in DOCS for block in command_blocks(path)]
 NOT_RUN = [block for block in BLOCKS if block.kind in ("not-run", "run-by")]
 RUN_BY = [block for block in BLOCKS if block.kind == "run-by"]
