@@ -237,3 +237,33 @@ bench: $(VENV)/.installed $(VENV_BENCH)/.installed ## benchmarks (~3.5 min): ben
 	$(BENCH_ENV) $(PY) -m benchmarks.run $(BENCH_ARGS)
 	$(VENV_BENCH)/bin/python -m benchmarks.charts
 	$(BENCH_ENV) $(PY) -m benchmarks.report
+
+# -- checks against the real thing: README "After sam deploy", docs/operations.md ---------------------
+# make smoke STACK=name [REGION=r] [PROFILE=p] reads a deployed stack; LOCAL=1 reads the running make local.
+# Its region is the one you give, your AWS_DEFAULT_REGION or your profile's: never the us-east-1 this
+# Makefile sets (for the tests) when you set none.
+SMOKE_ENV := env $(if $(filter file,$(origin AWS_DEFAULT_REGION)),-u AWS_DEFAULT_REGION) \
+	$(if $(filter file,$(origin AWS_REGION)),-u AWS_REGION)
+# make contract SESSION=<id> with FLINKS_BASE_URL, FLINKS_USERNAME and FLINKS_PASSWORD (FLINKS_CLIENT_ID,
+# FLINKS_API_KEY) in the environment; POLICY (above) names the policy whose facts must be present.
+SESSION ?=
+
+.PHONY: smoke
+smoke: $(VENV)/.installed ## after sam deploy: make smoke STACK=name [REGION= PROFILE=]; LOCAL=1: the running make local
+	$(SMOKE_ENV) bin/geft-check smoke $(if $(LOCAL),--local,--stack "$(STACK)") \
+		$(if $(REGION),--region "$(REGION)") $(if $(PROFILE),--profile "$(PROFILE)")
+
+.PHONY: contract
+contract: $(VENV)/.installed ## Flinks' answers next to what the code reads (read-only): make contract SESSION=id
+	bin/geft-check contract --session "$(SESSION)" --policy "$(POLICY)"
+
+# The checks' package joins typecheck and py311-compat without editing their rules.
+.PHONY: typecheck-checks py311-compat-checks
+typecheck: typecheck-checks
+typecheck-checks: $(VENV)/.installed
+	$(VENV)/bin/mypy ops/geft_checks
+
+py311-compat: py311-compat-checks
+py311-compat-checks: $(VENV_PY311)/.installed
+	$(TEST_ENV) PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=layers/shared:ops \
+		$(VENV_PY311)/bin/python -m tests.support.import_smoke geft_checks
