@@ -260,8 +260,7 @@ class FlinksClient:
         """Sends one request and reads its answer within the limits. Failures before a status line
         arrives raise ``_ExchangeFailed``; a body that could not be read in full is reported on the
         answer (``body_problem``), because the status alone may already be the outcome."""
-        if self._read_only and operation not in READ_ONLY_OPERATIONS:
-            raise FlinksPermanentError(f"Flinks {operation}: refused by a read-only client; nothing was sent")
+        self._permit(operation)
         target = urlsplit(url)
         if (target.scheme, target.hostname, target.port) != self._origin:
             raise FlinksPermanentError(f"Flinks {operation}: refusing to send to a host other than Flinks'")
@@ -305,6 +304,10 @@ class FlinksClient:
             return _HttpAnswer(status_code, response.headers, body, problem)
         finally:
             self._observe(operation, status_code, status_class, started, attempt)
+
+    def _permit(self, operation: Operation) -> None:
+        if self._read_only and operation not in READ_ONLY_OPERATIONS:
+            raise FlinksPermanentError(f"Flinks {operation}: refused by a read-only client; nothing was sent")
 
     def _observe(
         self,
@@ -511,6 +514,7 @@ class SessionCalls:
         json_body: bytes | None = None,
     ) -> _HttpAnswer:
         """One exchange with the bearer token; on 401 re-authorizes once per call and repeats it."""
+        self._client._permit(operation)  # before a token is minted for it, too
         url = f"{self._client._base_url}/api/v2/sessions/{self._session_id}/{suffix}"
         while True:
             token = self._valid_token(state)
