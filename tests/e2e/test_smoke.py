@@ -27,7 +27,7 @@ from geft_local.stack import LocalStack
 from geft_ops.resources import StackResources, from_local_state
 
 from tests.e2e.conftest import StartStack
-from tests.support.commands import run_documented
+from tests.support.commands import documented_line, run_documented
 
 pytestmark = pytest.mark.e2e
 
@@ -69,9 +69,11 @@ def test_make_smoke_local_passes_and_changes_nothing(smoke_stack: LocalStack) ->
     # GIVEN the local stack running, with what its table holds now
     before = _table_items(smoke_stack)
 
-    # WHEN the local form README documents runs, finding the stack as make local's tools do
+    # WHEN the local form README documents runs as written, finding the stack as make local's tools do
+    line = documented_line("README.md", "make smoke LOCAL=1")
+    assert line == "make smoke LOCAL=1"
     completed = run_documented(
-        ["make", "smoke", "LOCAL=1"], environment={"LOCAL_RUN_DIR": str(smoke_stack.config.run_dir)}
+        ["bash", "-c", line], environment={"LOCAL_RUN_DIR": str(smoke_stack.config.run_dir)}
     )
 
     # THEN every check passed, each on its own line with what it saw
@@ -302,3 +304,88 @@ def test_the_smoke_delivery_cannot_page_or_become_a_guarantee() -> None:
     # AND its signature is well formed but matches no secret of ours
     assert delivery.signature.startswith("sha256=")
     assert not verify_signature(delivery.body, delivery.signature, ["local-dev-webhook-secret"])
+
+
+# -- the deployed forms, against a stack CloudFormation made (moto's, on the local stack's endpoint) ----
+
+
+def _deploy_by_cloudformation(stack: LocalStack, name: str, region: str) -> None:
+    """A stack named ``name`` in ``region`` with a dashboard (moto's CloudFormation makes no alarms)
+    whose outputs are the local stack's: its webhook, table and stream mapping."""
+    outputs = {key: {"Value": value} for key, value in stack.outputs().items()}
+    template = {
+        "Resources": {
+            "PipelineDashboard": {
+                "Type": "AWS::CloudWatch::Dashboard",
+                "Properties": {
+                    "DashboardName": f"{name}-pipeline",
+                    "DashboardBody": json.dumps(
+                        {"widgets": [{"type": "text", "properties": {"markdown": "-"}}]}
+                    ),
+                },
+            }
+        },
+        "Outputs": outputs,
+    }
+    stack.aws.client("cloudformation", region_name=region).create_stack(
+        StackName=name, TemplateBody=json.dumps(template)
+    )
+
+
+def _aws_at(stack: LocalStack, **more: str) -> dict[str, str]:
+    """Credentials and an endpoint that reach only the local moto (no real AWS)."""
+    return {
+        "AWS_ENDPOINT_URL": stack.moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        **more,
+    }
+
+
+def _verdicts(stdout: str) -> dict[str, str]:
+    return {
+        line.split()[1]: line.split()[0] for line in stdout.splitlines() if line.startswith(("PASS", "FAIL"))
+    }
+
+
+def test_the_deployed_form_finds_the_stack_by_name(smoke_stack: LocalStack) -> None:
+    # GIVEN a stack deployed under README's name, in your default region
+    line = documented_line("README.md", "make smoke STACK=flinks-geft-sandbox")
+    assert line == "make smoke STACK=flinks-geft-sandbox"
+    assert line == documented_line("docs/operations.md", "make smoke STACK=flinks-geft-sandbox")
+    _deploy_by_cloudformation(smoke_stack, "flinks-geft-sandbox", "us-east-1")
+
+    # WHEN README's line runs as written
+    completed = run_documented(
+        ["bash", "-c", line], environment=_aws_at(smoke_stack, AWS_DEFAULT_REGION="us-east-1")
+    )
+
+    # THEN it read that stack: its webhook, dashboard and mapping pass; alarms fail, as this stack has none
+    assert "smoke test of stack flinks-geft-sandbox" in completed.stdout, completed.stderr
+    assert _verdicts(completed.stdout) == {
+        "bad-signature": "PASS",
+        "alarms": "FAIL",
+        "dashboard": "PASS",
+        "stream-mapping": "PASS",
+    }
+    assert "FAIL  alarms          the stack owns no alarms" in completed.stdout
+    assert completed.returncode != 0
+
+
+def test_the_prod_form_reads_the_region_it_is_given(smoke_stack: LocalStack) -> None:
+    # GIVEN the prod stack in ca-central-1, and no region of yours
+    line = documented_line("README.md", "make smoke STACK=flinks-geft-prod")
+    assert line == "make smoke STACK=flinks-geft-prod REGION=ca-central-1"
+    assert line == documented_line("docs/operations.md", "make smoke STACK=flinks-geft-prod")
+    _deploy_by_cloudformation(smoke_stack, "flinks-geft-prod", "ca-central-1")
+
+    # WHEN the line runs with REGION, and once without it
+    with_region = run_documented(["bash", "-c", line], environment=_aws_at(smoke_stack))
+    without = run_documented(["make", "smoke", "STACK=flinks-geft-prod"], environment=_aws_at(smoke_stack))
+
+    # THEN with REGION the stack is found there (its dashboard is), not in the Makefile's us-east-1
+    assert "smoke test of stack flinks-geft-prod" in with_region.stdout, with_region.stderr
+    assert _verdicts(with_region.stdout)["dashboard"] == "PASS"
+    assert "geft-check smoke: cannot read stack flinks-geft-prod" in without.stderr
+    assert without.returncode != 0

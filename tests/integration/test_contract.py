@@ -6,6 +6,7 @@ or Flinks could not be asked, 2 on bad usage."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ from geft.flinks_client import FlinksClient, FlinksCredentials
 from geft_checks import contract
 from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
-from tests.support.commands import run_documented
+from tests.support.commands import documented_line, run_documented
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
 
 
@@ -45,14 +46,30 @@ def _run(session_id: str, capsys: pytest.CaptureFixture[str], *extra: str) -> tu
     return code, captured.out + captured.err
 
 
-def test_make_contract_as_documented_reads_and_never_confirms(
-    sandbox: FlinksSandbox, flinks_env: dict[str, str]
-) -> None:
-    # GIVEN a session that reached the guarantee offer
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
+LOCAL_CONTRACT = (
+    "FLINKS_BASE_URL=$SANDBOX FLINKS_USERNAME=sandbox-user FLINKS_PASSWORD=sandbox-pass make contract"
+)
 
-    # WHEN the documented command runs with the documented variables
-    completed = run_documented(["make", "contract", f"SESSION={session_id}"], environment=flinks_env)
+
+@pytest.fixture
+def local_sandbox() -> Iterator[FlinksSandbox]:
+    """The sandbox as make local starts it: its default credentials, which the docs show."""
+    with FlinksSandbox() as running:
+        yield running
+
+
+def test_make_contract_as_documented_reads_and_never_confirms(local_sandbox: FlinksSandbox) -> None:
+    # GIVEN a session that reached the guarantee offer, and the line README and operations.md show
+    sandbox = local_sandbox
+    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
+    line = documented_line("README.md", "FLINKS_BASE_URL=$SANDBOX")
+    assert line == documented_line("docs/operations.md", "FLINKS_BASE_URL=$SANDBOX")
+    assert line.startswith(LOCAL_CONTRACT)
+
+    # WHEN it runs as written, with SANDBOX and sid as README sets them
+    completed = run_documented(
+        ["bash", "-c", line], environment={"SANDBOX": sandbox.base_url, "sid": session_id}
+    )
 
     # THEN it matched, having called authorize, /status and /details and nothing else
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -64,7 +81,7 @@ def test_make_contract_as_documented_reads_and_never_confirms(
     assert "guaranteeDetails.overallRiskLevel" in completed.stdout
     assert "shape sent: {" in completed.stdout
     # AND no secret or personal value
-    for secret in (TEST_FLINKS_CREDENTIALS["password"], "Topinambour", "XXXXX1234", "payor@example.com"):
+    for secret in ("sandbox-pass", "Topinambour", "XXXXX1234", "payor@example.com"):
         assert secret not in completed.stdout + completed.stderr
 
 

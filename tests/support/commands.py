@@ -36,3 +36,19 @@ def run_documented(
         timeout=timeout,
         check=False,
     )
+
+
+def documented_line(document: str, starting_with: str) -> str:
+    """The one line of a fenced shell block in ``document`` (a path from the repository root) that
+    starts with ``starting_with``: the test runs what the docs show, not a copy of it."""
+    lines, inside = [], False
+    for line in (REPO / document).read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            inside = not inside and line.strip() in ("```bash", "```sh", "```console")
+            continue
+        if inside and line.startswith(starting_with):
+            lines.append(line.split("  #", 1)[0].rstrip())
+    assert len(lines) == 1, (
+        f"{document}: expected one shell line starting with {starting_with!r}, found {lines}"
+    )
+    return lines[0]
