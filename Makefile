@@ -62,7 +62,7 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 typecheck: $(VENV)/.installed ## mypy (strict) on the functions, the layer and the local stack
 	$(VENV)/bin/mypy layers/shared/geft functions/webhook_receiver/webhook_receiver \
 		functions/decision_processor/decision_processor functions/scheduled_jobs/scheduled_jobs \
-		functions/audit_trail/audit_trail functions/deploy_hooks/deploy_hooks local/geft_local ops/geft_ops testkit
+		functions/audit_trail/audit_trail functions/deploy_hooks/deploy_hooks local/geft_local ops/geft_ops ops/geft_checks testkit
 
 # The prod configuration is also rendered as CloudFormation deploys it (Rules checked, parameters and
 # conditions resolved, SAM transform applied; tests/support/sam_render.py) and linted and scanned as such:
@@ -189,7 +189,7 @@ py311-compat: $(VENV_PY311)/.installed ## the product still compiles (all of it)
 	$(TEST_ENV) PYTHONDONTWRITEBYTECODE=1 \
 		PYTHONPATH=layers/shared:functions/webhook_receiver:functions/decision_processor:functions/scheduled_jobs:ops \
 		$(VENV_PY311)/bin/python -m tests.support.import_smoke geft webhook_receiver decision_processor \
-		scheduled_jobs geft_ops
+		scheduled_jobs geft_ops geft_checks
 
 # -- reliability: docs/reliability.md ----------------------------------------------------------------
 VENV_AUDIT := .venv-audit
@@ -258,3 +258,23 @@ capacity: .venv/.installed .venv-bench/.installed ## capacity model (~9 min): p5
 	$(CAPACITY_ENV) .venv/bin/python -m capacity.run $(CAPACITY_ARGS)
 	.venv-bench/bin/python -m capacity.charts
 	$(CAPACITY_ENV) .venv/bin/python -m capacity.report
+
+# -- checks against the real thing: README "After sam deploy", docs/operations.md ---------------------
+# make smoke STACK=name [REGION=r] [PROFILE=p] reads a deployed stack; LOCAL=1 reads the running make local.
+# Its region is the one you give, your AWS_DEFAULT_REGION or your profile's: never the us-east-1 this
+# Makefile sets (for the tests) when you set none.
+SMOKE_ENV := env $(if $(filter file,$(origin AWS_DEFAULT_REGION)),-u AWS_DEFAULT_REGION) \
+	$(if $(filter file,$(origin AWS_REGION)),-u AWS_REGION)
+# make contract SESSION=<id> with FLINKS_BASE_URL, FLINKS_USERNAME and FLINKS_PASSWORD (FLINKS_CLIENT_ID,
+# FLINKS_API_KEY) in the environment; POLICY (above) names the policy whose facts must be present.
+SESSION ?=
+
+.PHONY: smoke
+smoke: $(VENV)/.installed ## after sam deploy: make smoke STACK=name [REGION= PROFILE=]; LOCAL=1: the running make local
+	$(SMOKE_ENV) bin/geft-check smoke $(if $(LOCAL),--local,--stack "$(STACK)") \
+		$(if $(REGION),--region "$(REGION)") $(if $(PROFILE),--profile "$(PROFILE)")
+
+.PHONY: contract
+contract: $(VENV)/.installed ## Flinks' answers next to what the code reads (read-only): make contract SESSION=id
+	bin/geft-check contract --session "$(SESSION)" --policy "$(POLICY)"
+

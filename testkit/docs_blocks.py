@@ -11,9 +11,10 @@ before its fence, so no command can be added to the docs without saying whether 
 - ``<!-- docs: not-run: WHY -->``: needs what a test here does not have (an AWS account, Docker), or
   is the test suite itself. The harness still checks what it can: the shell syntax, that each
   ``make`` target exists and that each ``bin/geft-ops`` command line parses.
-- ``<!-- docs: run-by: TEST_FILE -->``: a walk-through that needs a stack in a given state (a day of
-  traffic), run verbatim by that test, which asserts that each command it runs is shown in the docs.
-  The harness checks it as a ``not-run`` block, and that the test file exists and reads this page.
+- ``<!-- docs: run-by: TEST_FILE ... -->``: needs a stack in a given state (a day of traffic, a
+  deployed stack made by moto's CloudFormation), run verbatim by those tests, which read the lines
+  from the page. The harness checks it as a ``not-run`` block, and that each test file exists and
+  reads this page. ``<placeholders>`` in a block that is not run stand for what the reader supplies.
 
 Blocks between ``<!-- day-in-the-life:begin`` and ``<!-- day-in-the-life:end -->`` are generated from a
 real run and checked by ``make day-in-the-life CHECK=1`` instead.

@@ -23,6 +23,8 @@ Fault kinds (per endpoint, played in order; see ``Fault``): an HTTP status (``50
 ``429:retry-after=2``), ``timeout``, ``malformed``, ``reset``, ``lost``, ``oversize:N`` and
 ``oversize-chunked:N`` (a 2xx body of N bytes, streamed), ``dribble:S`` and ``dribble-body:S`` (one
 byte every S seconds), and for confirms ``slow-apply:S`` (applied and answered S seconds late).
+A scenario's ``details_patch`` and ``status_patch`` (JSON merge patches) shape its answers otherwise
+than documented: a field dropped, renamed or of another type (``make contract``'s tests).
 
 Admin API (JSON; errors are ProblemDetails: 400 bad input, 404 unknown session or path)::
 
@@ -219,6 +221,11 @@ class Scenario:
     """What ``guaranteeAccepted`` shows once a second offer (Next Best Offer) is pending: ``reset``
     (null until that offer is confirmed) or ``sticky`` (the last decided offer's value: the pessimistic
     reading, in which a session-wide flag cannot be attributed to the offer being answered)."""
+    details_patch: Mapping[str, Any] = field(default_factory=dict)
+    """A JSON merge patch (RFC 7386: ``null`` removes a field) applied to every ``/details`` answer: a
+    shape Flinks may send but does not document (a field renamed, dropped or of another type)."""
+    status_patch: Mapping[str, Any] = field(default_factory=dict)
+    """The same for every ``/status`` answer."""
 
     PRESETS: ClassVar[tuple[str, ...]] = (
         "accept",
@@ -244,6 +251,9 @@ class Scenario:
         if not 0 <= self.latency_ms <= MAX_PAUSE_S * 1000:
             raise ValueError(f"latency_ms must be within 0..{int(MAX_PAUSE_S * 1000)}")
         _validate_fault_plan(self.faults)
+        for name in ("details_patch", "status_patch"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(f"{name} must be a JSON object (a merge patch)")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Scenario:
@@ -950,7 +960,7 @@ class FlinksSandbox:
                 session.status, session.status_details = "InProgress", None
                 session.updated_at = datetime.now(UTC)
             body = _legacy_details(session) if session.scenario.legacy_details_shape else _details(session)
-        return _json_answer(200, body)
+        return _json_answer(200, merge_patch(body, session.scenario.details_patch))
 
     def _status(self, session: _Session) -> _Answer:
         with self._lock:
@@ -961,7 +971,7 @@ class FlinksSandbox:
                 "status": session.status,
                 "statusDetails": session.status_details,
             }
-        return _json_answer(200, body)
+        return _json_answer(200, merge_patch(body, session.scenario.status_patch))
 
     def handle_admin(self, request: _Request) -> _Answer:
         try:
@@ -1315,6 +1325,20 @@ def _oversize_body(size: int) -> Iterator[bytes]:
         yield filler[:step]
         left -= step
     yield suffix
+
+
+def merge_patch(document: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` with the JSON merge patch ``patch`` applied (RFC 7386), as a new object."""
+    merged = dict(document)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping):
+            current = merged.get(key)
+            merged[key] = merge_patch(current if isinstance(current, Mapping) else {}, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _require(scenario: Scenario, kind: Any, names: Iterable[str]) -> None:

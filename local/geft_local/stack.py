@@ -9,11 +9,14 @@
 * one ``stream_pump.StreamPump`` per DynamoDB event source mapping;
 * a ``schedules.Scheduler`` running the ``rate(...)`` Schedule events;
 * the Flinks sandbox (unless ``FLINKS_BASE_URL`` is set);
-* a ``flow.FlowMonitor`` printing each guarantee as it flows.
+* a ``flow.FlowMonitor`` printing each guarantee as it flows;
+* in moto, what only describes the stack (``control_plane``): the alarms, the dashboard, each function
+  with its ``live`` alias, and the stream mappings, so ``make smoke LOCAL=1`` reads them as deployed.
 
 ``start()`` and ``stop()`` are the same code path for ``make local``, ``make demo`` and tests/e2e.
 While it runs, ``<run dir>/<port>/stack.json`` holds its process id, the moto endpoint, the local URLs
-and the template's outputs, resolved (``bin/geft-ops --local`` finds it); its function logs are in
+and the template's outputs, resolved, and its resources as ``list-stack-resources`` would list them
+(``bin/geft-ops --local`` and ``make smoke LOCAL=1`` find it); its function logs are in
 ``<run dir>/<port>/logs/``. A second stack on another port keeps its own; one on a taken port stops
 before touching anything.
 """
@@ -29,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self, TypeVar
@@ -36,6 +40,7 @@ from typing import Any, Self, TypeVar
 from geft_local.aws import EndpointSession, MotoServer, isolate_from_real_aws
 from geft_local.config import LocalConfig, LocalConfigError
 from geft_local.console import Console
+from geft_local.control_plane import StackResource, data_plane_resources, describe_control_plane
 from geft_local.flinks_sandbox import FlinksSandbox
 from geft_local.flow import FlowMonitor
 from geft_local.gateway import HttpApiGateway, PortInUseError, Route, http_api_routes
@@ -89,6 +94,7 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.topics: TopicMonitor | None = None
         self.stack_dir = self.config.run_dir
+        self.control_plane: list[StackResource] = []
         self._wrote_state = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -148,7 +154,20 @@ class LocalStack:
             secret_values=self._secret_values(),
         )
         self.mappings = dynamodb_event_sources(self.template, self.created, self.parameters)
-        self._start_workers()
+        self._name_functions()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-plane") as background:
+            # moto calls, while the containers start: created is only read meanwhile
+            describing = background.submit(
+                describe_control_plane,
+                self.template,
+                session=self._aws,
+                created=self.created,
+                parameters=self.parameters,
+            )
+            self._start_workers()
+            plane = describing.result()
+        self.control_plane = plane.resources
+        self.created.refs.update(plane.alias_refs)
         streams = streams_client(self._aws)
         sqs = self._aws.client("sqs")
         for settings in self.mappings:
@@ -217,14 +236,17 @@ class LocalStack:
             }
         return values
 
+    def _name_functions(self) -> None:
+        """Named first: one function's environment (or the control plane) may name another."""
+        for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
+            self.created.refs.setdefault(logical_id, f"{self.config.stack_name}-{logical_id}")
+
     def _start_workers(self) -> None:
         assert self._moto is not None
         log_dir = self.stack_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         template_dir = self.config.template_path.parent
         functions = resources_of_type(self.template, "AWS::Serverless::Function")
-        for logical_id in functions:  # named first: one function's environment may name another
-            self.created.refs.setdefault(logical_id, f"{self.config.stack_name}-{logical_id}")
         for logical_id in functions:
             environment = function_environment(self.template, logical_id, self.created, self.parameters)
             if FLINKS_BASE_URL_VARIABLE in environment:
@@ -305,6 +327,10 @@ class LocalStack:
         outputs["WebhookUrl"] = self.webhook_url
         return outputs
 
+    def stack_resources(self) -> list[StackResource]:
+        """What ``aws cloudformation list-stack-resources`` would list for this stack."""
+        return [*data_plane_resources(self.template, self.created), *self.control_plane]
+
     def _write_state(self) -> None:
         state = {
             "pid": os.getpid(),
@@ -314,7 +340,9 @@ class LocalStack:
             "webhookUrl": self.webhook_url,
             "webhookSecret": self.config.webhook_secret,
             "flinksBaseUrl": self.flinks_base_url,
+            "stackName": self.config.stack_name,
             "outputs": self.outputs(),
+            "resources": [resource.to_json() for resource in self.stack_resources()],
         }
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         self.state_path.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")

@@ -167,11 +167,11 @@ def _known(node: Any, known: Mapping[str, Any]) -> Any:
     argument = _known(argument, known)
     if function == "Fn::Sub":
         return _substitute(argument, known)
-    evaluate = _EVALUATED.get(function)
+    evaluate = EVALUATED.get(function)
     return evaluate(*argument) if evaluate is not None and _literal(argument) else {function: argument}
 
 
-_EVALUATED: dict[str, Callable[..., Any]] = {
+EVALUATED: dict[str, Callable[..., Any]] = {  # the intrinsic functions computed from their arguments
     "Fn::Join": lambda delimiter, items: str(delimiter).join(str(item) for item in items),
     "Fn::Split": lambda delimiter, text: str(text).split(str(delimiter)),
     "Fn::Select": lambda index, items: items[int(index)],

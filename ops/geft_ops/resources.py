@@ -2,7 +2,8 @@
 
 Both give the same output names, so every command works the same against either. A local stack
 writes ``<run dir>/<port>/stack.json`` while it runs (with its process id); ``--local`` finds the one
-that is running, ``--local-state PATH`` names one.
+that is running, ``--local-state PATH`` names one. ``StackResources.stack_resources()`` lists what the
+stack owns (CloudFormation's ``list-stack-resources``, or the local state file's copy of it).
 """
 
 from __future__ import annotations
@@ -25,11 +26,21 @@ class ResourceLookupError(Exception):
 
 
 @dataclass(frozen=True)
+class StackResource:
+    """A resource the stack owns: its logical id, its deployed type and its physical id."""
+
+    logical_id: str
+    resource_type: str
+    physical_id: str
+
+
+@dataclass(frozen=True)
 class StackResources:
     session: Any  # boto3.Session
     endpoint_url: str | None
     outputs: dict[str, str]
     local: Mapping[str, Any] = field(default_factory=dict)  # the local stack's state (URLs, secret)
+    stack_name: str = ""
 
     def client(self, service: str) -> Any:
         from botocore.config import Config  # noqa: PLC0415
@@ -44,6 +55,22 @@ class StackResources:
             return self.outputs[name]
         except KeyError:
             raise ResourceLookupError(f"the stack has no output {name}") from None
+
+    def stack_resources(self, resource_type: str | None = None) -> list[StackResource]:
+        """What the stack owns (of ``resource_type``, when given), as CloudFormation records it."""
+        if self.local:
+            rows: list[Mapping[str, Any]] = list(self.local.get("resources", []))
+            found = [StackResource(str(r["logicalId"]), str(r["type"]), str(r["physicalId"])) for r in rows]
+        else:
+            pages = self.client("cloudformation").get_paginator("list_stack_resources")
+            found = [
+                StackResource(
+                    row["LogicalResourceId"], row["ResourceType"], row.get("PhysicalResourceId", "")
+                )
+                for page in pages.paginate(StackName=self.stack_name)
+                for row in page["StackResourceSummaries"]
+            ]
+        return [row for row in found if resource_type is None or row.resource_type == resource_type]
 
     def caller_identity(self) -> str:
         """The AWS principal this CLI acts as (STS), recorded with every operator action."""
@@ -67,7 +94,9 @@ def from_stack(stack_name: str, *, region: str | None, profile: str | None) -> S
     except (ClientError, BotoCoreError) as error:
         raise ResourceLookupError(f"cannot read stack {stack_name}: {error}") from error
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    return _checked(StackResources(session=session, endpoint_url=None, outputs=outputs))
+    return _checked(
+        StackResources(session=session, endpoint_url=None, outputs=outputs, stack_name=stack_name)
+    )
 
 
 def running_local_state(run_dir: Path = LOCAL_RUN_DIR) -> Path:
@@ -106,7 +135,13 @@ def from_local_state(path: Path) -> StackResources:
     )
     outputs = {str(k): str(v) for k, v in state.get("outputs", {}).items()}
     return _checked(
-        StackResources(session=session, endpoint_url=state.get("endpointUrl"), outputs=outputs, local=state)
+        StackResources(
+            session=session,
+            endpoint_url=state.get("endpointUrl"),
+            outputs=outputs,
+            local=state,
+            stack_name=str(state.get("stackName", "")),
+        )
     )
 
 

@@ -11,8 +11,10 @@ from geft.policy import DEFAULT_POLICY_JSON, DecisionPolicy
 from geft.session_facts import (
     GuaranteeIdentity,
     RecordedDecision,
+    ReportedStatus,
     decision_at_flinks,
     facts_from_session,
+    reported_status,
 )
 
 
@@ -360,3 +362,20 @@ def test_identity_of_a_webhook_reads_the_key_and_the_amount() -> None:
     )
     assert GuaranteeIdentity.of_webhook("amount:250.00", {"data": {"amount": 250}}) == ONLY
     assert GuaranteeIdentity.of_webhook("single", {}) == GuaranteeIdentity(None, None)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "final"),
+    [
+        ({"status": "Completed", "statusDetails": "EFT0301"}, ReportedStatus("Completed", "EFT0301"), True),
+        ({"status": "InProgress", "statusDetails": None}, ReportedStatus("InProgress", None), False),
+        ({"status": 3, "statusDetails": 301}, ReportedStatus(None, None), False),
+        ({}, ReportedStatus(None, None), False),
+    ],
+)
+def test_reported_status_reads_strings_only(
+    answer: dict[str, Any], expected: ReportedStatus, final: bool
+) -> None:
+    reported = reported_status(answer)
+    assert reported == expected
+    assert reported.final is final

@@ -26,7 +26,7 @@ from geft.models import Actor, FollowUpQueue, GuaranteeRef
 from geft.observability import MetricUnit, logger, metrics
 from geft.repository import GuaranteeRepository
 from geft.secrets import JsonSecret
-from geft.webhook_events import FINAL_SESSION_STATUSES
+from geft.session_facts import reported_status
 
 from scheduled_jobs.config import ReconcilerConfig
 
@@ -187,12 +187,13 @@ def _reconcile_one(
         )
         logger.warning("session unknown to Flinks; not reconciled", session_id=ref.session_id)
         return Reconciliation.NOT_FOUND
-    status, details = answer.get("status"), answer.get("statusDetails")
-    if status in FINAL_SESSION_STATUSES:
+    reported = reported_status(answer)
+    status = reported.status
+    if reported.final and status is not None:
         repository.record_session_status(
             ref.session_id,
-            status=str(status),
-            status_details=details if isinstance(details, str) else None,
+            status=status,
+            status_details=reported.status_details,
             raw_body="",
             received_at_ms=now_ms,
             source="reconciliation",

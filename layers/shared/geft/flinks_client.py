@@ -77,6 +77,8 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _NOT_PROCESSED_STATUSES = frozenset({408, 429, 503})
 # Failures after which Flinks may already have acted on the request.
 _MAYBE_PROCESSED_STATUSES = frozenset({500, 502, 504})
+# What a read-only client may send: nothing that changes a session at Flinks.
+READ_ONLY_OPERATIONS: frozenset[Operation] = frozenset({"authorize", "details", "status"})
 _AUTH_REFUSED_STATUSES = frozenset({400, 401, 403})
 _DOCUMENTED_EXPIRES_IN_S = 299.0
 _SESSION_TOKEN_MARGIN_S = 5.0
@@ -154,7 +156,11 @@ class _Token:
 
 class FlinksClient:
     """Holds the connection pool, the credential source, the limits, the retry settings and the token
-    pool; hands out ``SessionCalls``."""
+    pool; hands out ``SessionCalls``.
+
+    ``read_only=True`` makes a client that can never change a session: any operation outside
+    ``READ_ONLY_OPERATIONS`` (a confirm) raises ``FlinksPermanentError`` before anything is sent.
+    """
 
     def __init__(
         self,
@@ -171,6 +177,7 @@ class FlinksClient:
         token_pool_size: int = 0,
         token_pool_margin: float = 30.0,
         on_call: CallObserver | None = None,
+        read_only: bool = False,
         refill_executor: Executor | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -202,6 +209,7 @@ class FlinksClient:
         self._max_response_bytes = max_response_bytes
         self._retry = retry
         self._on_call = on_call
+        self._read_only = read_only
         self._sleep = sleep
         self._monotonic = monotonic
         self._clock = clock
@@ -252,6 +260,7 @@ class FlinksClient:
         """Sends one request and reads its answer within the limits. Failures before a status line
         arrives raise ``_ExchangeFailed``; a body that could not be read in full is reported on the
         answer (``body_problem``), because the status alone may already be the outcome."""
+        self._permit(operation)
         target = urlsplit(url)
         if (target.scheme, target.hostname, target.port) != self._origin:
             raise FlinksPermanentError(f"Flinks {operation}: refusing to send to a host other than Flinks'")
@@ -295,6 +304,10 @@ class FlinksClient:
             return _HttpAnswer(status_code, response.headers, body, problem)
         finally:
             self._observe(operation, status_code, status_class, started, attempt)
+
+    def _permit(self, operation: Operation) -> None:
+        if self._read_only and operation not in READ_ONLY_OPERATIONS:
+            raise FlinksPermanentError(f"Flinks {operation}: refused by a read-only client; nothing was sent")
 
     def _observe(
         self,
@@ -501,6 +514,7 @@ class SessionCalls:
         json_body: bytes | None = None,
     ) -> _HttpAnswer:
         """One exchange with the bearer token; on 401 re-authorizes once per call and repeats it."""
+        self._client._permit(operation)  # before a token is minted for it, too
         url = f"{self._client._base_url}/api/v2/sessions/{self._session_id}/{suffix}"
         while True:
             token = self._valid_token(state)

@@ -1,4 +1,5 @@
-"""The decision policy's input facts, read from a Flinks G-EFT session.
+"""What the code reads from a Flinks G-EFT session: the decision policy's input facts (``/details``),
+whether Flinks already holds a decision (``/details``), and the session's status (``/status``).
 
 Reads both documented shapes of ``GET /details`` (reference section 5.4):
 
@@ -22,6 +23,7 @@ from enum import Enum
 from typing import Any, Final
 
 from geft.policy import as_decimal
+from geft.webhook_events import FINAL_SESSION_STATUSES
 
 _RISK_LEVELS: Final = ("overallRiskLevel", "transactionRiskLevel", "userRiskLevel", "otherRiskLevel")
 
@@ -68,6 +70,24 @@ def _difference(minuend: Decimal | None, subtrahend: Decimal | None) -> Decimal 
     if minuend is None or subtrahend is None:
         return None
     return _EXACT.subtract(minuend, subtrahend)
+
+
+@dataclass(frozen=True)
+class ReportedStatus:
+    """What ``GET /status`` says: ``status`` and ``statusDetails`` when Flinks sent them as strings."""
+
+    status: str | None
+    status_details: str | None
+
+    @property
+    def final(self) -> bool:
+        """Completed, Failed, Canceled or Expired: nothing will change any more."""
+        return self.status in FINAL_SESSION_STATUSES
+
+
+def reported_status(answer: Mapping[str, Any]) -> ReportedStatus:
+    """The reconciler's reading of a ``GET /status`` answer (anything but a string is not a status)."""
+    return ReportedStatus(_text(answer.get("status")), _text(answer.get("statusDetails")))
 
 
 class RecordedDecision(Enum):
