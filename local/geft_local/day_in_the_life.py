@@ -312,8 +312,11 @@ def _json_request(method: str, url: str, document: object | None = None) -> Any:
         url, data=data, method=method, headers={"content-type": "application/json"}
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=10) as response:
-        return json.loads(response.read() or b"null")
+    try:
+        with opener.open(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+    except (OSError, ValueError) as error:  # URLError and HTTPError are OSErrors
+        raise DayError(f"the sandbox's admin API: {method} {url}: {error}") from error
 
 
 class Sandbox:
