@@ -278,3 +278,10 @@ smoke: $(VENV)/.installed ## after sam deploy: make smoke STACK=name [REGION= PR
 contract: $(VENV)/.installed ## Flinks' answers next to what the code reads (read-only): make contract SESSION=id
 	bin/geft-check contract --session "$(SESSION)" --policy "$(POLICY)"
 
+
+# -- docs: "A day in the life" (docs/operations.md, README.md) from a real run ----------------------------
+# Plays a day on make local's entry point (own free port and temporary run folder) and rewrites both
+# sections; CHECK=1 plays it again and fails with a diff when the docs tell another story.
+.PHONY: day-in-the-life
+day-in-the-life: $(VENV)/.installed ## regenerate the "day in the life" docs from a real run (CHECK=1: verify them)
+	$(LOCAL_ENV) $(PY) -m geft_local.day_in_the_life $(if $(CHECK),--check,--write)

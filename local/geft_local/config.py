@@ -10,6 +10,7 @@
 | ``DECISION_POLICY`` | the template's default | JSON policy; overrides the DecisionPolicy parameter |
 | ``PARAM_<Name>`` | the template's default | any parameter, e.g. ``PARAM_StreamMaximumRetryAttempts=1`` |
 | ``LOCAL_RUN_DIR`` | ``.local`` | per stack ``<port>/stack.json`` and ``<port>/logs/<Function>.log`` |
+| ``LOCAL_SCHEDULE_SECONDS`` | unset (as written) | every ``rate(...)``'s interval; 0: only on SIGUSR1 |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ DEFAULT_PORT = 3000
 DEFAULT_WEBHOOK_SECRET = "local-dev-webhook-secret"  # noqa: S105 - the local stack's well-known test value
 DEFAULT_RUN_DIR = REPO_ROOT / ".local"
 PARAMETER_PREFIX = "PARAM_"
+_SECONDS = re.compile(r"\d{1,6}(\.\d{1,3})?")
 
 
 class LocalConfigError(ValueError):
@@ -49,6 +51,8 @@ class LocalConfig:
     run_dir: Path = DEFAULT_RUN_DIR
     stack_name: str = "geft-local"
     template_path: Path = TEMPLATE_PATH
+    schedule_seconds: float | None = None
+    """Every ``rate(...)`` schedule's interval instead of its own (0: only on request); None: as written."""
     # CloudFormation's own checks of the parameters (MinValue and the like). Tests that compress time
     # (a one-second review timeout) turn them off; make local never does.
     check_parameter_constraints: bool = True
@@ -69,6 +73,15 @@ class LocalConfig:
 
         def text(name: str, default: str) -> str:
             return environ.get(name, "").strip() or default
+
+        def seconds(name: str, default: float | None) -> float | None:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            if _SECONDS.fullmatch(raw) is None:
+                problems.append(f"{name} must be a number of seconds (0 or more, e.g. 5 or 0.5), got {raw!r}")
+                return default
+            return float(raw)
 
         base = cls(**defaults)
         base_url = environ.get("FLINKS_BASE_URL", "").strip().rstrip("/") or base.flinks_base_url
@@ -93,6 +106,7 @@ class LocalConfig:
             run_dir=Path(text("LOCAL_RUN_DIR", str(base.run_dir))),
             stack_name=base.stack_name,
             template_path=base.template_path,
+            schedule_seconds=seconds("LOCAL_SCHEDULE_SECONDS", base.schedule_seconds),
             check_parameter_constraints=base.check_parameter_constraints,
         )
         if problems:

@@ -4,6 +4,10 @@ Each rule invokes its function with the event EventBridge sends ("Scheduled Even
 after the start (as a new rule fires), then every interval. ``cron(...)`` expressions are listed but not
 run; asynchronous-invoke retries and failure destinations are not emulated (a failed run is reported on
 the console). ``fire_now`` runs a rule at once (tests, or to skip the wait).
+
+Time can be compressed (``LOCAL_SCHEDULE_SECONDS``): a positive ``interval_override_s`` replaces every
+rate's interval; 0 runs nothing on its own, so only ``run_all_now`` (``make local``: SIGUSR1) runs the
+rules, each once, at a moment the caller chooses (a scripted run stays the same run after run).
 """
 
 from __future__ import annotations
@@ -101,13 +105,30 @@ class Scheduler:
         invoke: Invoker,
         console: Console,
         clock: Callable[[], float] = time.time,
+        interval_override_s: float | None = None,
     ) -> None:
+        """``interval_override_s``: None, each rate as written; positive, every rate's interval instead;
+        0, no rule runs on its own (``run_all_now`` only)."""
+        if interval_override_s is not None and interval_override_s < 0:
+            raise ValueError("interval_override_s must be at least 0")
         self.rules = rules
         self._invoke = invoke
         self._console = console
         self._clock = clock
+        self._interval_override_s = interval_override_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def runnable(self) -> list[ScheduleRule]:
+        """The rules the emulation runs: enabled ``rate(...)`` rules, in template order."""
+        return [rule for rule in self.rules if rule.interval_s is not None and rule.enabled]
+
+    def interval_of(self, rule: ScheduleRule) -> float | None:
+        """Seconds between a rule's runs here; None when it runs only on request."""
+        if self._interval_override_s is None:
+            return rule.interval_s
+        return self._interval_override_s or None
 
     def start(self) -> None:
         for rule in self.rules:
@@ -115,7 +136,17 @@ class Scheduler:
                 why = "disabled" if not rule.enabled else "not emulated (only rate(...) runs locally)"
                 self._console.emit("schedule", f"{rule.function_logical_id}: {rule.expression} {why}")
                 continue
-            thread = threading.Thread(target=self._run, args=(rule, rule.interval_s), daemon=True)
+            interval_s = self.interval_of(rule)
+            if interval_s is None:
+                self._console.emit(
+                    "schedule", f"{rule.function_logical_id}: {rule.expression} runs only on request"
+                )
+                continue
+            if interval_s != rule.interval_s:
+                self._console.emit(
+                    "schedule", f"{rule.function_logical_id}: {rule.expression} runs every {interval_s:g} s"
+                )
+            thread = threading.Thread(target=self._run, args=(rule, interval_s), daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -132,6 +163,22 @@ class Scheduler:
         """Run a function's first schedule rule now, as EventBridge would."""
         rule = next(rule for rule in self.rules if rule.function_logical_id == function_logical_id)
         return self._fire(rule)
+
+    def run_all_now(self, cause: str = "asked") -> threading.Thread:
+        """Run every runnable rule once, in template order, on a thread of its own (returned);
+        ``cause`` (what asked, e.g. SIGUSR1) is said on the console."""
+
+        def run_all() -> None:
+            for rule in self.runnable:
+                if self._stop.is_set():
+                    return
+                self._fire(rule)
+
+        self._console.emit("schedule", f"{cause}: every rate(...) schedule runs now")
+        thread = threading.Thread(target=run_all, name="schedules-now", daemon=True)
+        thread.start()
+        self._threads.append(thread)  # stop() waits for it like for the rules' own threads
+        return thread
 
     def _run(self, rule: ScheduleRule, interval_s: float) -> None:
         while not self._stop.wait(interval_s):

@@ -7,7 +7,8 @@
   environment SAM would give it, pointed at moto;
 * the HTTP API (``gateway.HttpApiGateway``) serving the HttpApi routes;
 * one ``stream_pump.StreamPump`` per DynamoDB event source mapping;
-* a ``schedules.Scheduler`` running the ``rate(...)`` Schedule events;
+* a ``schedules.Scheduler`` running the ``rate(...)`` Schedule events (``LOCAL_SCHEDULE_SECONDS`` compresses
+  them; SIGUSR1 to ``make local`` runs them all at once);
 * the Flinks sandbox (unless ``FLINKS_BASE_URL`` is set);
 * a ``flow.FlowMonitor`` printing each guarantee as it flows;
 * in moto, what only describes the stack (``control_plane``): the alarms, the dashboard, each function
@@ -195,6 +196,7 @@ class LocalStack:
             schedule_rules(self.template, self.created, self.parameters),
             invoke=self.invoke,
             console=self.console,
+            interval_override_s=config.schedule_seconds,
         )
         self.scheduler.start()
         self.topics = TopicMonitor(self._aws, self.created, self.console)
@@ -388,6 +390,11 @@ class LocalStack:
                 return str(self.aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
         return None
 
+    def run_schedules_now(self, cause: str = "asked") -> threading.Thread | None:
+        """Every ``rate(...)`` schedule once, now, on a thread (``make local``: on SIGUSR1)."""
+        scheduler = self.scheduler
+        return scheduler.run_all_now(cause) if scheduler is not None else None
+
     def invoke(self, logical_id: str, event: dict[str, Any]) -> InvokeResult:
         return self.workers[logical_id].invoke(event)
 
@@ -476,10 +483,22 @@ def banner(stack: LocalStack) -> str:
         f"  Flinks sandbox  {sandbox}",
         f"  AWS (moto)      {stack.moto_url}  table {stack.pipeline_table}",
         f"  Function logs   {logs}",
+        f"  Schedules       {schedules_line(stack)}",
         f"  Try it          {example_command(stack)}",
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
+
+
+def schedules_line(stack: LocalStack) -> str:
+    seconds = stack.config.schedule_seconds
+    if seconds is None:
+        when = "as the template says"
+    elif seconds == 0:
+        when = "only when asked (LOCAL_SCHEDULE_SECONDS=0)"
+    else:
+        when = f"every {seconds:g} s (LOCAL_SCHEDULE_SECONDS)"
+    return f"rate(...) {when}; kill -USR1 {os.getpid()} runs them all now"
 
 
 def example_command(stack: LocalStack) -> str:
@@ -538,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     except (LocalConfigError, LocalStackError) as error:
         print(f"geft-local: {error}", file=sys.stderr)
         return 2
+    # Installed before the banner: whoever waits for it may signal at once (the default would kill us).
+    signal.signal(signal.SIGUSR1, lambda signum, frame: stack.run_schedules_now("SIGUSR1"))
     try:
         print(banner(stack), flush=True)
         while not stop_requested.wait(0.5):

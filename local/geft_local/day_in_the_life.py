@@ -1,0 +1,721 @@
+"""``make day-in-the-life``: the "A day in the life" sections of docs/operations.md and README.md, from a
+real run.
+
+    make day-in-the-life            # play the day, then rewrite both sections between their markers
+    make day-in-the-life CHECK=1    # play it again; exit 1 with a diff when the docs tell another story
+    python -m geft_local.day_in_the_life [--write | --check]
+
+It starts ``make local``'s own entry point (``python -m geft_local.stack``) as a process, on a free port
+and in a temporary run folder (a running ``make local`` is never touched), with one extra policy rule
+(``LARGE_AMOUNT_RULE``) and compressed time (``STACK_SETTINGS``), and plays a day with fixed session
+ids through the sandbox's admin API and signed webhooks. Each command the docs show is run as a process
+in exactly the form shown, from the repository, with nothing in its environment but ``PATH`` and
+``LOCAL_RUN_DIR`` (which is how ``--local`` finds the stack); the docs show its real stdout. The console
+excerpts are the stack's own stdout.
+
+``--check`` compares after ``NORMALIZERS`` have replaced, by name, what differs from run to run
+(times, durations, stream sequence numbers, request ids, pids, ports); everything else must match, so a
+renamed column or state, or a missing history line, fails the check. Exit codes: 0 done (or the docs
+are true), 1 the docs differ or the day did not go as scripted, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from geft.audit import history_record
+from geft.items import last_change_of, plain
+
+from geft_local.aws import EndpointSession
+from geft_local.flinks_sandbox import emit_guarantee_webhook, guarantee_webhook_body
+from geft_local.template_resources import REPO_ROOT, TEMPLATE_PATH, load_template
+
+OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
+README_DOC = REPO_ROOT / "README.md"
+READY_LINE = "Ctrl-C stops everything."  # the last line of make local's banner
+OPS = "bin/geft-ops --local"
+
+LARGE_AMOUNT_RULE: dict[str, Any] = {
+    "name": "large-amount",
+    "when": {"amount": {"gt": 2000}},
+    "decision": "review",
+    "reason": "LARGE_AMOUNT",
+}
+POLICY_NAME, POLICY_VERSION = "default+large-amount", "1"
+# (variable, value, why): the stack's settings besides DECISION_POLICY, as the docs list them.
+STACK_SETTINGS = (
+    (
+        "PARAM_StreamMaximumRetryAttempts",
+        "1",
+        "a failing batch is dead-lettered after one retry (default 5)",
+    ),
+    (
+        "PARAM_ReconcileDelaySeconds",
+        "0",
+        "an answered session is due for reconciliation at once (default 900 s)",
+    ),
+    (
+        "LOCAL_SCHEDULE_SECONDS",
+        "0",
+        "schedules run when the day says so (`kill -USR1` on `make local`), not by the clock",
+    ),
+)
+
+# Fixed session ids: the docs stay the same from run to run.
+MORNING_SESSION = "a3688874-6804-426d-9e93-028c48e33312"
+MIDDAY_SESSIONS = ("28258185-7a07-470e-accb-fd252149fd35", "4fef9dd2-a16f-4e62-a2f5-6f2c0e3c9b7d")
+AFTERNOON_SESSION = "331530bd-30ad-4549-b6f9-8f0f466edc65"
+SESSIONS = (MORNING_SESSION, *MIDDAY_SESSIONS, AFTERNOON_SESSION)
+AMOUNTS = {
+    MORNING_SESSION: "2500.00",
+    MIDDAY_SESSIONS[0]: "180.00",
+    MIDDAY_SESSIONS[1]: "75.00",
+    AFTERNOON_SESSION: "320.00",
+}
+OUTAGE_FAULTS = 40  # 503s planned per endpoint: more than the outage's calls, cleared when Flinks recovers
+REVIEW_REASON = "salary deposit verified by phone"
+
+START_TIMEOUT_S = 90.0
+STEP_TIMEOUT_S = 60.0
+COMMAND_TIMEOUT_S = 60.0
+
+
+class DayError(RuntimeError):
+    """The day did not go as scripted (a step timed out, a command failed): nothing is written."""
+
+
+# -- normalizing what changes from run to run -----------------------------------------------------------
+
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def _other_uuid(match: re.Match[str]) -> str:
+    """A request id (any UUID that is not one of the day's fixed sessions)."""
+    return match[0] if match[0] in SESSIONS else "<request-id>"
+
+
+NORMALIZERS: tuple[tuple[str, re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    ("iso-time", re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?"), "<time>"),
+    ("console-clock", re.compile(r"^\d\d:\d\d:\d\d\.\d{3}(?= )", re.MULTILINE), "<clock>"),
+    ("milliseconds", re.compile(r"\b\d+(?:\.\d+)? ms\b"), "<n> ms"),
+    ("ms-column", re.compile(r"(?<=  )\d+$", re.MULTILINE), "<ms>"),
+    ("sequence-number", re.compile(r"\b\d{15,}\b"), "<seq>"),
+    ("request-id", re.compile(_UUID), _other_uuid),
+    ("pid", re.compile(r"\b(pid|-USR1) \d+\b"), r"\1 <pid>"),
+    ("port", re.compile(r"\b127\.0\.0\.1:\d+\b"), "127.0.0.1:<port>"),
+)
+
+
+def normalize(text: str) -> str:
+    """``text`` with every NORMALIZERS pattern replaced by its placeholder, each line's end trimmed, and
+    each console excerpt's lines in ``console_order``."""
+    for _name, pattern, replacement in NORMALIZERS:
+        text = pattern.sub(replacement, text)
+    lines = [line.rstrip() for line in text.split("\n")]
+    ordered: list[str] = []
+    run: list[str] = []
+    for line in [*lines, ""]:
+        if line.startswith("<clock> "):
+            run.append(line)
+            continue
+        ordered += sorted(run, key=console_order)  # sorted() is stable: each thread's order is kept
+        run = []
+        ordered.append(line)
+    return "\n".join(ordered[:-1])
+
+
+def console_order(line: str) -> tuple[str, str]:
+    """The console's threads (gateway, stream pump, flow monitor per session, topics, scheduler) print
+    concurrently, so their interleaving changes from run to run; the order within each does not. A
+    console excerpt is compared thread by thread: lines sorted by (component, session of a flow line)."""
+    parts = line.split(maxsplit=2)
+    component = parts[1] if len(parts) > 1 else ""
+    session = re.search(_UUID, line) if component == "flow" else None
+    return component, session[0] if session else ""
+
+
+# -- the docs' sections ----------------------------------------------------------------------------------
+
+_SECTION = re.compile(
+    r"(?P<begin><!-- day-in-the-life:begin[^\n]*-->\n)(?P<body>.*?)(?P<end><!-- day-in-the-life:end -->)",
+    re.DOTALL,
+)
+
+
+def section_of(document: str, path: Path) -> re.Match[str]:
+    matches = list(_SECTION.finditer(document))
+    if len(matches) != 1:
+        raise DayError(f"{path}: expected one day-in-the-life:begin/end pair, found {len(matches)}")
+    return matches[0]
+
+
+def replace_section(document: str, path: Path, body: str) -> str:
+    match = section_of(document, path)
+    return document[: match.start("body")] + body + document[match.end("body") :]
+
+
+def section_diff(document: str, path: Path, body: str) -> str:
+    """A unified diff of the normalized section (committed -> this run); empty when they agree."""
+    committed = normalize(section_of(document, path)["body"]).splitlines(keepends=True)
+    generated = normalize(body).splitlines(keepends=True)
+    name = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+    return "".join(difflib.unified_diff(committed, generated, f"{name} (committed)", f"{name} (this run)"))
+
+
+def differences(documents: Mapping[Path, str], bodies: Mapping[Path, str]) -> str:
+    """Every section's normalized diff (committed -> this run), concatenated; empty when all agree."""
+    return "".join(section_diff(documents[path], path, body) for path, body in bodies.items())
+
+
+# -- the stack, as make local runs it ---------------------------------------------------------------------
+
+
+def day_policy(template_path: Path = TEMPLATE_PATH) -> str:
+    """The template's default decision policy plus ``LARGE_AMOUNT_RULE`` (and a name), as DECISION_POLICY."""
+    template = load_template(template_path)
+    policy = json.loads(template["Parameters"]["DecisionPolicy"]["Default"])
+    policy |= {"name": POLICY_NAME, "version": POLICY_VERSION}  # so that `show` names it
+    policy["rules"] = [*policy.get("rules", []), LARGE_AMOUNT_RULE]
+    return json.dumps(policy, separators=(",", ":"))
+
+
+def stack_environment(run_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """make local's LOCAL_ENV (fake credentials, no profile, our code only), a free port, our run folder."""
+    ours = ("AWS_", "PARAM_", "LOCAL_", "FLINKS_", "WEBHOOK_SECRET", "DECISION_POLICY", "PYTHONPATH")
+    kept = {name: value for name, value in environ.items() if not name.startswith(ours)}
+    return {
+        **kept,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_ENDPOINT_URL": "",
+        "AWS_PROFILE": "",
+        "POWERTOOLS_DEV": "false",
+        "PYTHONPATH": "local:layers/shared",
+        "LOCAL_PORT": "0",
+        "LOCAL_RUN_DIR": str(run_dir),
+        "DECISION_POLICY": day_policy(),
+        **{name: value for name, value, _why in STACK_SETTINGS},
+    }
+
+
+class StackProcess:
+    """``python -m geft_local.stack`` as a process; its stdout (the console) is read on a thread."""
+
+    def __init__(self, run_dir: Path, environ: Mapping[str, str]) -> None:
+        self.run_dir = run_dir
+        self._environment = stack_environment(run_dir, environ)
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._process: subprocess.Popen[str] | None = None
+        self.state: dict[str, Any] = {}
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "geft_local.stack"],
+            cwd=REPO_ROOT,
+            env=self._environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, args=(self._process,), name="stack-console", daemon=True).start()
+        if self.wait_for(READY_LINE, timeout=START_TIMEOUT_S) is None:
+            raise DayError("make local did not get ready:\n" + self.tail())
+        states = list(self.run_dir.glob("*/stack.json"))
+        if len(states) != 1:
+            raise DayError(f"expected one stack.json under {self.run_dir}, found {len(states)}")
+        self.state = json.loads(states[0].read_text(encoding="utf-8"))
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with self._changed:
+                self._lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def lines(self, start: int = 0) -> list[str]:
+        with self._changed:
+            return self._lines[start:]
+
+    @property
+    def mark(self) -> int:
+        """The index of the next console line (to read what a step printed)."""
+        with self._changed:
+            return len(self._lines)
+
+    def wait_for(self, text: str, *, timeout: float, start: int = 0) -> str | None:
+        """The first console line from ``start`` containing ``text``; None after ``timeout`` s."""
+        give_up_at = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self._lines[start:]:
+                    if text in line:
+                        return line
+                remaining = give_up_at - time.monotonic()
+                if remaining <= 0 or (self._process is not None and self._process.poll() is not None):
+                    return None
+                self._changed.wait(min(remaining, 0.5))
+
+    def expect(self, text: str, *, start: int) -> str:
+        line = self.wait_for(text, timeout=STEP_TIMEOUT_S, start=start)
+        if line is None:
+            raise DayError(f"the console never said {text!r}:\n{self.tail()}")
+        return line
+
+    def run_schedules(self) -> None:
+        """What EventBridge would do at the next tick of every schedule: make local's SIGUSR1."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGUSR1)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # Ctrl-C, as an operator stops make local
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def tail(self, count: int = 40) -> str:
+        return "\n".join(self.lines()[-count:])
+
+
+# -- the sandbox's admin API and the stack's tables ------------------------------------------------------
+
+
+def _json_request(method: str, url: str, document: object | None = None) -> Any:
+    data = json.dumps(document).encode() if document is not None else None
+    request = urllib.request.Request(  # noqa: S310 - a loopback URL read from the stack's own state
+        url, data=data, method=method, headers={"content-type": "application/json"}
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+    except (OSError, ValueError) as error:  # URLError and HTTPError are OSErrors
+        raise DayError(f"the sandbox's admin API: {method} {url}: {error}") from error
+
+
+class Sandbox:
+    """The Flinks sandbox of the running stack, through its admin API (``/_sandbox/``)."""
+
+    def __init__(self, base_url: str) -> None:
+        self._admin = f"{base_url}/_sandbox"
+
+    def add_session(self, session_id: str, amount: str) -> None:
+        _json_request("POST", f"{self._admin}/sessions", {"session_id": session_id, "amount": amount})
+
+    def fail_with_503(self, session_id: str) -> None:
+        plan = ["503"] * OUTAGE_FAULTS
+        _json_request(
+            "POST", f"{self._admin}/sessions/{session_id}/faults", {"details": plan, "confirm": plan}
+        )
+
+    def recover(self, session_id: str) -> None:
+        _json_request("DELETE", f"{self._admin}/sessions/{session_id}/faults")
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        state: dict[str, Any] = _json_request("GET", f"{self._admin}/sessions/{session_id}")
+        return state
+
+
+class Tables:
+    """Reads the stack's guarantees and audit tables (moto) to know when a step has settled."""
+
+    def __init__(self, state: Mapping[str, Any]) -> None:
+        self._dynamodb = EndpointSession(str(state["endpointUrl"])).client("dynamodb")
+        self._guarantees = str(state["outputs"]["GuaranteesTableName"])
+        self._audit = str(state["outputs"]["AuditTableName"])
+
+    def _query(self, table: str, session_id: str) -> list[dict[str, Any]]:
+        response = self._dynamodb.query(
+            TableName=table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": session_id}},
+            ConsistentRead=True,
+        )
+        items: list[dict[str, Any]] = response["Items"]
+        return items
+
+    def settled(self, session_id: str, status: str, *, final_status: bool = False) -> bool:
+        """The session's guarantee is in ``status`` (and its final status recorded, if asked), and the
+        audit trail has recorded every item's latest change (``show`` reads history from it)."""
+        items = self._query(self._guarantees, session_id)
+        guarantees = [plain(item) for item in items if str(item["sk"]["S"]).startswith("GUARANTEE#")]
+        if [item.get("status") for item in guarantees] != [status]:
+            return False
+        if final_status and not any(item["sk"]["S"] == "SESSION" for item in items):
+            return False
+        recorded = {
+            (record.record_key, record.change, record.at_ms)
+            for record in map(history_record, self._query(self._audit, session_id))
+        }
+        for item in items:
+            change = last_change_of(item)
+            if change is None or change.kind is None:
+                continue
+            if (item["sk"]["S"], change.kind.value, change.at_ms) not in recorded:
+                return False
+        return True
+
+
+# -- the day ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command as the docs show it, and what it printed."""
+
+    command: str
+    stdout: str
+
+    def transcript(self) -> str:
+        return f"$ {self.command}\n{self.stdout.rstrip()}"
+
+
+@dataclass
+class Day:
+    """What the day produced: each command's output, by name, and each scene's console lines."""
+
+    steps: dict[str, Step] = field(default_factory=dict)
+    console: dict[str, list[str]] = field(default_factory=dict)
+
+    def console_excerpt(self, scene: str) -> str:
+        """The scene's console lines, without the containers' start-up chatter, trailing blanks cut."""
+        lines = [line.rstrip() for line in self.console[scene] if _component(line) in EXCERPT_COMPONENTS]
+        return "\n".join(lines)
+
+
+EXCERPT_COMPONENTS = frozenset({"gateway", "flow", "stream", "review", "schedule"})
+_CONSOLE_LINE = re.compile(r"^(?P<clock>\S+) (?P<component>\S+)(?: +(?P<message>.*))?$")
+
+
+def _component(line: str) -> str | None:
+    match = _CONSOLE_LINE.match(line)
+    return match["component"] if match else None
+
+
+class Player:
+    """Plays the day against a running stack, as Flinks (sandbox and webhooks) and as the operator."""
+
+    def __init__(self, stack: StackProcess) -> None:
+        self.stack = stack
+        self.sandbox = Sandbox(str(stack.state["flinksBaseUrl"]))
+        self.tables = Tables(stack.state)
+        self.day = Day()
+        # What --local needs, as an operator's shell would have it: the run folder, nothing of ours.
+        self._operator_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LOCAL_RUN_DIR": str(stack.run_dir),
+        }
+
+    def run(self, name: str, arguments: str) -> Step:
+        """An operator's command, run exactly as shown: ``bin/geft-ops --local`` + ``arguments``."""
+        command = f"{OPS} {arguments}"
+        result = subprocess.run(  # noqa: S603 - our own CLI, split as a shell splits it
+            shlex.split(command),
+            cwd=REPO_ROOT,
+            env=self._operator_env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise DayError(f"`{command}` exited {result.returncode}: {result.stderr.strip()}")
+        step = Step(command, result.stdout)
+        self.day.steps[name] = step
+        return step
+
+    def deliver(self, session_id: str) -> None:
+        """Flinks' guarantee webhook for the session's offer, signed with the stack's secret."""
+        state = self.sandbox.session(session_id)
+        self._post(
+            session_id,
+            body=guarantee_webhook_body(
+                session_id, reference_id=state["referenceId"], amount=Decimal(AMOUNTS[session_id])
+            ),
+        )
+
+    def deliver_status(self, session_id: str) -> None:
+        """Flinks' ``SessionSetupStatusChanged`` webhook with the session's status as the sandbox has it."""
+        state = self.sandbox.session(session_id)
+        body = guarantee_webhook_body(
+            session_id, reference_id=state["referenceId"], amount=Decimal(AMOUNTS[session_id])
+        )
+        body |= {
+            "type": "SessionSetupStatusChanged",
+            "status": state["status"],
+            "statusDetails": state["statusDetails"],
+        }
+        self._post(session_id, body=body)
+
+    def _post(self, session_id: str, *, body: dict[str, Any]) -> None:
+        result = emit_guarantee_webhook(
+            str(self.stack.state["webhookUrl"]), str(self.stack.state["webhookSecret"]), session_id, body=body
+        )
+        if not result.delivered:
+            raise DayError(f"a webhook of {session_id} was not accepted: {result.attempts}")
+
+    def wait_settled(self, session_id: str, status: str, *, final_status: bool = False) -> None:
+        give_up_at = time.monotonic() + STEP_TIMEOUT_S
+        while not self.tables.settled(session_id, status, final_status=final_status):
+            if time.monotonic() >= give_up_at:
+                raise DayError(f"{session_id} did not settle in {status}:\n{self.stack.tail()}")
+            time.sleep(0.1)
+
+    @contextmanager
+    def scene(self, name: str) -> Iterator[None]:
+        start = self.stack.mark
+        yield
+        self.day.console[name] = self.stack.lines(start)
+
+    def play(self) -> Day:
+        with self.scene("morning"):
+            self.morning()
+        with self.scene("midday"):
+            self.midday()
+        self.afternoon()
+        for sid in SESSIONS:  # what the docs say: each guarantee was confirmed with Flinks once, accepted
+            confirms = self.sandbox.session(sid)["confirms"]
+            if confirms != [True]:
+                raise DayError(f"{sid}: Flinks received confirms {confirms}, expected exactly one (true)")
+        return self.day
+
+    def morning(self) -> None:
+        sid = MORNING_SESSION
+        start = self.stack.mark
+        self.sandbox.add_session(sid, AMOUNTS[sid])
+        self.deliver(sid)
+        self.stack.expect(f"decide {sid} reject", start=start)  # the review notice's last line
+        self.wait_settled(sid, "REVIEW")
+        self.run("review-list", "list --status REVIEW")
+        self.run("decide", f'decide {sid} accept --reason "{REVIEW_REASON}" --operator m.tremblay')
+        self.wait_settled(sid, "CONFIRMED")
+        self.deliver_status(sid)
+        self.wait_settled(sid, "CONFIRMED", final_status=True)
+        self.stack.expect(f"{sid} session final status", start=start)
+        self.run("morning-show", f"show {sid}")
+
+    def midday(self) -> None:
+        for sid in MIDDAY_SESSIONS:  # one after the other: each batch and its console lines stay apart
+            start = self.stack.mark
+            self.sandbox.add_session(sid, AMOUNTS[sid])
+            self.sandbox.fail_with_503(sid)
+            self.deliver(sid)
+            self.stack.expect("DLQ <-", start=start)
+            self.stack.expect(f"{sid} attempt 2 failed", start=start)
+            self.wait_settled(sid, "RECEIVED")  # released: nothing reached Flinks' confirm
+        for sid in MIDDAY_SESSIONS:  # Flinks has recovered
+            self.sandbox.recover(sid)
+        self.run("received-list", "list --status RECEIVED")
+        self.run("redrive-dry-run", "redrive --dry-run")
+        start = self.stack.mark
+        self.run("redrive", "redrive")
+        for sid in MIDDAY_SESSIONS:
+            self.wait_settled(sid, "CONFIRMED")
+            self.deliver_status(sid)
+        for sid in MIDDAY_SESSIONS:
+            self.wait_settled(sid, "CONFIRMED", final_status=True)
+            self.stack.expect(f"{sid} session final status", start=start)
+        self.run("since-list", "list --since 1h")
+
+    def afternoon(self) -> None:
+        sid = AFTERNOON_SESSION
+        with self.scene("afternoon"):
+            start = self.stack.mark
+            self.sandbox.add_session(sid, AMOUNTS[sid])
+            self.deliver(sid)
+            self.wait_settled(sid, "CONFIRMED")
+            self.stack.expect(f"{sid} decided accept", start=start)
+            self.run("afternoon-before", f"show {sid}")  # no status webhook comes for this one
+        with self.scene("reconciler"):
+            start = self.stack.mark
+            self.stack.run_schedules()  # the reconciler's next run (every 5 minutes)
+            self.stack.expect("ReconcilerFunction (rate(", start=start)
+            self.wait_settled(sid, "CONFIRMED", final_status=True)
+            self.stack.expect(f"{sid} session final status", start=start)
+            self.run("afternoon-after", f"show {sid}")
+
+
+def play_day(environ: Mapping[str, str]) -> Day:
+    with tempfile.TemporaryDirectory(prefix="geft-day-") as run_dir:
+        stack = StackProcess(Path(run_dir), environ)
+        try:
+            stack.start()
+            return Player(stack).play()
+        finally:
+            stack.stop()
+
+
+# -- rendering --------------------------------------------------------------------------------------------
+
+
+def _console(*steps: Step) -> str:
+    return "```console\n" + "\n\n".join(step.transcript() for step in steps) + "\n```"
+
+
+def _excerpt(day: Day, scene: str) -> str:
+    return "```\n" + day.console_excerpt(scene) + "\n```"
+
+
+def _settings() -> str:
+    policy = (
+        f"- `DECISION_POLICY`: the template's default policy, named `{POLICY_NAME}` version"
+        f" `{POLICY_VERSION}`, plus\n  `{json.dumps(LARGE_AMOUNT_RULE)}`"
+    )
+    return "\n".join([policy, *(f"- `{name}={value}`: {why}" for name, value, why in STACK_SETTINGS)])
+
+
+def render_operations(day: Day) -> str:
+    steps = day.steps
+    return f"""\
+Real output of one day on the local stack, written by `make day-in-the-life` and checked against a new
+run by a test (tests/e2e/test_day_in_the_life.py): every command below ran exactly as shown and printed
+exactly this, times, durations and sequence numbers aside (and the console's threads may interleave
+their lines differently). The stack was `make local` with these settings, and Flinks was the sandbox:
+
+{_settings()}
+
+Against a deployed stack, use `--stack <name>` where it says `--local`.
+
+**Morning: a large guarantee goes to review.** Flinks' webhook for a 2,500.00 guarantee arrives and the
+`large-amount` rule sends it to a person. The review team is told at once (the review topic; `make local`
+prints the notice on its console) with the facts, the deadline after which the fallback applies and
+the command to decide. The operator accepts, with a reason; the processor confirms the decision with
+Flinks, and Flinks' status webhook brings the session's final status.
+
+{_excerpt(day, "morning")}
+
+{_console(steps["review-list"], steps["decide"])}
+
+`show` is the whole story: the webhook, the decision with the facts the policy saw and its version, the
+review (the operator's verified AWS identity, with `--operator` as a note beside it), the confirm, every
+history record from the audit trail, and the final status with its source.
+
+{_console(steps["morning-show"])}
+
+**Midday: Flinks answers 503 for a while.** Two guarantees arrive during the outage. Each uses up the
+processor's retries of `/details` on both of the stream's invocations and is dead-lettered (in AWS the
+[DeadLetters](#deadletters) alarm fires). No confirm reached Flinks, so their claims were released and
+they wait in `RECEIVED`. Once Flinks has recovered, the operator looks first, then redrives: each is
+decided and confirmed once.
+
+{_excerpt(day, "midday")}
+
+{_console(steps["received-list"], steps["redrive-dry-run"], steps["redrive"], steps["since-list"])}
+
+**Afternoon: a status webhook never comes.** Flinks sends `SessionSetupStatusChanged` once, without
+retries, and never for `Expired`. For this session it never came:
+
+{_excerpt(day, "afternoon")}
+
+{_console(steps["afternoon-before"])}
+
+The reconciler's next run (every 5 minutes; here the `kill -USR1`) asks `GET /status` for every answered
+session without a final status and records it, with its source; the sessions whose webhook came are
+only taken off its list.
+
+{_excerpt(day, "reconciler")}
+
+{_console(steps["afternoon-after"])}
+"""
+
+
+def render_readme(day: Day) -> str:
+    steps = day.steps
+    blocks = [
+        "# morning: the policy sent a 2,500.00 guarantee to review; an operator decides it",
+        steps["review-list"].transcript(),
+        steps["decide"].transcript(),
+        "",
+        "# midday: Flinks answered 503 for a while and two guarantees were dead-lettered; it has recovered",
+        steps["redrive"].transcript(),
+        steps["since-list"].transcript(),
+        "",
+        "# afternoon: a session's status webhook never came; the reconciler asked Flinks",
+        steps["afternoon-after"].transcript(),
+    ]
+    body = "\n".join(blocks)
+    return f"""\
+Real output against `make local` (with a `large-amount → review` rule added to the policy), written by
+`make day-in-the-life` and checked against a new run by a test; the whole day, with the console, is in
+[docs/operations.md](docs/operations.md#a-day-in-the-life).
+
+```console
+{body}
+```
+"""
+
+
+SECTIONS: tuple[tuple[Path, Callable[[Day], str]], ...] = (
+    (OPERATIONS_DOC, render_operations),
+    (README_DOC, render_readme),
+)
+
+
+# -- the command line -------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m geft_local.day_in_the_life", description=__doc__.splitlines()[0]
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="rewrite both sections (the default)")
+    mode.add_argument("--check", action="store_true", help="exit 1 with a diff when the docs differ")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    documents = {path: path.read_text(encoding="utf-8") for path, _render in SECTIONS}
+    try:
+        for path, document in documents.items():
+            section_of(document, path)  # both files have their markers before the day is played
+        day = play_day(os.environ)
+    except DayError as error:
+        print(f"day-in-the-life: {error}", file=sys.stderr)
+        return 1
+    bodies = {path: render(day) for path, render in SECTIONS}
+    elapsed = f"{time.monotonic() - started:.0f} s"
+    if args.check:
+        diffs = differences(documents, bodies)
+        if diffs:
+            sys.stderr.write(diffs)
+            print(
+                "day-in-the-life: the docs differ from a new run (above, normalized); "
+                "`make day-in-the-life` rewrites them",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"day-in-the-life: docs/operations.md and README.md tell the day as it ran ({elapsed})")
+        return 0
+    for path, body in bodies.items():
+        path.write_text(replace_section(documents[path], path, body), encoding="utf-8")
+    print(f"day-in-the-life: rewrote the sections of docs/operations.md and README.md ({elapsed})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
