@@ -34,19 +34,22 @@ def facts(values: Mapping[str, Any]) -> str:
 def story(session: Mapping[str, Any]) -> str:
     """``show``: each guarantee's webhook, decision, review, confirm and history, then the final status."""
     lines = [f"session {clean(session['sessionId'])}"]
-    for guarantee in session["guarantees"]:
-        lines += _guarantee(guarantee)
     final = session["finalStatus"]
+    for guarantee in session["guarantees"]:
+        lines += _guarantee(guarantee, final_status_known=bool(final))
     lines.append(
         f"  final status: {clean(final['status'])} {clean(final['details'] or '')} "
         f"({clean(final['source'])}, {clean(final['at'])})"
         if final
         else "  final status: unknown yet"
     )
+    if session.get("sessionHistory"):
+        lines.append("  session history")
+        lines += _history(session["sessionHistory"])
     return "\n".join(lines)
 
 
-def _guarantee(guarantee: Mapping[str, Any]) -> list[str]:
+def _guarantee(guarantee: Mapping[str, Any], *, final_status_known: bool) -> list[str]:
     lines = [f"  guarantee {clean(guarantee['guaranteeKey'])}: {clean(guarantee['status'])}"]
     lines.append(f"    webhook    {facts(guarantee['webhook'])}")
     lines += _decision(guarantee["decisionDetail"], guarantee["shadow"])
@@ -60,16 +63,30 @@ def _guarantee(guarantee: Mapping[str, Any]) -> list[str]:
         )
     if guarantee["failureReason"]:
         lines.append(f"    failed     {clean(guarantee['failureReason'])}")
-    if guarantee["followUp"]:
-        follow_up = guarantee["followUp"]
+    follow_up = guarantee["followUp"]
+    # A reconciliation still queued once the final status is known is only bookkeeping (the
+    # reconciler's next run clears it): showing it as "waiting" would say the opposite of the truth.
+    if follow_up and not (final_status_known and follow_up["queue"] == "RECONCILE"):
         lines.append(f"    waiting    {clean(follow_up['queue'])} until {clean(follow_up['due'])}")
     lines.append("    history")
-    for entry in guarantee["history"]:
+    lines += _history(guarantee["history"])
+    return lines
+
+
+def _history(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """History rows in columns as wide as their widest cell, two spaces apart."""
+    rows = []
+    for entry in entries:
         moved = f"{clean(entry['from'])} -> {clean(entry['to'])}" if entry["from"] else clean(entry["to"])
         who = clean(entry["by"]) + (f" ({clean(entry['note'])})" if entry["note"] else "")
         reason = f": {clean(entry['reason'])}" if entry["reason"] else ""
-        lines.append(f"      {clean(entry['at'])}  {clean(entry['change']):<18} {moved:<22} {who}{reason}")
-    return lines
+        rows.append((clean(entry["at"]), clean(entry["change"]), moved, who + reason))
+    change_width = max((len(row[1]) for row in rows), default=0)
+    moved_width = max((len(row[2]) for row in rows), default=0)
+    return [
+        f"      {at}  {change:<{change_width}}  {moved:<{moved_width}}  {who}"
+        for at, change, moved, who in rows
+    ]
 
 
 def _decision(decision: Mapping[str, Any] | None, shadow: Mapping[str, Any] | None) -> list[str]:
