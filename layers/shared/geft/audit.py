@@ -38,6 +38,8 @@ HISTORY_ATTRIBUTES: Final = frozenset(
         "expiresAt",
     }
 )
+# A history record is put only if it is not there yet: a retried batch writes nothing twice.
+HISTORY_PUT_CONDITION: Final = "attribute_not_exists(pk)"
 _MS_PER_DAY = 86_400_000
 # Kept out of the history image: the raw body is evidence only where it arrived (a RECEIVED record), and
 # the quarantine record's bytes stay in the quarantine item.

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from geft.models import (
     ChangeKind,
@@ -39,7 +39,14 @@ OPS_QUEUE_INDEX: Final = "OpsQueueIndex"
 # writes near 1,000/s (a throttled GSI throttles the table), so each queue is spread over shards.
 OPS_QUEUE_SHARDS: Final = 16
 
-AttributeValue = dict[str, Any]
+if TYPE_CHECKING:
+    # The stubs' shape of one attribute value (``{"S": "..."}``, ``{"N": "1"}``, ...): what the DynamoDB
+    # client takes and returns. At runtime only a dict: the stubs are a dev dependency.
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    AttributeValue: TypeAlias = AttributeValueTypeDef
+else:
+    AttributeValue = dict
 _E = TypeVar("_E", GuaranteeStatus, Verdict, FollowUpQueue, ChangeKind)
 Item = dict[str, AttributeValue]
 
