@@ -298,12 +298,12 @@ class InProcessStack:
         """A new processor container with this pool size (its composition root is rebuilt)."""
         self.pool_size = pool_size
         os.environ["PROCESSOR_POOL_SIZE"] = str(pool_size)
-        self.processor._processor.cache_clear()
+        self.processor._dependencies.cache_clear()
 
     def cold_containers(self) -> None:
         """Forget both composition roots: the next invocations build clients and read secrets again."""
-        self.receiver._receiver.cache_clear()
-        self.processor._processor.cache_clear()
+        self.receiver._dependencies.cache_clear()
+        self.processor._dependencies.cache_clear()
 
     # -- the pipeline ------------------------------------------------------------------------------
 

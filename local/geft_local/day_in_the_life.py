@@ -41,8 +41,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from geft.audit import history_record
-from geft.items import last_change_of, plain
+from geft.audit import session_history
+from geft.items import GUARANTEE_SK_PREFIX, SESSION_SK
+from geft.models import Actor
+from geft.repository import GuaranteeRepository
 
 from geft_local.aws import EndpointSession
 from geft_local.flinks_sandbox import emit_guarantee_webhook, guarantee_webhook_body
@@ -347,39 +349,37 @@ class Tables:
 
     def __init__(self, state: Mapping[str, Any]) -> None:
         self._dynamodb = EndpointSession(str(state["endpointUrl"])).client("dynamodb")
-        self._guarantees = str(state["outputs"]["GuaranteesTableName"])
-        self._audit = str(state["outputs"]["AuditTableName"])
-
-    def _query(self, table: str, session_id: str) -> list[dict[str, Any]]:
-        response = self._dynamodb.query(
-            TableName=table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": session_id}},
-            ConsistentRead=True,
+        self._guarantees = GuaranteeRepository(
+            str(state["outputs"]["GuaranteesTableName"]),
+            retention_days=1,
+            actor=Actor.operator("day-in-the-life"),  # reads only
+            client=self._dynamodb,
         )
-        items: list[dict[str, Any]] = response["Items"]
-        return items
+        self._audit = str(state["outputs"]["AuditTableName"])
 
     def settled(self, session_id: str, status: str, *, final_status: bool = False) -> bool:
         """The session's guarantee is in ``status`` (and its final status recorded, if asked), and the
         audit trail has recorded every item's latest change (``show`` reads history from it)."""
-        items = self._query(self._guarantees, session_id)
-        guarantees = [plain(item) for item in items if str(item["sk"]["S"]).startswith("GUARANTEE#")]
-        if [item.get("status") for item in guarantees] != [status]:
+        guarantees, session = self._guarantees.session_records(session_id)
+        if [guarantee.status.value for guarantee in guarantees] != [status]:
             return False
-        if final_status and not any(item["sk"]["S"] == "SESSION" for item in items):
+        if final_status and session is None:
             return False
         recorded = {
             (record.record_key, record.change, record.at_ms)
-            for record in map(history_record, self._query(self._audit, session_id))
+            for record in session_history(self._dynamodb, self._audit, session_id)
         }
-        for item in items:
-            change = last_change_of(item)
-            if change is None or change.kind is None:
-                continue
-            if (item["sk"]["S"], change.kind.value, change.at_ms) not in recorded:
-                return False
-        return True
+        latest = [
+            (f"{GUARANTEE_SK_PREFIX}{guarantee.ref.guarantee_key}", guarantee.last_change)
+            for guarantee in guarantees
+        ]
+        if session is not None:
+            latest.append((SESSION_SK, session.last_change))
+        return all(
+            (record_key, change.kind.value, change.at_ms) in recorded
+            for record_key, change in latest
+            if change is not None and change.kind is not None
+        )
 
 
 # -- the day ---------------------------------------------------------------------------------------------

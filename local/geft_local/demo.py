@@ -15,7 +15,8 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from geft.items import GuaranteeView, guarantee_view
 
 from geft_local.aws import isolate_from_real_aws
 from geft_local.config import LocalConfig, LocalConfigError
@@ -60,7 +61,7 @@ class Run:
     session_id: str
     sent_at_ms: int
     deliveries: list[DeliveryResult]
-    item: dict[str, Any] | None = None
+    guarantee: GuaranteeView | None = None
     items: int = 0
     confirms: tuple[bool, ...] = ()
     confirm_calls: int = 0
@@ -68,10 +69,11 @@ class Run:
 
     @property
     def latency_ms(self) -> str:
-        if self.item is None:
+        if self.guarantee is None:
             return "-"
-        done = self.item.get("confirmedAtMs") or self.item.get("updatedAtMs")
-        return str(int(done) - self.sent_at_ms) if done is not None else "-"
+        confirm = self.guarantee.confirm
+        done = (confirm.confirmed_at_ms if confirm else None) or self.guarantee.updated_at_ms
+        return str(done - self.sent_at_ms) if done else "-"
 
 
 def deliver(stack: LocalStack, sandbox: FlinksSandbox, play: Play) -> Run:
@@ -88,7 +90,8 @@ def settle(stack: LocalStack, sandbox: FlinksSandbox, run: Run, deadline: float)
     """Wait for the end state (bounded), then check it against the table and the sandbox journal."""
     play = run.play
     if play.status is not None:
-        run.item = stack.wait_for_guarantee(run.session_id, timeout=max(0.0, deadline - time.monotonic()))
+        item = stack.wait_for_guarantee(run.session_id, timeout=max(0.0, deadline - time.monotonic()))
+        run.guarantee = guarantee_view(item) if item is not None else None
     run.items = len(stack.guarantees(run.session_id))
     run.confirms = tuple(sandbox.confirms_for(run.session_id))
     run.confirm_calls = len(sandbox.calls("/guarantees/confirm", session_id=run.session_id))
@@ -96,7 +99,7 @@ def settle(stack: LocalStack, sandbox: FlinksSandbox, run: Run, deadline: float)
 
 
 def check(run: Run) -> list[str]:
-    play, item = run.play, run.item
+    play, guarantee = run.play, run.guarantee
     problems = []
     if play.wrong_secret:
         statuses = [status for result in run.deliveries for status, _ in result.attempts]
@@ -107,13 +110,14 @@ def check(run: Run) -> list[str]:
     if play.status is None:
         if run.items:
             problems.append(f"{run.items} item(s) stored, expected none")
-    elif item is None:
+    elif guarantee is None:
         problems.append(f"no {play.status} guarantee within the wait")
     else:
-        if item.get("status") != play.status:
-            problems.append(f"status {item.get('status')}, expected {play.status}")
-        if item.get("decision") != play.decision or item.get("decisionRule") != play.rule:
-            problems.append(f"decided {item.get('decision')}/{item.get('decisionRule')}")
+        verdict, rule = _decided(guarantee)
+        if guarantee.status != play.status:
+            problems.append(f"status {guarantee.status}, expected {play.status}")
+        if verdict != play.decision or rule != play.rule:
+            problems.append(f"decided {verdict}/{rule}")
         if run.items != 1:
             problems.append(f"{run.items} items stored, expected exactly one")
     if run.confirms != play.confirms:
@@ -123,17 +127,23 @@ def check(run: Run) -> list[str]:
     return problems
 
 
+def _decided(guarantee: GuaranteeView | None) -> tuple[str | None, str | None]:
+    """The stored decision's verdict and rule (None for each that is not recorded)."""
+    decision = guarantee.decision if guarantee is not None else None
+    return (decision.verdict.value, decision.rule) if decision is not None else (None, None)
+
+
 def table(runs: Sequence[Run]) -> str:
     rows = [("session", "scenario", "decision", "rule", "confirm", "e2e ms", "result")]
     for run in runs:
-        item = run.item or {}
+        verdict, rule = _decided(run.guarantee)
         confirm = ",".join(str(value).lower() for value in run.confirms) or "-"
         rows.append(
             (
                 run.session_id,
                 run.play.name,
-                str(item.get("decision") or "-"),
-                str(item.get("decisionRule") or "-"),
+                verdict or "-",
+                rule or "-",
                 confirm,
                 run.latency_ms,
                 "ok" if not run.problems else "FAIL: " + "; ".join(run.problems),
@@ -182,7 +192,7 @@ def main() -> int:
         for run in runs:
             settle(stack, sandbox, run, deadline)
         for run in runs:  # let the console's flow lines catch up with the table (bounded)
-            if run.item is not None:
+            if run.guarantee is not None:
                 stack.console.wait_for(f"{run.session_id} received ->", timeout=2.0)
     finally:
         stack.stop()

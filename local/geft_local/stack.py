@@ -38,6 +38,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self, TypeVar
 
+from geft.items import guarantee_view, ref_of_keys
+from geft.models import TERMINAL_STATUSES
+
 from geft_local.aws import EndpointSession, MotoServer, isolate_from_real_aws
 from geft_local.config import LocalConfig, LocalConfigError
 from geft_local.console import Console
@@ -61,7 +64,6 @@ from geft_local.template_resources import (
 from geft_local.topics import TopicMonitor
 from geft_local.workers import FunctionWorker, InvokeResult, function_spec
 
-TERMINAL_STATUSES = frozenset({"CONFIRMED", "FAILED"})
 WEBHOOK_SECRET_VARIABLE = "WEBHOOK_SECRET_ARN"  # noqa: S105 - a variable's name, not a secret
 FLINKS_CREDENTIALS_VARIABLE = "FLINKS_CREDENTIALS_SECRET_ARN"
 FLINKS_BASE_URL_VARIABLE = "FLINKS_BASE_URL"
@@ -428,7 +430,7 @@ class LocalStack:
         ]
 
     def guarantees(self, session_id: str) -> list[dict[str, Any]]:
-        return [item for item in self.items(session_id) if str(item.get("sk", "")).startswith("GUARANTEE#")]
+        return [item for item in self.items(session_id) if ref_of_keys(item) is not None]
 
     def wait_for_guarantee(
         self, session_id: str, *, timeout: float, statuses: frozenset[str] = TERMINAL_STATUSES
@@ -437,7 +439,9 @@ class LocalStack:
 
         def reached() -> dict[str, Any] | None:
             items = self.guarantees(session_id)
-            return next((item for item in items if item.get("status") in statuses), None)
+            return next(
+                (item for item in items if (view := guarantee_view(item)) and view.status in statuses), None
+            )
 
         return poll_until(reached, timeout=timeout)
 

@@ -459,22 +459,9 @@ def _redrive_one(
 
 def read_history(resources: Any, session_id: str) -> list[HistoryRecord]:
     """The session's history records from the audit table, oldest first (empty when the stack has none)."""
-    from geft.audit import history_record  # noqa: PLC0415
+    from geft.audit import session_history  # noqa: PLC0415
 
     table = resources.outputs.get("AuditTableName")
     if not table:
         return []
-    client = resources.client("dynamodb")
-    request: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": session_id}},
-        "ConsistentRead": True,
-    }
-    records: list[HistoryRecord] = []
-    while True:
-        response = client.query(**request)
-        records.extend(history_record(item) for item in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            return sorted(records, key=lambda record: record.at_ms)
-        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return session_history(resources.client("dynamodb"), table, session_id)

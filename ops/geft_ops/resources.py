@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+if TYPE_CHECKING:
+    from boto3 import Session
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
 
 # Where `make local` keeps its stacks: the repository's .local, or LOCAL_RUN_DIR as for make local.
 LOCAL_RUN_DIR = Path(os.environ.get("LOCAL_RUN_DIR") or Path(__file__).resolve().parents[2] / ".local")
@@ -36,19 +43,31 @@ class StackResource:
 
 @dataclass(frozen=True)
 class StackResources:
-    session: Any  # boto3.Session
+    session: Session
     endpoint_url: str | None
     outputs: dict[str, str]
     local: Mapping[str, Any] = field(default_factory=dict)  # the local stack's state (URLs, secret)
     stack_name: str = ""
 
+    # Typed for the services the CLI calls; any other name is still served, untyped.
+    @overload
+    def client(self, service: Literal["dynamodb"]) -> DynamoDBClient: ...
+    @overload
+    def client(self, service: Literal["dynamodbstreams"]) -> DynamoDBStreamsClient: ...
+    @overload
+    def client(self, service: Literal["sqs"]) -> SQSClient: ...
+    @overload
+    def client(self, service: Literal["sts"]) -> STSClient: ...
+    @overload
+    def client(self, service: str) -> Any: ...
     def client(self, service: str) -> Any:
         from botocore.config import Config  # noqa: PLC0415
 
         config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
         if self.endpoint_url:  # moto: stream calls must not go to an account-scoped host
             config = config.merge(Config(account_id_endpoint_mode="disabled"))
-        return self.session.client(service, endpoint_url=self.endpoint_url, config=config)
+        create: Callable[..., Any] = self.session.client  # the name is a runtime str; the overloads type it
+        return create(service, endpoint_url=self.endpoint_url, config=config)
 
     def output(self, name: str) -> str:
         try:

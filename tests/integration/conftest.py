@@ -40,14 +40,14 @@ def invoke_receiver(function_env: Callable[..., dict[str, str]]) -> Iterator[Cal
     from webhook_receiver import handler
 
     function_env("WebhookReceiverFunction")
-    handler._receiver.cache_clear()
+    handler._dependencies.cache_clear()
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
         response: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
         return response
 
     yield invoke
-    handler._receiver.cache_clear()
+    handler._dependencies.cache_clear()
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def invoke_processor(
         CONFIRM_SETTLE_SECONDS="3",  # twice the read timeout, as the template's default is twice its own
         FINISH_RESERVE_SECONDS="0.5",
     )
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
     def invoke(event: dict[str, Any], *, timeout_seconds: float = 20.0) -> dict[str, Any]:
         response: dict[str, Any] = handler.lambda_handler(
@@ -109,4 +109,4 @@ def invoke_processor(
         return response
 
     yield invoke
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()

@@ -45,14 +45,14 @@ def audit_trail(
         Attributes={"RawMessageDelivery": "true"},
     )
     function_env("AuditTrailFunction")
-    handler._trail.cache_clear()
+    handler._dependencies.cache_clear()
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
         return answer
 
     yield invoke, queue_url
-    handler._trail.cache_clear()
+    handler._dependencies.cache_clear()
 
 
 def _history(aws: Any, stack: CreatedResources, session_id: str) -> list[Any]:
@@ -83,11 +83,11 @@ def test_every_write_is_one_history_record_and_a_retried_batch_writes_none_twice
     )
     from decision_processor import handler
 
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
     session_id = sandbox.add_session(scenario=Scenario(amount="2500.00"))
     receive(invoke_receiver, session_id, amount=2500)
     invoke_processor(feed.next_event())
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
     every_write = streams.StreamFeed(
         streams.streams_client(aws), stack.get_att("GuaranteesTable", "StreamArn"), []
     )

@@ -120,7 +120,7 @@ def test_the_stream_event_runs_the_audit_trail(
     from audit_trail import handler
 
     function_env("AuditTrailFunction")
-    handler._trail.cache_clear()
+    handler._dependencies.cache_clear()
 
     answer = handler.lambda_handler(load_event("dynamodb-stream-guarantee.json"), FakeLambdaContext())
 
@@ -128,4 +128,4 @@ def test_the_stream_event_runs_the_audit_trail(
     assert answer == {"batchItemFailures": []}
     [item] = aws.client("dynamodb").scan(TableName=stack.ref("AuditTable"))["Items"]
     assert (item["changeKind"], item["status"]) == ({"S": "received"}, {"S": "RECEIVED"})
-    handler._trail.cache_clear()
+    handler._dependencies.cache_clear()

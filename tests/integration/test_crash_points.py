@@ -189,16 +189,16 @@ def test_cold_processor_creates_its_dynamodb_client_once_not_from_racing_threads
     feed: StreamFeed,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import boto3
+    import botocore.session
 
-    # GIVEN a batch of four sessions for a cold processor, and boto3.client slowed down a little so
-    # that threads entering it together are seen together
+    # GIVEN a batch of four sessions for a cold processor, and botocore's create_client slowed down a
+    # little so that threads entering it together are seen together
     for _ in range(4):
         session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
         body = guarantee_body(session_id)
         assert invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))["statusCode"] == 200
     event = feed.next_event()
-    real_client = boto3.session.Session.client
+    real_client = botocore.session.Session.create_client
     lock = threading.Lock()
     inside, most_inside, created = 0, 0, 0
 
@@ -217,7 +217,7 @@ def test_cold_processor_creates_its_dynamodb_client_once_not_from_racing_threads
             with lock:
                 inside -= 1
 
-    monkeypatch.setattr(boto3.session.Session, "client", slow_client)
+    monkeypatch.setattr(botocore.session.Session, "create_client", slow_client)
 
     # WHEN the batch is processed
     answer = invoke_processor(event)

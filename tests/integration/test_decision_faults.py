@@ -190,7 +190,7 @@ def test_connection_refused_then_flinks_back(
     receive(invoke_receiver, session_id)
     event = feed.next_event()
     function_env("DecisionProcessorFunction", FLINKS_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
     # WHEN the processor cannot connect for a whole invocation
     first = invoke_processor(event, timeout_seconds=3.0)
@@ -202,7 +202,7 @@ def test_connection_refused_then_flinks_back(
 
     # WHEN Flinks is reachable again and Lambda retries the record
     function_env("DecisionProcessorFunction", FLINKS_BASE_URL=sandbox.base_url)
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
     second = invoke_processor(only_failed(event, first))
 
     # THEN it is confirmed exactly once
@@ -237,7 +237,7 @@ def test_slow_confirm_past_the_lambda_deadline_is_recovered_not_resent(
         HTTP_READ_TIMEOUT_SECONDS="30",
         FINISH_RESERVE_SECONDS="0.5",
     )
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
     # WHEN an invocation with 3 s left sends the confirm
     started = time.monotonic()

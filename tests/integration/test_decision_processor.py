@@ -397,11 +397,11 @@ def test_invalid_policy_fails_the_start_naming_the_rule(
     function_env(
         "DecisionProcessorFunction", FLINKS_BASE_URL=sandbox.base_url, DECISION_POLICY=json.dumps(policy)
     )
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
     with pytest.raises(PolicyError, match="typo"):
         handler.lambda_handler({"Records": []}, FakeLambdaContext())
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
 
 def test_money_is_compared_exactly(

@@ -51,7 +51,7 @@ def processor(function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbo
         CONFIRM_SETTLE_SECONDS="3",
         FINISH_RESERVE_SECONDS="0.5",
     )
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
     def invoke(event: dict[str, Any], timeout_seconds: float = 8.0) -> dict[str, Any]:
         answer: dict[str, Any] = handler.lambda_handler(
@@ -60,7 +60,7 @@ def processor(function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbo
         return answer
 
     yield invoke
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
 
 @pytest.fixture
@@ -137,11 +137,11 @@ def _stranded_review(
     from decision_processor import handler
 
     with aws_faults_installed() as faults:
-        handler._processor.cache_clear()  # a new container: its client is created while the faults are on
+        handler._dependencies.cache_clear()  # a new container: its client is created while the faults are on
         faults.fail("dynamodb", "UpdateItem", times=50, when=is_claim)
         for _ in range(3):  # the invocation and its retries: every claim throttled
             assert len(processor(reviewed, timeout_seconds=3)["batchItemFailures"]) == 1
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
     return session_id, reviewed
 
 

@@ -46,14 +46,14 @@ def processor(
         CONFIRM_SETTLE_SECONDS="3",
         FINISH_RESERVE_SECONDS="0.5",
     )
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext(timeout_seconds=8))
         return answer
 
     yield invoke
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
 
 @pytest.fixture

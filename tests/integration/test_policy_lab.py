@@ -639,7 +639,7 @@ def processor_with(
             FINISH_RESERVE_SECONDS="0.5",
             **overrides,
         )
-        handler._processor.cache_clear()
+        handler._dependencies.cache_clear()
 
         def invoke(event: dict[str, Any]) -> dict[str, Any]:
             answer: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext(timeout_seconds=8))
@@ -648,7 +648,7 @@ def processor_with(
         return invoke
 
     yield build
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
 
 
 def _values(blobs: list[dict[str, Any]], name: str) -> list[float]:

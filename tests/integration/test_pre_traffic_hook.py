@@ -111,7 +111,7 @@ def test_with_an_allow_list_the_probe_claims_an_admitted_source(
 
     cidrs = "198.51.100.0/24,203.0.113.16/28"
     function_env("WebhookReceiverFunction", ALLOWED_SOURCE_CIDRS=cidrs)
-    handler._receiver.cache_clear()
+    handler._dependencies.cache_clear()
 
     # WHEN the hook probes it
     verdict = pre_traffic.run_probe(hook_config(template, AllowedSourceCidrs=cidrs), receiver_version)
@@ -128,7 +128,7 @@ def test_a_probe_source_the_allow_list_refuses_fails_at_once(
     from webhook_receiver import handler
 
     function_env("WebhookReceiverFunction", ALLOWED_SOURCE_CIDRS="198.51.100.0/24")
-    handler._receiver.cache_clear()
+    handler._dependencies.cache_clear()
 
     verdict = pre_traffic.run_probe(hook_config(template), receiver_version, sleep=no_sleep)
 

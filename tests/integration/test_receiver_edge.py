@@ -193,7 +193,7 @@ def invoke_allow_listed(
 
     def configure(cidrs: str) -> Invoke:
         function_env("WebhookReceiverFunction", ALLOWED_SOURCE_CIDRS=cidrs)
-        handler._receiver.cache_clear()
+        handler._dependencies.cache_clear()
         return invoke_receiver
 
     return configure

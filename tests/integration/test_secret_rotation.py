@@ -40,7 +40,7 @@ def test_webhook_secret_rotation_previous_accepted_then_retired(
     from webhook_receiver import handler
 
     function_env("WebhookReceiverFunction", SECRET_CACHE_SECONDS=str(WEBHOOK_CACHE_SECONDS))
-    handler._receiver.cache_clear()
+    handler._dependencies.cache_clear()
     secret_id = stack.ref("WebhookSecret")
 
     def deliver(secret: str) -> int:
@@ -108,7 +108,7 @@ def warm_processor_with_short_cache(
         HTTP_READ_TIMEOUT_SECONDS="1.5",
         FINISH_RESERVE_SECONDS="0.5",
     )
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
     return invoke_processor
 
 

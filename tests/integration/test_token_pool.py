@@ -342,31 +342,31 @@ def test_a_warm_processor_confirms_without_authorizing_on_the_critical_path(
         FLINKS_TOKEN_POOL_SIZE=str(template["Parameters"]["FlinksTokenPoolSize"]["Default"]),
         FINISH_RESERVE_SECONDS="0.5",
     )
-    handler._processor.cache_clear()
+    handler._dependencies.cache_clear()
     try:
         first = [sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(2)]
         for session_id in first:
             receive(invoke_receiver, session_id)
         assert handler.lambda_handler(feed.next_event(), _context()) == {"batchItemFailures": []}
         pool_size = int(environment["FLINKS_TOKEN_POOL_SIZE"])
-        wait_until(lambda: handler._processor()._flinks.token_pool_counters().minted >= pool_size)
+        wait_until(lambda: handler._dependencies()._flinks.token_pool_counters().minted >= pool_size)
 
         # WHEN the next batch arrives
         second = [sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(2)]
         for session_id in second:
             receive(invoke_receiver, session_id)
         authorizes_before = sandbox.authorize_count
-        used_before = handler._processor()._flinks.token_pool_counters().used
+        used_before = handler._dependencies()._flinks.token_pool_counters().used
         assert handler.lambda_handler(feed.next_event(), _context()) == {"batchItemFailures": []}
 
         # THEN its sessions used pooled tokens (one each: the sandbox binds tokens to sessions), and
         # nothing was confirmed twice
-        assert handler._processor()._flinks.token_pool_counters().used - used_before == 2
+        assert handler._dependencies()._flinks.token_pool_counters().used - used_before == 2
         assert audit(sandbox, table_items).confirmed == 4
         assert all(entry.response_status == 200 for entry in sandbox.calls())
         assert sandbox.authorize_count - authorizes_before <= 2  # refills only, replacing what was used
     finally:
-        handler._processor.cache_clear()
+        handler._dependencies.cache_clear()
 
 
 def _context() -> Any:

@@ -64,7 +64,7 @@ def test_what_changes_from_run_to_run_passes() -> None:
     [
         ("a renamed column", "webhookToConfirmMs", "confirmMs"),
         ("a renamed state", "RECEIVED -> DECIDING", "RECEIVED -> CLAIMED"),
-        ("a missing history line", "review-requested   DECIDING -> REVIEW", None),
+        ("a missing history line", "review-requested  DECIDING -> REVIEW", None),
         ("a new word in the review notice", "Why:      rule", "Why:      the rule"),
         ("another reconciliation count", "'reconciled': 1", "'reconciled': 2"),
         ("another session", SESSIONS[0], "00000000-0000-4000-8000-000000000000"),

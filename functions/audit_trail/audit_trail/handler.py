@@ -9,11 +9,12 @@ stream's retries the batch goes to the audit dead-letter queue, which alarms.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from geft.audit import HistoryRecord, history_from_stream, history_item
+from geft.audit import HISTORY_PUT_CONDITION, HistoryRecord, history_from_stream, history_item
+from geft.aws import AwsClients, provider
 from geft.errors import PersistenceError
 from geft.items import guarantee_view
 from geft.models import ChangeKind, GuaranteeStatus
@@ -22,14 +23,27 @@ from geft.review_notice import review_notice
 
 from audit_trail.config import AuditTrailConfig
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sns import SNSClient
+
 _NOTICE_CHANGES = frozenset({ChangeKind.REVIEW_REQUESTED.value, ChangeKind.HELD.value})
 
 
 class AuditTrail:
-    def __init__(self, config: AuditTrailConfig, *, dynamodb: Any, sns: Any) -> None:
+    """``dynamodb``/``sns``: the container's ``AwsClients`` (each client made at its first use), or ready
+    clients."""
+
+    def __init__(
+        self,
+        config: AuditTrailConfig,
+        *,
+        dynamodb: DynamoDBClient | AwsClients,
+        sns: SNSClient | AwsClients,
+    ) -> None:
         self._config = config
-        self._dynamodb = dynamodb
-        self._sns = sns
+        self._dynamodb = provider(dynamodb, AwsClients.dynamodb)
+        self._sns = provider(sns, AwsClients.sns)
 
     def record(self, record: DynamoDBRecord) -> None:
         stream = record.dynamodb
@@ -52,10 +66,10 @@ class AuditTrail:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - loaded with the client
 
         try:
-            self._dynamodb.put_item(
+            self._dynamodb().put_item(
                 TableName=self._config.audit_table_name,
                 Item=history_item(history, retention_days=self._config.audit_retention_days),
-                ConditionExpression="attribute_not_exists(pk)",
+                ConditionExpression=HISTORY_PUT_CONDITION,
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -81,7 +95,7 @@ class AuditTrail:
             cli_target=self._config.ops_cli_target,
             fallback_decision=self._config.review_fallback_decision,
         )
-        self._sns.publish(
+        self._sns().publish(
             TopicArn=self._config.review_topic_arn, Subject=notice.subject[:100], Message=notice.message
         )
         metrics.add_metric(name="ReviewAnnounced", unit=MetricUnit.Count, value=1)
@@ -89,12 +103,10 @@ class AuditTrail:
 
 
 @functools.cache
-def _trail() -> AuditTrail:
-    import boto3  # noqa: PLC0415 - created on first use, once per container
-
-    config = AuditTrailConfig.from_env()
-    session = boto3.session.Session()
-    return AuditTrail(config, dynamodb=session.client("dynamodb"), sns=session.client("sns"))
+def _dependencies() -> AuditTrail:
+    """Composition root, built on the first invoke; both clients from one session, on first use."""
+    aws = AwsClients()
+    return AuditTrail(AuditTrailConfig.from_env(), dynamodb=aws, sns=aws)
 
 
 _processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
@@ -103,7 +115,7 @@ _processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    trail = _trail()
+    trail = _dependencies()
     response = process_partial_response(
         event=event, record_handler=trail.record, processor=_processor, context=context
     )

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecord,
     DynamoDBStreamEvent,
 )
+from geft.aws import AwsClients
 from geft.errors import PolicyError
 from geft.flinks_client import client_for_secret
 from geft.flinks_metrics import FlinksCallMetrics
@@ -24,7 +25,7 @@ from geft.items import guarantee_view
 from geft.models import Actor
 from geft.observability import MetricUnit, logger, metrics
 from geft.policy import DecisionPolicy
-from geft.repository import GuaranteeRepository
+from geft.repository import DYNAMODB_CLIENT_CONFIG, GuaranteeRepository
 from geft.secrets import JsonSecret
 
 from decision_processor.config import ProcessorConfig
@@ -45,14 +46,15 @@ _FLINKS_CALLS = FlinksCallMetrics()
 
 
 @functools.cache
-def _processor() -> GuaranteeProcessor:
+def _dependencies() -> GuaranteeProcessor:
     """Composition root, built on the first invoke: clients, pool and policy live per container."""
     config = ProcessorConfig.from_env()
+    aws = AwsClients({"dynamodb": DYNAMODB_CLIENT_CONFIG})
     policy = DecisionPolicy.from_json(config.decision_policy_json)  # an invalid policy fails the start
     for warning in policy.warnings:
         logger.warning("decision policy warning", warning=warning)
     credentials = JsonSecret(
-        config.flinks.credentials_secret_id, max_age_seconds=config.secret_max_age_seconds
+        config.flinks.credentials_secret_id, max_age_seconds=config.secret_max_age_seconds, client=aws
     )
     flinks = client_for_secret(
         config.flinks,
@@ -69,6 +71,7 @@ def _processor() -> GuaranteeProcessor:
             retention_days=config.retention_days,
             actor=Actor.function(config.function_name),
             stuck_after_seconds=config.stuck_after_seconds,
+            client=aws,
         ),
         flinks=flinks,
         policy=policy,
@@ -97,7 +100,7 @@ def _shadow_policy(document: str | None) -> DecisionPolicy | None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    processor = _processor()
+    processor = _dependencies()
     records = [to_stream_record(record) for record in DynamoDBStreamEvent(event).records]
     remaining_ms = int(context.get_remaining_time_in_millis())
     try:

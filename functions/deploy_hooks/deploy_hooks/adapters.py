@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from geft.aws import AwsClients, ClientSettings, provider
 
 from deploy_hooks.probe import InvocationOutcome
 
+if TYPE_CHECKING:
+    from mypy_boto3_codedeploy import CodeDeployClient
+    from mypy_boto3_lambda import LambdaClient
+
 # A cold receiver version needs its init (about a second) plus at most its 6 s timeout. Worst case for the
 # hook's 45 s: two probes (2 x 10 s), the pause between them, and the report (3 x 5 s).
-_LAMBDA_CLIENT_CONFIG = {"connect_timeout": 3, "read_timeout": 10, "retries": {"total_max_attempts": 1}}
-_CODEDEPLOY_CLIENT_CONFIG = {"connect_timeout": 3, "read_timeout": 5, "retries": {"total_max_attempts": 3}}
+CLIENT_SETTINGS: dict[str, ClientSettings] = {
+    "lambda": {"connect_timeout": 3, "read_timeout": 10, "retries": {"total_max_attempts": 1}},
+    "codedeploy": {"connect_timeout": 3, "read_timeout": 5, "retries": {"total_max_attempts": 3}},
+}
 
 
 class Invoker(Protocol):
@@ -21,23 +29,14 @@ class Reporter(Protocol):
     def report(self, *, deployment_id: str, execution_id: str, succeeded: bool) -> None: ...
 
 
-def _client(service: str, settings: dict[str, Any]) -> Any:
-    import boto3  # noqa: PLC0415 - created on first use, never at import
-    from botocore.config import Config  # noqa: PLC0415
-
-    return boto3.client(service, config=Config(**settings))
-
-
 class LambdaInvoker:
     """Synchronous invoke (RequestResponse); the payload is parsed as JSON when it is JSON."""
 
-    def __init__(self, client: Any | None = None) -> None:
-        self._client = client
+    def __init__(self, client: LambdaClient | AwsClients) -> None:
+        self._lambda = provider(client, AwsClients.lambda_)
 
     def invoke(self, function_arn: str, event: dict[str, Any]) -> InvocationOutcome:
-        if self._client is None:
-            self._client = _client("lambda", _LAMBDA_CLIENT_CONFIG)
-        response = self._client.invoke(
+        response = self._lambda().invoke(
             FunctionName=function_arn, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
         )
         raw = response["Payload"].read().decode("utf-8", errors="replace")
@@ -51,13 +50,11 @@ class LambdaInvoker:
 class CodeDeployReporter:
     """``PutLifecycleEventHookExecutionStatus``: CodeDeploy goes on (Succeeded) or rolls back (Failed)."""
 
-    def __init__(self, client: Any | None = None) -> None:
-        self._client = client
+    def __init__(self, client: CodeDeployClient | AwsClients) -> None:
+        self._codedeploy = provider(client, AwsClients.codedeploy)
 
     def report(self, *, deployment_id: str, execution_id: str, succeeded: bool) -> None:
-        if self._client is None:
-            self._client = _client("codedeploy", _CODEDEPLOY_CLIENT_CONFIG)
-        self._client.put_lifecycle_event_hook_execution_status(
+        self._codedeploy().put_lifecycle_event_hook_execution_status(
             deploymentId=deployment_id,
             lifecycleEventHookExecutionId=execution_id,
             status="Succeeded" if succeeded else "Failed",

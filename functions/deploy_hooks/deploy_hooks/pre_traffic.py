@@ -16,10 +16,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from geft.aws import AwsClients
 from geft.errors import ConfigError
 from geft.observability import logger
 
-from deploy_hooks.adapters import CodeDeployReporter, Invoker, LambdaInvoker, Reporter
+from deploy_hooks.adapters import CLIENT_SETTINGS, CodeDeployReporter, Invoker, LambdaInvoker, Reporter
 from deploy_hooks.config import PreTrafficHookConfig
 from deploy_hooks.probe import Verdict, judge, probe_event
 
@@ -32,7 +33,9 @@ class NotALifecycleEventError(ValueError):
 
 @functools.cache
 def _dependencies() -> tuple[Invoker, Reporter]:
-    return LambdaInvoker(), CodeDeployReporter()
+    """Composition root, built on the first invoke; both clients from one session, on first use."""
+    aws = AwsClients(CLIENT_SETTINGS)
+    return LambdaInvoker(aws), CodeDeployReporter(aws)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from geft.aws import AwsClients
 from geft.errors import FlinksError, FlinksSessionNotFoundError, PersistenceError, SecretError
 from geft.flinks_client import FlinksClient, client_for_secret
 from geft.flinks_metrics import FlinksCallMetrics
 from geft.models import Actor, FollowUpQueue, GuaranteeRef
 from geft.observability import MetricUnit, logger, metrics
-from geft.repository import GuaranteeRepository
+from geft.repository import DYNAMODB_CLIENT_CONFIG, GuaranteeRepository
 from geft.secrets import JsonSecret
 from geft.session_facts import reported_status
 
@@ -74,14 +75,20 @@ _FLINKS_CALLS = FlinksCallMetrics()
 @functools.cache
 def _dependencies() -> tuple[ReconcilerConfig, GuaranteeRepository, FlinksClient]:
     config = ReconcilerConfig.from_env()
+    aws = AwsClients({"dynamodb": DYNAMODB_CLIENT_CONFIG})
     flinks = client_for_secret(
         config.flinks,
-        JsonSecret(config.flinks.credentials_secret_id, max_age_seconds=config.secret_max_age_seconds),
+        JsonSecret(
+            config.flinks.credentials_secret_id, max_age_seconds=config.secret_max_age_seconds, client=aws
+        ),
         pool_maxsize=config.workers,
         on_call=_FLINKS_CALLS.observe,
     )
     repository = GuaranteeRepository(
-        config.table_name, retention_days=config.retention_days, actor=Actor.function(config.function_name)
+        config.table_name,
+        retention_days=config.retention_days,
+        actor=Actor.function(config.function_name),
+        client=aws,
     )
     return config, repository, flinks
 

@@ -11,9 +11,10 @@ import functools
 import time
 from typing import Any
 
+from geft.aws import AwsClients
 from geft.models import Actor, FollowUpQueue, Verdict
 from geft.observability import MetricUnit, logger, metrics
-from geft.repository import GuaranteeRepository
+from geft.repository import DYNAMODB_CLIENT_CONFIG, GuaranteeRepository
 
 from scheduled_jobs.config import ReviewTimeoutConfig
 
@@ -26,6 +27,7 @@ def _dependencies() -> tuple[ReviewTimeoutConfig, GuaranteeRepository]:
         retention_days=config.retention_days,
         actor=Actor.function(config.function_name),
         stuck_after_seconds=config.stuck_after_seconds,
+        client=AwsClients({"dynamodb": DYNAMODB_CLIENT_CONFIG}),
     )
     return config, repository
 

@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from geft.aws import AwsClients
 from geft.models import Actor, FollowUpQueue, GuaranteeStatus
 from geft.observability import MetricUnit, logger, metrics
-from geft.repository import OPERATOR_LEASE_MARGIN_MS, GuaranteeRepository
+from geft.repository import DYNAMODB_CLIENT_CONFIG, OPERATOR_LEASE_MARGIN_MS, GuaranteeRepository
 
 from scheduled_jobs.config import SweeperConfig
 
@@ -44,6 +45,7 @@ def _dependencies() -> tuple[SweeperConfig, GuaranteeRepository]:
         retention_days=config.retention_days,
         actor=Actor.function(config.function_name),
         stuck_after_seconds=config.stuck_after_seconds,
+        client=AwsClients({"dynamodb": DYNAMODB_CLIENT_CONFIG}),
     )
     return config, repository
 

@@ -13,6 +13,7 @@ import functools
 import json
 from typing import Any
 
+from geft.aws import AwsClients
 from geft.errors import GeftError, PersistenceError, SecretError
 from geft.models import Actor
 from geft.observability import MetricUnit, logger, metrics
@@ -47,64 +48,26 @@ _JSON_HEADERS = {"content-type": "application/json"}
 
 
 @functools.cache
-def _receiver() -> tuple[SourceAllowList, WebhookReceiver]:
-    """Composition root, built on the first invoke and kept for the container's life."""
+def _dependencies() -> tuple[SourceAllowList, WebhookReceiver]:
+    """Composition root, built on the first invoke and kept for the container's life. Its two clients
+    (Secrets Manager, DynamoDB) come from one botocore session, each made at its first use."""
     config = ReceiverConfig.from_env()
-    clients = AwsClients()
+    aws = AwsClients({"dynamodb": DYNAMODB_CLIENT_CONFIG})
     return config.allowed_sources, WebhookReceiver(
         webhook_path=config.webhook_path,
         max_body_bytes=config.max_body_bytes,
         secret=JsonSecret(
-            config.webhook_secret_id,
-            max_age_seconds=config.secret_max_age_seconds,
-            client=clients.lazy("secretsmanager"),
+            config.webhook_secret_id, max_age_seconds=config.secret_max_age_seconds, client=aws
         ),
         repository=GuaranteeRepository(
             config.table_name,
             retention_days=config.retention_days,
             actor=Actor.function(config.function_name),
             stuck_after_seconds=config.stuck_after_seconds,
-            client=clients.lazy("dynamodb", DYNAMODB_CLIENT_CONFIG),
+            client=aws,
         ),
         replay_window=ReplayWindow(config.replay_window_seconds, config.max_clock_skew_seconds),
     )
-
-
-class AwsClients:
-    """Both of the receiver's clients, from one botocore session, each created on first use.
-
-    botocore directly rather than boto3: the receiver needs only low-level clients, and boto3's
-    import (s3transfer, resources) and its per-client setup cost ~40 ms of every cold start; one
-    session lets the second client reuse the endpoint and partition data the first one loaded.
-    """
-
-    def __init__(self) -> None:
-        self._session: Any = None
-
-    def lazy(self, service: str, config: dict[str, Any] | None = None) -> Any:
-        return _LazyClient(self, service, config)
-
-    def create(self, service: str, config: dict[str, Any] | None) -> Any:
-        import botocore.session  # noqa: PLC0415 - cold start: loaded by the first request that needs AWS
-        from botocore.config import Config  # noqa: PLC0415
-
-        if self._session is None:
-            self._session = botocore.session.get_session()
-        return self._session.create_client(service, config=Config(**config) if config else None)
-
-
-class _LazyClient:
-    """Stands in for a botocore client and creates it at the first attribute access, so creation
-    happens inside the adapter's error handling, where its failures are mapped (as before)."""
-
-    def __init__(self, clients: AwsClients, service: str, config: dict[str, Any] | None) -> None:
-        self._clients, self._service, self._config = clients, service, config
-        self._client: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            self._client = self._clients.create(self._service, self._config)
-        return getattr(self._client, name)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -114,7 +77,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if request_id:
         logger.set_correlation_id(request_id)  # the id the caller gets back, and the access log's
     try:
-        allowed_sources, receiver = _receiver()
+        allowed_sources, receiver = _dependencies()
         if not allowed_sources.admits(source_ip_of(event)):
             # Before any other work: no body decoding, no secret read, no HMAC for a stranger.
             metrics.add_metric(name="SourceRejected", unit=MetricUnit.Count, value=1)

@@ -21,23 +21,31 @@ from typing import Any, Final
 
 from geft.items import Attr, Item, n, plain, s
 
+
+class HistoryAttr:
+    """The history table's attribute names, one constant each (its own: some are spelt like the
+    guarantees table's, whose names are ``geft.items.Attr``)."""
+
+    PK = "pk"
+    SK = "sk"
+    RECORD_KEY = "recordKey"
+    CHANGE_KIND = "changeKind"
+    CHANGED_BY = "changedBy"
+    CHANGED_BY_NOTE = "changedByNote"
+    CHANGED_AT_MS = "changedAtMs"
+    CHANGE_REASON = "changeReason"
+    STATUS = "status"
+    PREVIOUS_STATUS = "previousStatus"
+    STREAM_EVENT_ID = "streamEventId"
+    IMAGE = "image"
+    EXPIRES_AT = "expiresAt"
+
+
 HISTORY_ATTRIBUTES: Final = frozenset(
-    {
-        "pk",
-        "sk",
-        "recordKey",
-        "changeKind",
-        "changedBy",
-        "changedByNote",
-        "changedAtMs",
-        "changeReason",
-        "status",
-        "previousStatus",
-        "streamEventId",
-        "image",
-        "expiresAt",
-    }
+    value for name, value in vars(HistoryAttr).items() if not name.startswith("_") and isinstance(value, str)
 )
+# A history record is put only if it is not there yet: a retried batch writes nothing twice.
+HISTORY_PUT_CONDITION: Final = f"attribute_not_exists({HistoryAttr.PK})"
 _MS_PER_DAY = 86_400_000
 # Kept out of the history image: the raw body is evidence only where it arrived (a RECEIVED record), and
 # the quarantine record's bytes stay in the quarantine item.
@@ -116,40 +124,59 @@ def history_from_stream(
 
 def history_item(record: HistoryRecord, *, retention_days: int) -> Item:
     item: Item = {
-        "pk": s(record.session_id or "UNKNOWN"),
-        "sk": s(f"{record.record_key}#{record.at_ms:013d}#{record.stream_event_id}"),
-        "recordKey": s(record.record_key),
-        "changeKind": s(record.change),
-        "changedAtMs": n(record.at_ms),
-        "streamEventId": s(record.stream_event_id),
-        "image": s(json.dumps(record.image, default=_json_default, sort_keys=True)),
-        "expiresAt": n((record.at_ms + retention_days * _MS_PER_DAY) // 1000),
+        HistoryAttr.PK: s(record.session_id or "UNKNOWN"),
+        HistoryAttr.SK: s(f"{record.record_key}#{record.at_ms:013d}#{record.stream_event_id}"),
+        HistoryAttr.RECORD_KEY: s(record.record_key),
+        HistoryAttr.CHANGE_KIND: s(record.change),
+        HistoryAttr.CHANGED_AT_MS: n(record.at_ms),
+        HistoryAttr.STREAM_EVENT_ID: s(record.stream_event_id),
+        HistoryAttr.IMAGE: s(json.dumps(record.image, default=_json_default, sort_keys=True)),
+        HistoryAttr.EXPIRES_AT: n((record.at_ms + retention_days * _MS_PER_DAY) // 1000),
     }
     optional = {
-        "changedBy": record.by,
-        "changedByNote": record.by_note,
-        "changeReason": record.reason,
-        "status": record.status,
-        "previousStatus": record.previous_status,
+        HistoryAttr.CHANGED_BY: record.by,
+        HistoryAttr.CHANGED_BY_NOTE: record.by_note,
+        HistoryAttr.CHANGE_REASON: record.reason,
+        HistoryAttr.STATUS: record.status,
+        HistoryAttr.PREVIOUS_STATUS: record.previous_status,
     }
     item.update({name: s(value) for name, value in optional.items() if value is not None})
     return item
 
 
+def session_history(client: Any, table_name: str, session_id: str) -> list[HistoryRecord]:
+    """Every history record of one session (its guarantees, its status record), oldest first: one
+    paginated, consistent query of the audit table by its partition key."""
+    request: dict[str, Any] = {
+        "TableName": table_name,
+        "KeyConditionExpression": "#pk = :pk",
+        "ExpressionAttributeNames": {"#pk": HistoryAttr.PK},
+        "ExpressionAttributeValues": {":pk": s(session_id)},
+        "ConsistentRead": True,
+    }
+    records: list[HistoryRecord] = []
+    while True:
+        response = client.query(**request)
+        records.extend(history_record(item) for item in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return sorted(records, key=lambda record: record.at_ms)
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
 def history_record(item: Mapping[str, Any]) -> HistoryRecord:
     values = plain(item)
-    image = values.get("image")
+    image = values.get(HistoryAttr.IMAGE)
     return HistoryRecord(
-        session_id=str(values.get("pk", "")),
-        record_key=str(values.get("recordKey", "")),
-        change=str(values.get("changeKind", "")),
-        by=_text(values.get("changedBy")),
-        by_note=_text(values.get("changedByNote")),
-        at_ms=int(values.get("changedAtMs", 0)),
-        reason=_text(values.get("changeReason")),
-        status=_text(values.get("status")),
-        previous_status=_text(values.get("previousStatus")),
-        stream_event_id=str(values.get("streamEventId", "")),
+        session_id=str(values.get(HistoryAttr.PK, "")),
+        record_key=str(values.get(HistoryAttr.RECORD_KEY, "")),
+        change=str(values.get(HistoryAttr.CHANGE_KIND, "")),
+        by=_text(values.get(HistoryAttr.CHANGED_BY)),
+        by_note=_text(values.get(HistoryAttr.CHANGED_BY_NOTE)),
+        at_ms=int(values.get(HistoryAttr.CHANGED_AT_MS, 0)),
+        reason=_text(values.get(HistoryAttr.CHANGE_REASON)),
+        status=_text(values.get(HistoryAttr.STATUS)),
+        previous_status=_text(values.get(HistoryAttr.PREVIOUS_STATUS)),
+        stream_event_id=str(values.get(HistoryAttr.STREAM_EVENT_ID, "")),
         image=json.loads(image, parse_float=Decimal) if isinstance(image, str) else {},
     )
 

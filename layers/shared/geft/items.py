@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from geft.models import (
     ChangeKind,
@@ -39,7 +39,14 @@ OPS_QUEUE_INDEX: Final = "OpsQueueIndex"
 # writes near 1,000/s (a throttled GSI throttles the table), so each queue is spread over shards.
 OPS_QUEUE_SHARDS: Final = 16
 
-AttributeValue = dict[str, Any]
+if TYPE_CHECKING:
+    # The stubs' shape of one attribute value (``{"S": "..."}``, ``{"N": "1"}``, ...): what the DynamoDB
+    # client takes and returns. At runtime only a dict: the stubs are a dev dependency.
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    AttributeValue: TypeAlias = AttributeValueTypeDef
+else:
+    AttributeValue = dict
 _E = TypeVar("_E", GuaranteeStatus, Verdict, FollowUpQueue, ChangeKind)
 Item = dict[str, AttributeValue]
 
@@ -302,6 +309,7 @@ class SessionView:
     final_status_details: str | None
     final_status_at_ms: int | None
     source: str | None
+    last_change: LastChange | None = None
 
 
 @dataclass(frozen=True)
@@ -355,6 +363,7 @@ def session_view(item: Mapping[str, Any]) -> SessionView | None:
         final_status_details=_text(values.get(Attr.FINAL_STATUS_DETAILS)),
         final_status_at_ms=_int(values.get(Attr.FINAL_STATUS_AT_MS)),
         source=_text(values.get(Attr.FINAL_STATUS_SOURCE)),
+        last_change=_last_change(values),
     )
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
+from geft.aws import AwsClients, ClientSettings, provider
 from geft.errors import PersistenceError
 from geft.items import (
     OPS_QUEUE_INDEX,
@@ -53,9 +53,22 @@ from geft.models import (
 )
 from geft.ports import Claim, ClaimResult, Release
 
-# botocore Config for the table's client: fail fast (the receiver answers Flinks in milliseconds) and
-# let the SDK retry twice. Whoever injects a client builds it with these too.
-DYNAMODB_CLIENT_CONFIG: dict[str, Any] = {
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.literals import ReturnValueType
+    from mypy_boto3_dynamodb.type_defs import (
+        QueryInputTypeDef,
+        QueryOutputTypeDef,
+        ScanInputTypeDef,
+        ScanOutputTypeDef,
+        UpdateItemInputTypeDef,
+        UpdateItemOutputTypeDef,
+    )
+
+# botocore Config for the table's client: fail fast (the receiver answers Flinks in milliseconds) and let
+# the SDK retry (``max_attempts`` counts retries: up to 4 attempts in all). Every composition root gives
+# its AwsClients these; whoever injects a ready client builds it with these too.
+DYNAMODB_CLIENT_CONFIG: ClientSettings = {
     "connect_timeout": 1,
     "read_timeout": 2,
     "retries": {"mode": "standard", "max_attempts": 3},
@@ -67,6 +80,7 @@ OPERATOR_LEASE_MARGIN_MS = 10 * 60 * 1000
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _MS_PER_DAY = 86_400_000
 _REASON_MAX_CHARS = 500
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -85,14 +99,15 @@ class GuaranteeRepository:
         retention_days: int,
         actor: Actor,
         stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS,
-        client: Any | None = None,
+        client: DynamoDBClient | AwsClients,
     ) -> None:
+        """``client``: the container's ``AwsClients`` (the client is made at the first call, inside this
+        adapter's error mapping), or a ready DynamoDB client."""
         self._table_name = table_name
         self._retention_ms = retention_days * _MS_PER_DAY
         self._actor = actor
         self._stuck_after_ms = stuck_after_seconds * 1000
-        self._client = client
-        self._client_lock = threading.Lock()
+        self._dynamodb = provider(client, AwsClients.dynamodb)
 
     # -- receiver ---------------------------------------------------------------------------------
 
@@ -328,18 +343,17 @@ class GuaranteeRepository:
         """Guarantees waiting in ``queue`` whose time has come, oldest first (up to ``limit``)."""
         due: list[tuple[int, GuaranteeRef]] = []
         for partition in queue_shards(queue):
-            response = self._dynamodb_call(
-                "query",
-                lambda client, partition=partition: client.query(
-                    TableName=self._table_name,
-                    IndexName=OPS_QUEUE_INDEX,
-                    KeyConditionExpression="#queue = :queue AND #due <= :now",
-                    ExpressionAttributeNames={"#queue": Attr.OPS_QUEUE, "#due": Attr.OPS_DUE_AT_MS},
-                    ExpressionAttributeValues={":queue": s(partition), ":now": n(now_ms)},
-                    Limit=limit,
-                ),
+            response = self._query_page(
+                {
+                    "TableName": self._table_name,
+                    "IndexName": OPS_QUEUE_INDEX,
+                    "KeyConditionExpression": "#queue = :queue AND #due <= :now",
+                    "ExpressionAttributeNames": {"#queue": Attr.OPS_QUEUE, "#due": Attr.OPS_DUE_AT_MS},
+                    "ExpressionAttributeValues": {":queue": s(partition), ":now": n(now_ms)},
+                    "Limit": limit,
+                }
             )
-            for item in response.get("Items", []):
+            for item in response["Items"]:
                 ref = ref_of_keys(item)
                 if ref is not None:
                     due.append((int(item[Attr.OPS_DUE_AT_MS]["N"]), ref))
@@ -350,14 +364,14 @@ class GuaranteeRepository:
         """How many guarantees wait in ``queue``, and the earliest due time among them."""
         count, earliest = 0, None
         for partition in queue_shards(queue):
-            request: dict[str, Any] = {
+            request: QueryInputTypeDef = {
                 "TableName": self._table_name,
                 "IndexName": OPS_QUEUE_INDEX,
                 "KeyConditionExpression": "#queue = :queue",
                 "ExpressionAttributeNames": {"#queue": Attr.OPS_QUEUE},
                 "ExpressionAttributeValues": {":queue": s(partition)},
             }
-            for item in self._paginate("query", request):
+            for item in self._query(request):
                 count += 1
                 due = int(item[Attr.OPS_DUE_AT_MS]["N"])
                 earliest = due if earliest is None else min(earliest, due)
@@ -376,7 +390,7 @@ class GuaranteeRepository:
         update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
         self._set_change(update, ChangeKind.RECONCILE_PENDING, now_ms, reason)
         try:
-            response = self._update(guarantee_key(ref), update, ReturnValues="UPDATED_NEW")
+            response = self._update(guarantee_key(ref), update, return_values="UPDATED_NEW")
         except _ConditionFailedError:
             return None
         return int(response["Attributes"][Attr.FOLLOW_UP_ATTEMPTS]["N"])
@@ -416,15 +430,14 @@ class GuaranteeRepository:
 
     def session_records(self, session_id: str) -> tuple[list[GuaranteeView], SessionView | None]:
         """A session's guarantees and its final status record, read consistently."""
-        items = self._paginate(
-            "query",
+        items = self._query(
             {
                 "TableName": self._table_name,
                 "KeyConditionExpression": "#pk = :pk",
                 "ExpressionAttributeNames": {"#pk": Attr.PK},
                 "ExpressionAttributeValues": {":pk": s(session_id)},
                 "ConsistentRead": True,
-            },
+            }
         )
         guarantees = [view for item in items if (view := guarantee_view(item)) is not None]
         statuses = [status for item in items if (status := session_view(item)) is not None]
@@ -445,29 +458,29 @@ class GuaranteeRepository:
             names["#received"] = Attr.RECEIVED_AT_MS
             values[":since"] = n(since_ms)
             conditions.append("#received >= :since")
-        request = {
+        request: ScanInputTypeDef = {
             "TableName": self._table_name,
             "FilterExpression": " AND ".join(conditions),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
-        return [
-            view for item in self._paginate("scan", request) if (view := guarantee_view(item)) is not None
-        ]
+        return [view for item in self._scan(request) if (view := guarantee_view(item)) is not None]
 
     def quarantined(self, session_id: str | None = None) -> list[QuarantineView]:
         """Bodies kept in quarantine (for one session, or all), oldest first."""
-        request: dict[str, Any] = {
+        names = {"#pk": Attr.PK}
+        values = {":pk": s(QUARANTINE_PK)}
+        request: QueryInputTypeDef = {
             "TableName": self._table_name,
             "KeyConditionExpression": "#pk = :pk",
-            "ExpressionAttributeNames": {"#pk": Attr.PK},
-            "ExpressionAttributeValues": {":pk": s(QUARANTINE_PK)},
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
         }
         if session_id is not None:
             request["FilterExpression"] = "#session = :session"
-            request["ExpressionAttributeNames"]["#session"] = Attr.SESSION_ID
-            request["ExpressionAttributeValues"][":session"] = s(session_id)
-        views = [view for item in self._paginate("query", request) if (view := quarantine_view(item))]
+            names["#session"] = Attr.SESSION_ID
+            values[":session"] = s(session_id)
+        views = [view for item in self._query(request) if (view := quarantine_view(item))]
         return sorted(views, key=lambda view: view.received_at_ms)
 
     def quarantined_body(self, digest: str) -> QuarantineView | None:
@@ -533,54 +546,61 @@ class GuaranteeRepository:
         return True
 
     def _update_returning_old(self, key: Item, update: _Update) -> Item:
-        response = self._update(
-            key, update, ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD"
-        )
-        attributes: Item = response.get("Attributes", {})
-        return attributes
+        response = self._update(key, update, return_values="ALL_OLD", old_on_condition_failure=True)
+        return response.get("Attributes", {})
 
-    def _update(self, key: Item, update: _Update, **options: str) -> dict[str, Any]:
-        request = update.request()
-        return self._dynamodb_call(
-            "update_item",
-            lambda client: client.update_item(TableName=self._table_name, Key=key, **request, **options),
-        )
+    def _update(
+        self,
+        key: Item,
+        update: _Update,
+        *,
+        return_values: ReturnValueType | None = None,
+        old_on_condition_failure: bool = False,
+    ) -> UpdateItemOutputTypeDef:
+        request = update.request(self._table_name, key)
+        if return_values is not None:
+            request["ReturnValues"] = return_values
+        if old_on_condition_failure:
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        return self._dynamodb_call("update_item", lambda client: client.update_item(**request))
 
-    def _paginate(self, operation: str, request: dict[str, Any]) -> list[Item]:
-        items: list[Item] = []
-        while True:
-            if operation == "scan":
-                response = self._dynamodb_call(operation, lambda client, page=request: client.scan(**page))
-            else:
-                response = self._dynamodb_call(operation, lambda client, page=request: client.query(**page))
-            items.extend(response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return items
-            request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
+    def _query(self, request: QueryInputTypeDef) -> list[Item]:
+        return _every_page(request, self._query_page)
 
-    def _dynamodb_call(self, operation: str, call: Any) -> dict[str, Any]:
+    def _query_page(self, request: QueryInputTypeDef) -> QueryOutputTypeDef:
+        return self._dynamodb_call("query", lambda client: client.query(**request))
+
+    def _scan(self, request: ScanInputTypeDef) -> list[Item]:
+        return _every_page(request, self._scan_page)
+
+    def _scan_page(self, request: ScanInputTypeDef) -> ScanOutputTypeDef:
+        return self._dynamodb_call("scan", lambda client: client.scan(**request))
+
+    def _dynamodb_call(self, operation: str, call: Callable[[DynamoDBClient], _T]) -> _T:
+        """``call`` on the table's client, created here on first use: any failure, creating the client
+        included, is this adapter's (``operation`` names it in the error)."""
         with _translated(operation):
-            response: dict[str, Any] = call(self._dynamodb())
-        return response
-
-    def _dynamodb(self) -> Any:
-        # The processor's pool threads all reach here on a cold start; creating a client from boto3's
-        # shared default session is not thread-safe, so one thread creates it, from its own session.
-        with self._client_lock:
-            if self._client is None:
-                import boto3  # noqa: PLC0415 - created on first use, once per container
-                from botocore.config import Config  # noqa: PLC0415
-
-                self._client = boto3.session.Session().client(
-                    "dynamodb", config=Config(**DYNAMODB_CLIENT_CONFIG)
-                )
-            return self._client
+            return call(self._dynamodb())
 
     def _expiry_epoch_seconds(self, at_ms: int) -> int:
         return (at_ms + self._retention_ms) // 1000
 
 
 _PLACEHOLDER = re.compile(r"#a\d+|:v\d+")
+_Request = TypeVar("_Request", "QueryInputTypeDef", "ScanInputTypeDef")
+
+
+def _every_page(
+    request: _Request, page: Callable[[_Request], QueryOutputTypeDef | ScanOutputTypeDef]
+) -> list[Item]:
+    """The items of every page of a query or a scan."""
+    items: list[Item] = []
+    while True:
+        response = page(request)
+        items.extend(response["Items"])
+        if "LastEvaluatedKey" not in response:
+            return items
+        request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
 
 
 class _ConditionFailedError(Exception):
@@ -599,7 +619,8 @@ def _translated(operation: str) -> Iterator[None]:
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code == _CONDITION_FAILED:
-            raise _ConditionFailedError(error.response.get("Item", {})) from None
+            item = error.response.get("Item")  # the item as it was, when the call asked for ALL_OLD
+            raise _ConditionFailedError(item if isinstance(item, dict) else {}) from None
         raise PersistenceError(f"DynamoDB {operation} failed: {code or 'unknown error'}") from error
     except BotoCoreError as error:
         raise PersistenceError(f"DynamoDB {operation} failed: {type(error).__name__}") from error
@@ -653,7 +674,7 @@ class _Update:
     def condition(self, expression: str) -> None:
         self._condition = expression
 
-    def request(self) -> dict[str, Any]:
+    def request(self, table_name: str, key: Item) -> UpdateItemInputTypeDef:
         clauses = []
         if self._sets:
             clauses.append(
@@ -665,11 +686,15 @@ class _Update:
         expression = " ".join(clauses)
         # DynamoDB refuses placeholders no expression uses (a value replaced by a later set, say).
         used = set(_PLACEHOLDER.findall(expression + " " + (self._condition or "")))
-        request: dict[str, Any] = {
+        request: UpdateItemInputTypeDef = {
+            "TableName": table_name,
+            "Key": key,
             "UpdateExpression": expression,
-            "ExpressionAttributeNames": {key: name for key, name in self._names.items() if key in used},
+            "ExpressionAttributeNames": {
+                placeholder: name for placeholder, name in self._names.items() if placeholder in used
+            },
         }
-        values = {key: value for key, value in self._values.items() if key in used}
+        values = {placeholder: value for placeholder, value in self._values.items() if placeholder in used}
         if values:
             request["ExpressionAttributeValues"] = values
         if self._condition:

@@ -1,9 +1,9 @@
 """Secrets Manager adapter: JSON secrets cached per container.
 
-The client is created on first use, never at import, so importing this module costs nothing. It calls
-``GetSecretValue`` directly rather than through Powertools parameters, whose package imports every
-provider (AppConfig, SSM, DynamoDB) and whose default client starts a second boto3 session: together
-about 150 ms of the receiver's cold start (docs/performance.md).
+The client is created on first use (``geft.aws``), never at import, so importing this module costs
+nothing. It calls ``GetSecretValue`` directly rather than through Powertools parameters, whose package
+imports every provider (AppConfig, SSM, DynamoDB) and whose default client starts a second boto3
+session: together about 150 ms of the receiver's cold start (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from geft.aws import AwsClients, provider
 from geft.errors import SecretError
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 
 class JsonSecret:
@@ -23,7 +27,8 @@ class JsonSecret:
     ``min_refresh_interval_seconds`` so a flood of bad requests cannot hammer Secrets Manager.
 
     Thread-safe: threads that find the cache empty or stale at the same time share one read.
-    ``client`` is a Secrets Manager client; by default one is created on first use.
+    ``client``: the container's ``AwsClients`` (the client is made at the first read, where its failure
+    is a ``SecretError``), or a ready Secrets Manager client.
     """
 
     def __init__(
@@ -32,13 +37,13 @@ class JsonSecret:
         *,
         max_age_seconds: int,
         min_refresh_interval_seconds: float = 5.0,
-        client: Any | None = None,
+        client: SecretsManagerClient | AwsClients,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._secret_id = secret_id
         self._max_age_seconds = max_age_seconds
         self._min_refresh_interval = min_refresh_interval_seconds
-        self._client = client
+        self._secretsmanager = provider(client, AwsClients.secretsmanager)
         self._monotonic = monotonic
         self._last_forced_fetch: float | None = None
         self._value: object = None
@@ -90,15 +95,6 @@ class JsonSecret:
         if value is not None:
             self._value, self._expires_at = value, fetched_at + self._max_age_seconds
         return value
-
-    def _secretsmanager(self) -> Any:
-        if self._client is None:
-            import boto3  # noqa: PLC0415 - created on first use, once per container
-
-            # A session of its own: boto3's default session is not thread-safe, and the processor's
-            # threads may create their clients from it at the same moment.
-            self._client = boto3.session.Session().client("secretsmanager")
-        return self._client
 
 
 def _as_object(value: object, secret_id: str) -> Mapping[str, Any]:
