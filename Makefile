@@ -74,7 +74,7 @@ validate: $(VENV)/.installed $(VENV_SAM)/.installed $(VENV_CHECKOV)/.installed #
 	$(VENV_SAM)/bin/sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV_CHECKOV)/bin/checkov --config-file .checkov.yaml --file template.yaml
-	PYTHONPATH=local $(VENV_SAM)/bin/python tests/support/sam_render.py --config-env prod \
+	PYTHONPATH=. $(VENV_SAM)/bin/python tests/support/sam_render.py --config-env prod \
 		--output $(RENDERED_PROD) 2>&1 | { grep -v "not available in Feature Toggle Config" || true; }
 	@# W2001: a rendered template has every parameter already substituted, so none is "used"
 	$(VENV)/bin/cfn-lint --ignore-checks W2001 -- $(RENDERED_PROD)

@@ -1,8 +1,8 @@
 """Item 5: AWS and Flinks calls per guarantee, counted on cold and warm containers, and the bytes logged.
 
 Both functions run in this process under moto (``mock_aws``, writes atomic), so every count comes
-from real requests: botocore's ``before-call`` event on every client (``AwsCallCounter``) and the
-Flinks sandbox's journal. Run as a child: ``python -m benchmarks.calls_bench OUT.json``.
+from real requests: every botocore client's calls (``testkit.aws.AwsCalls``) and the Flinks
+sandbox's journal. Run as a child: ``python -m benchmarks.calls_bench OUT.json``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from benchmarks.inprocess import AwsCallCounter, InProcessStack, prepare
+from benchmarks.inprocess import BenchStack, prepare
+from testkit.aws import READ_OPERATIONS, WRITE_OPERATIONS
 
 WARM_GUARANTEES = 50
 BATCH_SIZE = 10  # the template's StreamBatchSize default
-WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
-READ_OPERATIONS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
 
 
 class CountingStream(io.TextIOBase):
@@ -78,19 +77,17 @@ def _value_size(value: dict[str, Any]) -> int:
     return sizes.get(kind, lambda: len(json.dumps(inner)))()
 
 
-def _phase(
-    stack: InProcessStack, counter: AwsCallCounter, sink: CountingStream, sessions: list[str]
-) -> dict[str, Any]:
+def _phase(stack: BenchStack, sink: CountingStream, sessions: list[str]) -> dict[str, Any]:
     """Deliver the sessions' webhooks, then process the stream in batches of BATCH_SIZE."""
     journal_before = len(stack.sandbox.calls())
     chars, lines = sink.chars, sink.lines
-    with counter.counting() as receiver_counts:
+    with stack.aws_calls.counting() as receiver_counts:
         for session_id in sessions:
             stack.receive(session_id)
     receiver_log = (sink.chars - chars, sink.lines - lines)
     records = stack.next_event()["Records"]
     chars, lines = sink.chars, sink.lines
-    with counter.counting() as processor_counts:
+    with stack.aws_calls.counting() as processor_counts:
         for start in range(0, len(records), BATCH_SIZE):
             stack.process({"Records": records[start : start + BATCH_SIZE]})
     processor_log = (sink.chars - chars, sink.lines - lines)
@@ -108,31 +105,25 @@ def _phase(
     }
 
 
-def _follow_ups(
-    stack: InProcessStack, counter: AwsCallCounter, sink: CountingStream, sessions: list[str]
-) -> dict[str, Any]:
+def _follow_ups(stack: BenchStack, sink: CountingStream, sessions: list[str]) -> dict[str, Any]:
     """Each session's final-status webhook, then the reconciler (run as if its delay had passed)
     until its queue is empty: what every guarantee costs after the confirm."""
     import os
     import time
 
-    from geft_local.template_resources import function_environment
-
     chars = sink.chars
-    with counter.counting() as status_counts:
+    with stack.aws_calls.counting() as status_counts:
         for session_id in sessions:
             stack.receive(session_id, status="Completed")
     status_log = sink.chars - chars
-    environment = function_environment(stack.template, "ReconcilerFunction", stack.created, stack._parameters)
-    environment["FLINKS_BASE_URL"] = stack.sandbox.base_url
-    os.environ.update(environment)
+    os.environ.update(stack.stack.environment("ReconcilerFunction", FLINKS_BASE_URL=stack.sandbox.base_url))
     from scheduled_jobs import reconciler
 
     reconciler._dependencies.cache_clear()
     config, repository, flinks = reconciler._dependencies()
     later = time.time() + 2 * 86_400  # every follow-up is due
     runs, cleared = 0, 0
-    with counter.counting() as reconcile_counts:
+    with stack.aws_calls.counting() as reconcile_counts:
         while True:
             summary = reconciler.reconcile(
                 repository, flinks, config, deadline=time.monotonic() + 60, clock=lambda: later
@@ -156,23 +147,22 @@ def _follow_ups(
 def main() -> None:
     prepare()
     out = sys.argv[1]
-    counter = AwsCallCounter()
     sink = CountingStream()
     real_stdout, sys.stdout = sys.stdout, sink  # before the handlers import Powertools' Logger
     try:
-        with InProcessStack(latency_ms=0, pool_size=16, counter=counter, fakes="in-process") as stack:
+        with BenchStack(latency_ms=0, pool_size=16, count_aws_calls=True, fakes="in-process") as stack:
             cold_sessions = stack.new_sessions(BATCH_SIZE)
-            cold = _phase(stack, counter, sink, cold_sessions)
+            cold = _phase(stack, sink, cold_sessions)
             warm_sessions = stack.new_sessions(WARM_GUARANTEES)
-            warm = _phase(stack, counter, sink, warm_sessions)
+            warm = _phase(stack, sink, warm_sessions)
             items = [
                 item
-                for item in stack.raw_items()
+                for item in stack.stack.raw_items()
                 if item["sk"]["S"].startswith("GUARANTEE#") and item["status"]["S"] == "CONFIRMED"
             ]
             stored = stack.webhook_event(stack.new_sessions(1)[0])  # the body a RECEIVED item holds
             # After the items were measured: the reconciler removes them from OpsQueueIndex.
-            follow_ups = _follow_ups(stack, counter, sink, cold_sessions + warm_sessions)
+            follow_ups = _follow_ups(stack, sink, cold_sessions + warm_sessions)
     finally:
         sys.stdout = real_stdout
     sizes = sorted(item_size(item) for item in items)

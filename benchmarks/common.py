@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -12,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from testkit.aws import FAKE_AWS_ENVIRONMENT
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / "benchmarks"
 RESULTS_DIR = BENCH_DIR / "results"
 RESULTS_FILE = RESULTS_DIR / "latest.json"
-EVENTS_DIR = REPO / "events"
 STACK_NAME = "geft-bench"
 BENCH_SECRET = "bench-webhook-secret"
 # Flinks latency per call for the headline figures: a call from AWS to Flinks; 50 ms is optimistic.
@@ -24,17 +24,6 @@ HEADLINE_FLINKS_MS = 150
 # Where a Lambda layer and CodeUri land, as pytest's pythonpath mirrors them.
 RECEIVER_PATH = [REPO / "functions" / "webhook_receiver", REPO / "layers" / "shared"]
 PROCESSOR_PATH = [REPO / "functions" / "decision_processor", REPO / "layers" / "shared"]
-
-# Fake credentials and a fixed region: nothing here may ever reach AWS.
-AWS_ENV = {
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-}
 
 
 def machine() -> dict[str, Any]:
@@ -107,39 +96,18 @@ def pythonpath(paths: Sequence[Path], extra: Sequence[Path] = ()) -> str:
 def function_env(logical_id: str, refs: Mapping[str, str], **overrides: str) -> dict[str, str]:
     """The environment the template gives a function (Globals + its own, parameter defaults), with
     ``refs`` standing in for the physical ids of the template's resources."""
-    from geft_local.template_resources import (
-        CreatedResources,
-        function_environment,
-        load_template,
-        parameter_values,
-    )
+    from testkit.template import CreatedResources, Deployment, load_template
 
-    template = load_template()
-    created = CreatedResources(refs=dict(refs))
-    environment = function_environment(template, logical_id, created, parameter_values(template))
-    environment.update(overrides)
-    return environment
+    deployment = Deployment.of(load_template(), stack_name=STACK_NAME)
+    deployment.created = CreatedResources(refs=dict(refs))
+    return deployment.environment(logical_id, **overrides)
 
 
 def template_memory_mb(logical_id: str) -> int:
-    from geft_local.template_resources import load_template
+    from testkit.template import load_template
 
     properties = load_template()["Resources"][logical_id]["Properties"]
     return int(properties.get("MemorySize", 128))
-
-
-def guarantee_event_template() -> dict[str, Any]:
-    """The committed API Gateway event (events/webhook-guarantee.json) with a plain-text JSON body."""
-    event: dict[str, Any] = json.loads((EVENTS_DIR / "webhook-guarantee.json").read_text())
-    body = event.get("body") or "{}"
-    if event.get("isBase64Encoded"):
-        import base64
-
-        body = base64.b64decode(body).decode()
-        event["isBase64Encoded"] = False
-    event["body"] = body
-    event["headers"] = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    return event
 
 
 def child_env(paths: Sequence[Path], environment: Mapping[str, str]) -> dict[str, str]:
@@ -147,7 +115,7 @@ def child_env(paths: Sequence[Path], environment: Mapping[str, str]) -> dict[str
     keep = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "TZ")}
     return {
         **keep,
-        **AWS_ENV,
+        **FAKE_AWS_ENVIRONMENT,  # nothing here may ever reach AWS
         **environment,
         "PYTHONPATH": pythonpath(paths),
         "PYTHONDONTWRITEBYTECODE": "",

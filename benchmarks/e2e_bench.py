@@ -45,7 +45,7 @@ def stack_available() -> str | None:
 @dataclass(frozen=True)
 class RunningStack:
     stack: Any  # geft_local.stack.LocalStack
-    sandbox: Any  # geft_local.flinks_sandbox.FlinksSandbox
+    sandbox: Any  # testkit.flinks.FlinksSandbox
     startup_s: float
 
 
@@ -54,8 +54,9 @@ def running_stack(latency_ms: int, name: str) -> Iterator[RunningStack]:
     """The local stack on free ports, its processor talking to our sandbox at ``latency_ms`` per call."""
     from geft_local.config import LocalConfig
     from geft_local.console import Console
-    from geft_local.flinks_sandbox import FlinksSandbox
     from geft_local.stack import LocalStack
+
+    from testkit.flinks import FlinksSandbox
 
     with (
         tempfile.TemporaryDirectory(prefix=f"geft-{name}-") as run_dir,

@@ -18,9 +18,10 @@ def main() -> None:
     with_moto = sys.argv[4:] != ["sandbox-only"]
     import logging
 
-    from geft_local.flinks_sandbox import FlinksSandbox
-    from geft_local.moto_atomic import make_conditional_writes_atomic
     from moto.server import ThreadedMotoServer
+
+    from testkit.aws import make_conditional_writes_atomic
+    from testkit.flinks import FlinksSandbox
 
     moto_url = ""
     if with_moto:

@@ -30,7 +30,7 @@ USERNAME, PASSWORD = "bench-user", "bench-password"
 
 @contextmanager
 def sandbox_process() -> Iterator[str]:
-    environment = {**os.environ, "PYTHONPATH": str(REPO / "local")}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "local"), str(REPO)])}
     command = [sys.executable, "-m", "geft_local.flinks_sandbox", "--port", "0"]
     command += ["--username", USERNAME, "--password", PASSWORD, "--allow-shared-tokens"]
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True)

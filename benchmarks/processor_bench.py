@@ -2,7 +2,7 @@
 and the critical path of one guarantee, from its stream record to the confirm, in Flinks round trips.
 
 Run as a child process (``python -m benchmarks.processor_bench OUT.json --fakes=MODE``, MODE one of
-``InProcessStack.MODES``): the functions log to
+``BenchStack.MODES``): the functions log to
 stdout, which the parent sends to /dev/null, and moto's patches stay inside this process.
 """
 
@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from benchmarks.common import HEADLINE_FLINKS_MS, summary
-from benchmarks.inprocess import InProcessStack, prepare
+from benchmarks.inprocess import BenchStack, prepare
 
 SESSIONS = 100
 POOL_SIZES = (1, 2, 4, 8, 16, 32)
@@ -25,7 +25,7 @@ REPEATS_AT_TARGET = 3
 CRITICAL_PATH_RUNS = 20
 
 
-def flinks_calls(stack: InProcessStack, sessions: list[str]) -> Counter[str]:
+def flinks_calls(stack: BenchStack, sessions: list[str]) -> Counter[str]:
     """Flinks API calls made for ``sessions``, by endpoint, from the sandbox's journal. Authorize calls
     carry no session id: they are attributed by count (one token per session is the design)."""
     wanted = set(sessions)
@@ -36,7 +36,7 @@ def flinks_calls(stack: InProcessStack, sessions: list[str]) -> Counter[str]:
     return counts
 
 
-def run_batch(stack: InProcessStack, sessions_count: int) -> dict[str, Any]:
+def run_batch(stack: BenchStack, sessions_count: int) -> dict[str, Any]:
     authorize_before = stack.sandbox.authorize_count
     sessions, event = stack.guarantees_batch(sessions_count)
     cpu_before, fakes_before = time.process_time(), stack.fakes_cpu_seconds()
@@ -53,7 +53,7 @@ def sweep(
     latency_ms: int, pool_sizes: tuple[int, ...], repeats_at_target: int, fakes: str
 ) -> list[dict[str, Any]]:
     rows = []
-    with InProcessStack(latency_ms=latency_ms, fakes=fakes) as stack:
+    with BenchStack(latency_ms=latency_ms, fakes=fakes) as stack:
         for pool_size in pool_sizes:
             stack.set_pool_size(pool_size)
             # A warm container: the first batch builds the clients, reads the secret and opens the
@@ -99,7 +99,7 @@ def critical_path(latency_ms: int, fakes: str, runs: int = CRITICAL_PATH_RUNS) -
     record until the handler returns (claim, Flinks calls, confirm, the outcome's write), divided by
     the latency of one Flinks call. Between guarantees the container idles for two round trips, as in
     steady traffic, so anything it prepares ahead (a token pool) has had the time to."""
-    with InProcessStack(latency_ms=latency_ms, pool_size=TARGET_POOL, fakes=fakes) as stack:
+    with BenchStack(latency_ms=latency_ms, pool_size=TARGET_POOL, fakes=fakes) as stack:
         run_batch(stack, 2)  # a warm container: clients built, secret read, connections open
         walls, calls = [], Counter[str]()
         for _ in range(runs):
@@ -124,13 +124,13 @@ def critical_path(latency_ms: int, fakes: str, runs: int = CRITICAL_PATH_RUNS) -
 
 def cold_batch(latency_ms: int, pool_size: int, sessions_count: int, fakes: str) -> dict[str, Any]:
     """The same batch on a cold processor container (composition root, secret read, connections)."""
-    with InProcessStack(latency_ms=latency_ms, pool_size=pool_size, fakes=fakes) as stack:
+    with BenchStack(latency_ms=latency_ms, pool_size=pool_size, fakes=fakes) as stack:
         result = run_batch(stack, sessions_count)
         return {"pool_size": pool_size, "sessions": sessions_count, "latency_ms": latency_ms, **result}
 
 
 def warm_batch(latency_ms: int, pool_size: int, sessions_count: int, fakes: str) -> dict[str, Any]:
-    with InProcessStack(latency_ms=latency_ms, pool_size=pool_size, fakes=fakes) as stack:
+    with BenchStack(latency_ms=latency_ms, pool_size=pool_size, fakes=fakes) as stack:
         run_batch(stack, sessions_count)
         result = run_batch(stack, sessions_count)
         return {"pool_size": pool_size, "sessions": sessions_count, "latency_ms": latency_ms, **result}

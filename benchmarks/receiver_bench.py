@@ -18,18 +18,19 @@ from benchmarks.common import (
     BENCH_DIR,
     BENCH_SECRET,
     RECEIVER_PATH,
+    REPO,
     STACK_NAME,
     child_env,
     function_env,
-    guarantee_event_template,
     python,
     summary,
 )
 
 CHILD = BENCH_DIR / "receiver_child.py"
 SECRET_ARN = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{STACK_NAME}/WebhookSecret-AbCdEf"
-# The receiver's runtime path plus this directory (for aws_stub and baseline_handler, via sys.path[0]).
-CHILD_PATH = [*RECEIVER_PATH]
+# The receiver's runtime path (this directory, for aws_stub and baseline_handler, is sys.path[0]) and the
+# repository's root for testkit's Lambda context (stdlib only).
+CHILD_PATH = [*RECEIVER_PATH, REPO]
 
 
 def _environment() -> dict[str, str]:
@@ -42,16 +43,12 @@ def _environment() -> dict[str, str]:
 
 
 def _event_file(directory: Path) -> Path:
-    import hashlib
-    import hmac
+    """The committed guarantee event (events/webhook-guarantee.json), dated now and signed."""
+    from testkit.webhooks import load_event, webhook_event
 
-    event = guarantee_event_template()
-    document = json.loads(event["body"])
+    document = json.loads(load_event("webhook-guarantee.json")["body"])
     document["when"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = json.dumps(document, separators=(",", ":")).encode()
-    event["body"] = body.decode()
-    digest = hmac.new(BENCH_SECRET.encode(), body, hashlib.sha256).hexdigest().upper()
-    event["headers"]["x-webhook-signature"] = "sha256=" + digest
+    event = webhook_event(json.dumps(document, separators=(",", ":")).encode(), secret=BENCH_SECRET)
     path = directory / "event.json"
     path.write_text(json.dumps(event))
     return path

@@ -21,6 +21,8 @@ import sys  # noqa: E402
 
 import aws_stub  # noqa: E402  (stdlib only; sys.path[0] is this directory)
 
+from testkit.lambda_context import LambdaContext  # noqa: E402  (stdlib only)
+
 HANDLERS = {"receiver": "webhook_receiver.handler", "baseline": "baseline_handler"}
 HEAVY_MODULES = (
     "requests",
@@ -29,16 +31,6 @@ HEAVY_MODULES = (
     "urllib3.contrib",
     "aws_lambda_powertools.utilities.parameters",
 )
-
-
-class Context:
-    function_name = "bench"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 6000
 
 
 def signed_event(template: dict, secret: str) -> dict:  # type: ignore[type-arg]
@@ -69,10 +61,12 @@ def cold(variant: str, event_file: str, result_file: str, spawned_at: float) -> 
     t_import = time.perf_counter()
     handler = importlib.import_module(HANDLERS[variant])
     t_imported = time.perf_counter()
-    first = handler.lambda_handler(event, Context())
+    first = handler.lambda_handler(event, LambdaContext(6.0, function_name="bench"))
     t_first = time.perf_counter()
     loaded_after_import = {name: name in sys.modules for name in HEAVY_MODULES}
-    second = handler.lambda_handler(signed_event(event, os.environ["BASELINE_WEBHOOK_SECRET"]), Context())
+    second = handler.lambda_handler(
+        signed_event(event, os.environ["BASELINE_WEBHOOK_SECRET"]), LambdaContext(6.0, function_name="bench")
+    )
     t_second = time.perf_counter()
     result = {
         "variant": variant,
@@ -101,7 +95,7 @@ def warm(event_file: str, result_file: str, requests: int) -> None:
     aws_stub.install()
     aws_stub.set_secret(os.environ["WEBHOOK_SECRET_ARN"], {"current": secret})
     handlers = {name: importlib.import_module(module) for name, module in HANDLERS.items()}
-    context = Context()
+    context = LambdaContext(6.0, function_name="bench")
     for handler in handlers.values():  # warm: the first request builds clients and reads the secret
         for _ in range(50):
             handler.lambda_handler(signed_event(template, secret), context)

@@ -223,7 +223,7 @@ def _invocations_since(path: Any, offset: int) -> list[Invocation]:
 
 def _signed_requests(sandbox: Any, sessions: Sequence[str], offsets: Sequence[float]) -> list[dict[str, Any]]:
     """Each session's guarantee webhook as the sandbox would send it: the body, its signature, when."""
-    from geft_local.flinks_sandbox import guarantee_webhook_body, sign_body  # noqa: PLC0415 - see above
+    from testkit.flinks import guarantee_webhook_body, sign_body  # noqa: PLC0415 - see above
 
     out = []
     for session_id, offset in zip(sessions, offsets, strict=True):

@@ -21,8 +21,8 @@ from geft.items import GuaranteeView, guarantee_view
 from geft_local.aws import isolate_from_real_aws
 from geft_local.config import LocalConfig, LocalConfigError
 from geft_local.console import Console
-from geft_local.flinks_sandbox import DeliveryResult, FlinksSandbox, Scenario
 from geft_local.stack import LocalStack, LocalStackError
+from testkit.flinks import DeliveryResult, FlinksSandbox, Scenario
 
 WAIT_BUDGET_S = 30.0
 _WRONG_SECRET = "not-the-webhook-secret"  # noqa: S105 - a deliberately wrong test value

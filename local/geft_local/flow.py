@@ -6,7 +6,6 @@ Every write is a stream record carrying the item's new image, and every write sa
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from geft.items import GuaranteeView, guarantee_view, last_change_of, quarantine
 from geft.models import ChangeKind
 
 from geft_local.console import Console
+from geft_local.loop import Loop
 
 POLL_INTERVAL_S = 0.25
 
@@ -70,31 +70,19 @@ def _guarantee_line(guarantee: GuaranteeView, kind: ChangeKind, reason: str) -> 
             return None
 
 
-class FlowMonitor:
+class FlowMonitor(Loop):
     """Follows one table stream from its start and prints ``describe_change`` lines."""
+
+    thread_name = "flow-monitor"
 
     def __init__(
         self, *, streams: Any, stream_arn: str, console: Console, poll_interval_s: float = POLL_INTERVAL_S
     ) -> None:
+        super().__init__()
         self._streams = streams
         self._stream_arn = stream_arn
         self._console = console
         self._poll_interval_s = poll_interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="flow-monitor", daemon=True)
-        self._thread.start()
-
-    def signal_stop(self) -> None:
-        self._stop.set()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _run(self) -> None:
         iterators: dict[str, str | None] = {}

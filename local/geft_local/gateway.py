@@ -20,28 +20,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import errno
 import json
 import re
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from geft_local.console import Console
-from geft_local.template_resources import resources_of_type
 from geft_local.workers import InvokeResult
+from testkit.http import Answer, Handler, LoopbackServer
+from testkit.template import resources_of_type
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway HTTP API's request payload limit."""
-IDLE_CONNECTION_TIMEOUT_S = 10.0
 _MAX_DISCARD_BYTES = 4 * MAX_PAYLOAD_BYTES
 _ACCOUNT_ID = "123456789012"
 _API_ID = "local"
@@ -57,6 +53,7 @@ _TEXT_TYPES = frozenset(
     }
 )
 _PARAMETER = re.compile(r"\{([A-Za-z0-9_.-]+)(\+?)\}")
+_TRANSPORT_HEADERS = frozenset({"content-length", "connection", "transfer-encoding", "date", "server"})
 
 
 class PortInUseError(OSError):
@@ -305,35 +302,26 @@ class HttpApiGateway:
         self.invoke = invoke
         self.console = console
         try:
-            self._server = _Server((host, port), _Handler, self)
+            self._server = LoopbackServer((host, port), _Handler, self, name="gateway")
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise PortInUseError(errno.EADDRINUSE, f"port {port} on {host} is already in use") from None
             raise
-        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.url
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gateway", daemon=True
-        )
-        self._thread.start()
+        self._server.start(poll_interval=0.05)
 
     def stop(self) -> None:
         """Stop accepting, close open connections and free the port."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5.0)
-            self._thread = None
-        self._server.close_connections()
-        self._server.server_close()
+        self._server.stop()
 
     def handle(self, request: HttpRequest) -> tuple[HttpResponse, str]:
         """Answer one request; also returns what the access line says about it."""
@@ -372,50 +360,14 @@ def _summary(response: HttpResponse) -> str:
     return f"{len(response.body)} bytes"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Handler(Handler):
+    """The gateway prints its own access lines."""
 
-    def __init__(self, address: tuple[str, int], handler: type[_Handler], gateway: HttpApiGateway) -> None:
-        self.gateway = gateway
-        self._tracking = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        super().__init__(address, handler)
+    server: LoopbackServer[HttpApiGateway]
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._tracking:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._tracking:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._tracking:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = IDLE_CONNECTION_TIMEOUT_S
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """The gateway prints its own access lines."""
-
-    def _dispatch(self) -> None:
+    def dispatch(self) -> None:
         started = time.monotonic()
-        gateway = self.server.gateway
+        gateway = self.server.app
         try:
             body = self._read_body()
         except ValueError:
@@ -482,19 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.readline(8)
 
     def _write(self, response: HttpResponse) -> None:
-        try:
-            self.send_response(response.status)
-            for name, value in response.headers:
-                if name not in ("content-length", "connection", "transfer-encoding", "date", "server"):
-                    self.send_header(name, value)
-            if not any(name == "apigw-requestid" for name, _ in response.headers):
-                self.send_header("apigw-requestid", _request_id())
-            self.send_header("Content-Length", str(len(response.body)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
+        headers = [(name, value) for name, value in response.headers if name not in _TRANSPORT_HEADERS]
+        if not any(name == "apigw-requestid" for name, _ in response.headers):
+            headers.append(("apigw-requestid", _request_id()))
+        self.send(Answer(response.status, response.body, tuple(headers)))

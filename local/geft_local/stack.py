@@ -32,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -45,27 +45,24 @@ from geft_local.aws import EndpointSession, MotoServer, isolate_from_real_aws
 from geft_local.config import LocalConfig, LocalConfigError
 from geft_local.console import Console
 from geft_local.control_plane import StackResource, data_plane_resources, describe_control_plane
-from geft_local.flinks_sandbox import FlinksSandbox
 from geft_local.flow import FlowMonitor
 from geft_local.gateway import HttpApiGateway, PortInUseError, Route, http_api_routes
-from geft_local.moto_atomic import make_conditional_writes_atomic
 from geft_local.schedules import Scheduler, schedule_rules
 from geft_local.stream_pump import MappingSettings, StreamPump, dynamodb_event_sources
-from geft_local.streams import streams_client
-from geft_local.template_render import failed_rules, resolve_known
-from geft_local.template_resources import (
+from geft_local.topics import TopicMonitor
+from geft_local.workers import FunctionWorker, InvokeResult, function_spec
+from testkit.aws import make_conditional_writes_atomic
+from testkit.flinks import FlinksSandbox
+from testkit.streams import streams_client
+from testkit.template import (
     CreatedResources,
-    create_resources,
-    function_environment,
+    Deployment,
+    DeploymentError,
     load_template,
     resolve,
     resources_of_type,
 )
-from geft_local.topics import TopicMonitor
-from geft_local.workers import FunctionWorker, InvokeResult, function_spec
 
-WEBHOOK_SECRET_VARIABLE = "WEBHOOK_SECRET_ARN"  # noqa: S105 - a variable's name, not a secret
-FLINKS_CREDENTIALS_VARIABLE = "FLINKS_CREDENTIALS_SECRET_ARN"
 FLINKS_BASE_URL_VARIABLE = "FLINKS_BASE_URL"
 OPS_CLI_TARGET_VARIABLE = "OPS_CLI_TARGET"
 _T = TypeVar("_T")
@@ -86,6 +83,7 @@ class LocalStack:
         self.routes: list[Route] = []
         self.mappings: list[MappingSettings] = []
         self.created = CreatedResources()
+        self.deployment = Deployment({}, {}, self.config.stack_name)
         self.workers: dict[str, FunctionWorker] = {}
         self.pumps: list[StreamPump] = []
         self.sandbox: FlinksSandbox | None = None
@@ -122,19 +120,11 @@ class LocalStack:
         config = self.config
         template = load_template(config.template_path)
         self.parameters = config.parameters(template)
-        broken = failed_rules(template, self.parameters)
-        if broken:  # CloudFormation would refuse the change set
-            raise LocalStackError("template rules refuse these parameters: " + "; ".join(broken))
-        # What CloudFormation deploys: false conditions dropped, parameters and conditions resolved.
-        self.template = resolve_known(
-            template,
-            self.parameters,
-            {
-                "AWS::Region": "us-east-1",
-                "AWS::AccountId": "123456789012",
-                "AWS::StackName": config.stack_name,
-            },
-        )
+        try:  # what CloudFormation deploys: rules checked, false conditions dropped, parameters resolved
+            self.deployment = Deployment.of(template, self.parameters, stack_name=config.stack_name)
+        except DeploymentError as error:
+            raise LocalStackError(str(error)) from None
+        self.template = self.deployment.template
         self.routes = http_api_routes(self.template)
         # Bind the public port first: a taken port fails in a second, before anything else starts.
         try:
@@ -150,14 +140,14 @@ class LocalStack:
         self._moto.start()
         make_conditional_writes_atomic()
         self._aws = EndpointSession(self._moto.url)
-        self.created = create_resources(
-            self.template,
-            session=self._aws,
-            stack_name=config.stack_name,
-            secret_values=self._secret_values(),
+        # the functions are named too: one function's environment (or the control plane) may name another
+        self.created = self.deployment.create(
+            self._aws,
+            webhook_secret=config.webhook_secret,
+            flinks_username=config.flinks_username,
+            flinks_password=config.flinks_password,
         )
         self.mappings = dynamodb_event_sources(self.template, self.created, self.parameters)
-        self._name_functions()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-plane") as background:
             # moto calls, while the containers start: created is only read meanwhile
             describing = background.submit(
@@ -226,33 +216,13 @@ class LocalStack:
         self.sandbox = sandbox
         self.flinks_base_url = sandbox.base_url
 
-    def _secret_values(self) -> dict[str, dict[str, Any]]:
-        """The secrets shaped as deployed: ``{"current": ...}`` and ``{"username", "password"}``."""
-        values: dict[str, dict[str, Any]] = {}
-        webhook = secret_referenced_by(self.template, WEBHOOK_SECRET_VARIABLE)
-        if webhook:
-            values[webhook] = {"current": self.config.webhook_secret}
-        credentials = secret_referenced_by(self.template, FLINKS_CREDENTIALS_VARIABLE)
-        if credentials:
-            values[credentials] = {
-                "username": self.config.flinks_username,
-                "password": self.config.flinks_password,
-            }
-        return values
-
-    def _name_functions(self) -> None:
-        """Named first: one function's environment (or the control plane) may name another."""
-        for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
-            self.created.refs.setdefault(logical_id, f"{self.config.stack_name}-{logical_id}")
-
     def _start_workers(self) -> None:
         assert self._moto is not None
         log_dir = self.stack_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         template_dir = self.config.template_path.parent
-        functions = resources_of_type(self.template, "AWS::Serverless::Function")
-        for logical_id in functions:
-            environment = function_environment(self.template, logical_id, self.created, self.parameters)
+        for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
+            environment = self.deployment.environment(logical_id)
             if FLINKS_BASE_URL_VARIABLE in environment:
                 environment[FLINKS_BASE_URL_VARIABLE] = self.flinks_base_url
             if OPS_CLI_TARGET_VARIABLE in environment:  # notices tell the operator the local command
@@ -260,7 +230,7 @@ class LocalStack:
             spec = function_spec(
                 self.template,
                 logical_id,
-                function_name=f"{self.config.stack_name}-{logical_id}",
+                function_name=self.deployment.function_name(logical_id),
                 environment=environment,
                 created=self.created,
                 parameters=self.parameters,
@@ -271,7 +241,6 @@ class LocalStack:
             self.workers[logical_id] = FunctionWorker(
                 spec, aws_environment=self._moto.environment(), log_path=log_path, console=self.console
             )
-            self.created.refs.setdefault(logical_id, spec.function_name)  # Ref of a function: its name
         starters = [
             threading.Thread(target=worker.start, name=f"start-{name}", daemon=True)
             for name, worker in self.workers.items()
@@ -454,19 +423,6 @@ def poll_until(probe: Callable[[], _T | None], *, timeout: float, interval: floa
         if value is not None or time.monotonic() >= give_up_at:
             return value
         time.sleep(interval)
-
-
-def secret_referenced_by(template: Mapping[str, Any], variable: str) -> str | None:
-    """The logical id of the ``AWS::SecretsManager::Secret`` a function's ``variable`` refers to."""
-    secrets = resources_of_type(template, "AWS::SecretsManager::Secret")
-    sources = [template.get("Globals", {}).get("Function", {})]
-    functions = resources_of_type(template, "AWS::Serverless::Function").values()
-    sources += [resource.get("Properties", {}) for resource in functions]
-    for properties in sources:
-        value = properties.get("Environment", {}).get("Variables", {}).get(variable)
-        if isinstance(value, Mapping) and value.get("Ref") in secrets:
-            return str(value["Ref"])
-    return None
 
 
 # -- make local ----------------------------------------------------------------------------------------

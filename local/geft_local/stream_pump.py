@@ -28,7 +28,6 @@ Semantics, as Lambda documents them:
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -37,9 +36,10 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from geft_local.console import Console
-from geft_local.streams import filter_patterns, matches_any, to_lambda_record
-from geft_local.template_resources import CreatedResources, resolve, resources_of_type
+from geft_local.loop import Loop
 from geft_local.workers import InvokeResult
+from testkit.streams import filter_patterns, matches_any, to_lambda_record
+from testkit.template import CreatedResources, resolve, resources_of_type
 
 POLL_INTERVAL_S = 0.25
 """Lambda polls each shard of a DynamoDB stream four times a second."""
@@ -469,7 +469,7 @@ class _Shard:
     iterator: str | None = None
 
 
-class StreamPump:
+class StreamPump(Loop):
     """One event source mapping: a thread that polls the stream's shards and invokes the function."""
 
     def __init__(
@@ -484,6 +484,7 @@ class StreamPump:
         clock: Callable[[], float] = time.time,
         poll_interval_s: float = POLL_INTERVAL_S,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self._function_arn = function_arn(function_name)
         self._streams = streams
@@ -492,8 +493,7 @@ class StreamPump:
         self._console = console
         self._clock = clock
         self._poll_interval_s = poll_interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.thread_name = f"stream-pump-{settings.function_logical_id}"
         self._shards: list[_Shard] = []
         self._queue_url: str | None = None
         self.dead_lettered = 0
@@ -508,20 +508,7 @@ class StreamPump:
         if self.settings.on_failure_destination:
             queue_name = self.settings.on_failure_destination.rsplit(":", 1)[-1]
             self._queue_url = self._sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-        self._thread = threading.Thread(
-            target=self._run, name=f"stream-pump-{self.settings.function_logical_id}", daemon=True
-        )
-        self._thread.start()
-
-    def signal_stop(self) -> None:
-        """Ask the thread to stop (an invoke in flight ends when its container is stopped)."""
-        self._stop.set()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        super().start()  # a signalled stop ends an invoke in flight when its container is stopped
 
     def _reopen(self, shard: _Shard) -> None:
         """A fresh iterator: the StartingPosition at first, then from the checkpoint (as Lambda re-reads

@@ -3,21 +3,22 @@ whatever is published (a review notice, say) is printed, as the review team woul
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from geft_local.console import Console
-from geft_local.template_resources import CreatedResources
+from geft_local.loop import Loop
+from testkit.template import CreatedResources
 
 POLL_INTERVAL_S = 0.5
 
 
-class TopicMonitor:
+class TopicMonitor(Loop):
+    thread_name = "topic-monitor"
+
     def __init__(self, aws: Any, created: CreatedResources, console: Console) -> None:
+        super().__init__()
         self._sqs = aws.client("sqs")
         self._console = console
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._queues: dict[str, str] = {}
         sns = aws.client("sns")
         for logical_id, topic_arn in created.topics.items():
@@ -32,19 +33,6 @@ class TopicMonitor:
                 Attributes={"RawMessageDelivery": "true"},
             )
             self._queues[logical_id] = url
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="topic-monitor", daemon=True)
-        self._thread.start()
-
-    def signal_stop(self) -> None:
-        self._stop.set()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from geft.items import GuaranteeView, guarantee_view
 from geft.models import Actor, GuaranteeStatus, Verdict
@@ -43,6 +43,7 @@ from geft.repository import GuaranteeRepository
 from geft.signature import compute_signature
 
 from geft_local.aws import EndpointSession
+from testkit.flinks import SandboxAdmin
 
 DEFAULT_RUN_DIR = Path(".local")
 REVIEWERS = ("m.tremblay", "a.roy", "j.singh")
@@ -50,6 +51,7 @@ REVIEWER_ARN = "arn:aws:sts::123456789012:assumed-role/risk-reviewers/{name}"  #
 THIN_BALANCE = Decimal("500.00")
 HTTP_TIMEOUT_S = 5.0
 _ANSWERED = frozenset({GuaranteeStatus.CONFIRMED, GuaranteeStatus.FAILED})
+_T = TypeVar("_T")
 
 
 class TrafficError(Exception):
@@ -205,15 +207,14 @@ class Flinks:
 
     def __init__(self, state: LocalStackState) -> None:
         self._state = state
+        self.sandbox = _sent(lambda: SandboxAdmin(state.sandbox_url, timeout=HTTP_TIMEOUT_S), "the sandbox")
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
 
     def register(self, scenario: Mapping[str, Any]) -> str:
-        answer = self._call("POST", f"{self._state.sandbox_url}/_sandbox/sessions", scenario)
-        return str(answer["sessionId"])
+        return _sent(lambda: self.sandbox.add_session(scenario), "register a session")
 
     def end_session(self, session_id: str, status: str, details: str | None) -> None:
-        url = f"{self._state.sandbox_url}/_sandbox/sessions/{session_id}/status"
-        self._call("POST", url, {"status": status, "statusDetails": details})
+        _sent(lambda: self.sandbox.set_status(session_id, status, details), f"end session {session_id}")
 
     def guarantee_webhook(self, session_id: str, planned: Planned) -> None:
         self._webhook(
@@ -240,27 +241,23 @@ class Flinks:
         )
 
     def _webhook(self, document: Mapping[str, Any]) -> None:
+        url = self._state.webhook_url
+        if not url.startswith("http://127.0.0.1"):
+            raise TrafficError(f"refusing to send traffic anywhere but 127.0.0.1: {url}")
         body = json.dumps(document, separators=(",", ":")).encode()
         headers = {
             "content-type": "application/json; charset=utf-8",
             "x-webhook-signature": compute_signature(body, self._state.webhook_secret),
         }
-        self._send("POST", self._state.webhook_url, body, headers)
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+        _sent(lambda: self._opener.open(request, timeout=HTTP_TIMEOUT_S).close(), f"POST {url}")
 
-    def _call(self, method: str, url: str, document: Mapping[str, Any]) -> dict[str, Any]:
-        answer = self._send(method, url, json.dumps(document).encode(), {"content-type": "application/json"})
-        parsed: dict[str, Any] = json.loads(answer)
-        return parsed
 
-    def _send(self, method: str, url: str, body: bytes, headers: Mapping[str, str]) -> bytes:
-        if not url.startswith("http://127.0.0.1"):
-            raise TrafficError(f"refusing to send traffic anywhere but 127.0.0.1: {url}")
-        request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310
-        try:
-            with self._opener.open(request, timeout=HTTP_TIMEOUT_S) as response:
-                return bytes(response.read())
-        except OSError as error:
-            raise TrafficError(f"{method} {url}: {error}") from error
+def _sent(call: Callable[[], _T], what: str) -> _T:
+    try:
+        return call()
+    except (OSError, ValueError) as error:
+        raise TrafficError(f"{what}: {error}") from error
 
 
 # -- the run ------------------------------------------------------------------------------------------------

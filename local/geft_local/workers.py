@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from geft_local.console import Console
-from geft_local.template_resources import CreatedResources, resolve
+from testkit.template import CreatedResources, resolve
 
 RUNTIME_SCRIPT = Path(__file__).resolve().with_name("lambda_runtime.py")
 INIT_TIMEOUT_S = 10.0

@@ -4,13 +4,8 @@ container and no port behind; a taken port is one clear line and exit code 2."""
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -18,68 +13,10 @@ import pytest
 import requests
 from geft.signature import compute_signature
 
-from tests.support.webhooks import guarantee_body
+from testkit.webhooks import guarantee_body
+from tests.e2e.helpers import READY_LINE, free_port, run_make_local, start_make_local
 
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
-READY_LINE = "Ctrl-C stops everything."
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _environment(port: int, run_dir: Path) -> dict[str, str]:
-    """What make's LOCAL_ENV passes (an empty AWS_PROFILE included), plus a free port and run folder."""
-    ours = ("AWS_", "PARAM_", "LOCAL_", "FLINKS_", "WEBHOOK_SECRET", "DECISION_POLICY")
-    keep = {name: value for name, value in os.environ.items() if not name.startswith(ours)}
-    return {
-        **keep,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_ENDPOINT_URL": "",
-        "AWS_PROFILE": "",
-        "PYTHONPATH": "local:layers/shared",
-        "LOCAL_PORT": str(port),
-        "LOCAL_RUN_DIR": str(run_dir),
-    }
-
-
-class Output:
-    """Reads a process's stdout on a thread, so waits for a line are bounded."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        assert process.stdout is not None
-        stdout = process.stdout
-        threading.Thread(target=self._pump, args=(stdout,), daemon=True).start()
-
-    def _pump(self, stdout: object) -> None:
-        for line in stdout:  # type: ignore[attr-defined]
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, text: str, timeout: float) -> str | None:
-        for line in self.lines:
-            if text in line:
-                return line
-        give_up_at = time.monotonic() + timeout
-        while (remaining := give_up_at - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                return None
-            if line is None:
-                return None
-            self.lines.append(line)
-            if text in line:
-                return line
-        return None
 
 
 def _children(pid: int) -> list[int]:
@@ -90,16 +27,8 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serves_then_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) -> None:
     # GIVEN `make local`'s entry point on a free port
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "geft_local.stack"],
-        cwd=REPO,
-        env=_environment(port, tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = Output(process)
+    port = free_port()
+    process, output = start_make_local(port, tmp_path)
     try:
         assert output.wait_for(READY_LINE, timeout=30.0), "\n".join(output.lines)
         secret_line = output.wait_for("Webhook secret", timeout=1.0)
@@ -150,15 +79,7 @@ def test_a_taken_port_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
         taken.listen()
         port = int(taken.getsockname()[1])
 
-        result = subprocess.run(
-            [sys.executable, "-m", "geft_local.stack"],
-            cwd=REPO,
-            env=_environment(port, tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        result = run_make_local(port, tmp_path)
 
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
@@ -170,19 +91,10 @@ def test_a_taken_port_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
 
 def test_an_invalid_policy_stops_the_start_with_the_validation_message(tmp_path: Path) -> None:
     # GIVEN a policy with an unknown decision
-    port = _free_port()
-    environment = {**_environment(port, tmp_path), "DECISION_POLICY": '{"default": "maybe", "rules": []}'}
+    port = free_port()
 
     # WHEN make local's entry point starts
-    result = subprocess.run(
-        [sys.executable, "-m", "geft_local.stack"],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_make_local(port, tmp_path, DECISION_POLICY='{"default": "maybe", "rules": []}')
 
     # THEN it exits 2 at once, saying what is wrong, and no stack was started
     assert result.returncode == 2
@@ -192,18 +104,9 @@ def test_an_invalid_policy_stops_the_start_with_the_validation_message(tmp_path:
 
 
 def test_a_parameter_outside_its_allowed_values_stops_the_start(tmp_path: Path) -> None:
-    port = _free_port()
-    environment = {**_environment(port, tmp_path), "PARAM_StreamBatchSize": "0"}
+    port = free_port()
 
-    result = subprocess.run(
-        [sys.executable, "-m", "geft_local.stack"],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_make_local(port, tmp_path, PARAM_StreamBatchSize="0")
 
     assert result.returncode == 2
     assert result.stderr.strip() == "geft-local: PARAM_StreamBatchSize must be at least 1, got 0"

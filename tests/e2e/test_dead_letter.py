@@ -10,10 +10,10 @@ import time
 from typing import Any
 
 import pytest
-from geft_local.flinks_sandbox import Scenario
 from geft_local.stack import LocalStack
-from geft_local.streams import read_all_records, streams_client
 
+from testkit.flinks import Scenario
+from testkit.streams import read_all_records, streams_client
 from tests.e2e.conftest import StartStack
 from tests.e2e.helpers import console_dump
 from tests.support.constants import TEST_WEBHOOK_SECRET

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from testkit.docs_blocks import CommandBlock, command_blocks, missing_lines
-from tests.e2e.test_cli import READY_LINE, Output
+from tests.e2e.helpers import READY_LINE, Output, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -37,17 +36,11 @@ def _plain_shell_environment(run_dir: Path) -> dict[str, str]:
     return {**environment, "LOCAL_RUN_DIR": str(run_dir)}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def local_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``make local``, exactly the documented command, in its own folder and on a free port."""
     run_dir = tmp_path_factory.mktemp("docs-local")
-    environment = {**_plain_shell_environment(run_dir), "LOCAL_PORT": str(_free_port())}
+    environment = {**_plain_shell_environment(run_dir), "LOCAL_PORT": str(free_port())}
     process = subprocess.Popen(
         ["make", "local"],
         cwd=REPO,

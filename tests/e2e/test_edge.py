@@ -11,9 +11,9 @@ import requests
 from geft.signature import compute_signature
 from geft_local.stack import LocalStack, LocalStackError
 
+from testkit.webhooks import guarantee_body
 from tests.e2e.conftest import StartStack
 from tests.support.constants import TEST_WEBHOOK_SECRET
-from tests.support.webhooks import guarantee_body
 
 pytestmark = pytest.mark.e2e
 TIMEOUT_S = 10.0

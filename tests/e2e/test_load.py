@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 import requests
-from geft_local.flinks_sandbox import Scenario
 from geft_local.stack import LocalStack, poll_until
 
+from testkit.flinks import Scenario
+from testkit.webhooks import guarantee_body
 from tests.e2e.conftest import StartStack
 from tests.e2e.helpers import console_dump
 from tests.support import reliability_report
 from tests.support.constants import TEST_WEBHOOK_SECRET
-from tests.support.webhooks import guarantee_body
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

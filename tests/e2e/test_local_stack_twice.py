@@ -4,26 +4,25 @@ another port keeps its own state and logs; the operator CLI finds the one runnin
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import READY_LINE, REPO, Output, _environment, _free_port
+from tests.e2e.helpers import (
+    READY_LINE,
+    REPO,
+    Output,
+    free_port,
+    make_local_environment,
+    run_make_local,
+    start_make_local,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 def _start(port: int, run_dir: Path) -> tuple[subprocess.Popen[str], Output]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "geft_local.stack"],
-        cwd=REPO,
-        env=_environment(port, run_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = Output(process)
+    process, output = start_make_local(port, run_dir)
     assert output.wait_for(READY_LINE, timeout=60.0), "\n".join(output.lines)
     return process, output
 
@@ -41,7 +40,7 @@ def _files(folder: Path) -> dict[str, tuple[bytes, float]]:
 
 
 def _ops(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {**_environment(0, run_dir), "LOCAL_RUN_DIR": str(run_dir)}
+    environment = make_local_environment(0, run_dir)
     return subprocess.run(
         [str(REPO / "bin" / "geft-ops"), *args],
         cwd=REPO,
@@ -56,7 +55,7 @@ def _ops(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_second_stack_on_a_taken_port_touches_nothing_and_one_on_another_port_is_separate(
     tmp_path: Path,
 ) -> None:
-    first_port, second_port = _free_port(), _free_port()
+    first_port, second_port = free_port(), free_port()
     first, _ = _start(first_port, tmp_path)
     try:
         first_dir = tmp_path / str(first_port)
@@ -64,15 +63,7 @@ def test_a_second_stack_on_a_taken_port_touches_nothing_and_one_on_another_port_
         assert _ops(tmp_path, "--local", "list").returncode == 0
 
         # WHEN make local is started again on the same port
-        again = subprocess.run(
-            [sys.executable, "-m", "geft_local.stack"],
-            cwd=REPO,
-            env=_environment(first_port, tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        again = run_make_local(first_port, tmp_path)
 
         # THEN it exits 2 and the running stack's state and logs are exactly as they were
         assert again.returncode == 2

@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from geft_local.flinks_sandbox import Scenario
 from geft_local.stack import LocalStack, poll_until
 
+from testkit.flinks import Scenario
 from tests.e2e.conftest import StartStack
 from tests.e2e.helpers import console_dump
 from tests.support.constants import TEST_WEBHOOK_SECRET

@@ -10,12 +10,12 @@ import uuid
 
 import pytest
 import requests
-from geft_local.flinks_sandbox import Scenario
 from geft_local.stack import LocalStack
 
+from testkit.flinks import Scenario
+from testkit.webhooks import guarantee_body
 from tests.e2e.helpers import TIMEOUT_S, console_dump, post_webhook, stream_images
 from tests.support.constants import TEST_WEBHOOK_SECRET
-from tests.support.webhooks import guarantee_body
 
 pytestmark = pytest.mark.e2e
 

@@ -1,22 +1,32 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
-from geft_local.flinks_sandbox import FlinksSandbox
-from geft_local.template_resources import CreatedResources, function_environment, parameter_values
 
+from testkit.flinks import FlinksSandbox
+from testkit.inprocess import PROCESSOR, RECEIVER, InProcessStack
+from testkit.streams import StreamFeed
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
 from tests.support.flinks_calls import CallRecorder
-from tests.support.lambda_context import FakeLambdaContext
-from tests.support.streams import StreamFeed
+from tests.support.pipeline import Cli, Invoke, Pipeline
+
+# The processor's timeouts here: a loaded CI machine must not time out a normal answer (read 1.5 s),
+# the settle delay twice the read timeout as the template's default is twice its own.
+PROCESSOR_TIMEOUTS = {
+    "HTTP_CONNECT_TIMEOUT_SECONDS": "1.0",
+    "HTTP_READ_TIMEOUT_SECONDS": "1.5",
+    "CONFIRM_SETTLE_SECONDS": "3",
+    "FINISH_RESERVE_SECONDS": "0.5",
+}
 
 
 @pytest.fixture
-def function_env(
-    template: dict[str, Any], stack: CreatedResources, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., dict[str, str]]:
+def function_env(stack: InProcessStack, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, str]]:
     """Apply the environment the template gives a function (Globals + its own), with overrides.
 
     The processor's token pool is off unless a test turns it on (FLINKS_TOKEN_POOL_SIZE): its
@@ -24,10 +34,8 @@ def function_env(
     """
 
     def apply(logical_id: str, **overrides: str) -> dict[str, str]:
-        environment = function_environment(template, logical_id, stack, parameter_values(template))
-        if logical_id == "DecisionProcessorFunction":
-            environment["FLINKS_TOKEN_POOL_SIZE"] = "0"
-        environment.update(overrides)
+        pool = {"FLINKS_TOKEN_POOL_SIZE": "0"} if logical_id == PROCESSOR else {}
+        environment = stack.environment(logical_id, **{**pool, **overrides})
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
         return environment
@@ -36,33 +44,17 @@ def function_env(
 
 
 @pytest.fixture
-def invoke_receiver(function_env: Callable[..., dict[str, str]]) -> Iterator[Callable[..., dict[str, Any]]]:
-    from webhook_receiver import handler
-
-    function_env("WebhookReceiverFunction")
-    handler._dependencies.cache_clear()
-
-    def invoke(event: dict[str, Any]) -> dict[str, Any]:
-        response: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
-        return response
-
-    yield invoke
-    handler._dependencies.cache_clear()
+def invoke_receiver(stack: InProcessStack, function_env: Callable[..., dict[str, str]]) -> Iterator[Invoke]:
+    function_env(RECEIVER)
+    stack.receiver._dependencies.cache_clear()
+    yield stack.invoke_receiver
+    stack.receiver._dependencies.cache_clear()
 
 
 @pytest.fixture
-def table_items(aws: Any, stack: CreatedResources) -> Callable[[], list[dict[str, Any]]]:
+def table_items(stack: InProcessStack) -> Callable[[], list[dict[str, Any]]]:
     """Every item of the guarantees table, deserialized."""
-    from boto3.dynamodb.types import TypeDeserializer
-
-    client = aws.client("dynamodb")
-    deserializer = TypeDeserializer()
-
-    def scan() -> list[dict[str, Any]]:
-        items = client.scan(TableName=stack.ref("GuaranteesTable"), ConsistentRead=True)["Items"]
-        return [{key: deserializer.deserialize(value) for key, value in item.items()} for item in items]
-
-    return scan
+    return stack.items
 
 
 @pytest.fixture
@@ -70,7 +62,7 @@ def sandbox() -> Iterator[FlinksSandbox]:
     with FlinksSandbox(
         username=TEST_FLINKS_CREDENTIALS["username"],
         password=TEST_FLINKS_CREDENTIALS["password"],
-        hang_s=4.0,  # well past the read timeout below, so a "timeout" fault is never mistaken
+        hang_s=4.0,  # well past the read timeout, so a "timeout" fault is never mistaken
     ) as running:
         yield running
 
@@ -82,31 +74,68 @@ def recorder() -> CallRecorder:
 
 
 @pytest.fixture
-def feed(aws: Any, stack: CreatedResources, template: dict[str, Any]) -> StreamFeed:
-    return StreamFeed(aws, stack, template)
+def feed(stack: InProcessStack) -> StreamFeed:
+    return stack.feed()
 
 
 @pytest.fixture
-def invoke_processor(
+def configure_processor(
+    stack: InProcessStack, function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbox
+) -> Iterator[Callable[..., Invoke]]:
+    """A new processor container with these environment overrides (on the test timeouts, pointed at
+    the sandbox); returns its invoke."""
+
+    def configure(**overrides: str) -> Invoke:
+        function_env(PROCESSOR, **{"FLINKS_BASE_URL": sandbox.base_url, **PROCESSOR_TIMEOUTS, **overrides})
+        stack.processor._dependencies.cache_clear()
+        return functools.partial(stack.invoke_processor, timeout_seconds=20.0)
+
+    yield configure
+    stack.processor._dependencies.cache_clear()
+
+
+@pytest.fixture
+def processor_env() -> dict[str, str]:
+    """The processor's environment overrides for a module (a module with a policy of its own redefines it)."""
+    return {}
+
+
+@pytest.fixture
+def invoke_processor(configure_processor: Callable[..., Invoke], processor_env: dict[str, str]) -> Invoke:
+    return configure_processor(**processor_env)
+
+
+@pytest.fixture
+def pipeline(
+    sandbox: FlinksSandbox,
+    stack: InProcessStack,
+    feed: StreamFeed,
+    invoke_receiver: Invoke,
+    invoke_processor: Invoke,
+) -> Pipeline:
+    return Pipeline(sandbox, stack, feed, invoke_receiver, invoke_processor)
+
+
+@pytest.fixture
+def scheduled(
     function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbox
-) -> Iterator[Callable[..., dict[str, Any]]]:
-    from decision_processor import handler
+) -> Iterator[Callable[..., Any]]:
+    """``scheduled(module, logical_id, **env)``: a scheduled job's composition root (``_dependencies()``),
+    built in the environment the template gives the function (Flinks: the sandbox), plus overrides."""
+    built: list[ModuleType] = []
 
-    function_env(
-        "DecisionProcessorFunction",
-        FLINKS_BASE_URL=sandbox.base_url,
-        HTTP_CONNECT_TIMEOUT_SECONDS="1.0",
-        HTTP_READ_TIMEOUT_SECONDS="1.5",  # a loaded CI machine must not time out a normal answer
-        CONFIRM_SETTLE_SECONDS="3",  # twice the read timeout, as the template's default is twice its own
-        FINISH_RESERVE_SECONDS="0.5",
-    )
-    handler._dependencies.cache_clear()
+    def build(module: ModuleType, logical_id: str, **overrides: str) -> Any:
+        function_env(logical_id, **{"FLINKS_BASE_URL": sandbox.base_url, **overrides})
+        module._dependencies.cache_clear()
+        built.append(module)
+        return module._dependencies()
 
-    def invoke(event: dict[str, Any], *, timeout_seconds: float = 20.0) -> dict[str, Any]:
-        response: dict[str, Any] = handler.lambda_handler(
-            event, FakeLambdaContext(timeout_seconds=timeout_seconds)
-        )
-        return response
+    yield build
+    for module in built:
+        module._dependencies.cache_clear()
 
-    yield invoke
-    handler._dependencies.cache_clear()
+
+@pytest.fixture
+def cli(stack: InProcessStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """The operator CLI against this test's moto stack, through a local-stack state file."""
+    return Cli.for_stack(stack, tmp_path, capsys)

@@ -9,15 +9,13 @@ from typing import Any
 
 import pytest
 from geft.audit import history_record
-from geft_local import streams
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
-from geft_local.template_resources import CreatedResources
 
-from tests.support.lambda_context import FakeLambdaContext
-from tests.support.pipeline import receive
-from tests.support.streams import StreamFeed
+from testkit.flinks import Scenario
+from testkit.inprocess import InProcessStack
+from testkit.lambda_context import LambdaContext
+from testkit.streams import StreamFeed
+from tests.support.pipeline import Invoke, Pipeline
 
-Invoke = Callable[..., dict[str, Any]]
 REVIEW_POLICY = {
     "default": "accept",
     "rules": [
@@ -27,8 +25,13 @@ REVIEW_POLICY = {
 
 
 @pytest.fixture
+def processor_env() -> dict[str, str]:
+    return {"DECISION_POLICY": json.dumps(REVIEW_POLICY)}
+
+
+@pytest.fixture
 def audit_trail(
-    aws: Any, stack: CreatedResources, function_env: Callable[..., dict[str, str]]
+    aws: Any, stack: InProcessStack, function_env: Callable[..., dict[str, str]]
 ) -> Iterator[tuple[Invoke, str]]:
     """The audit handler, its review topic subscribed by a queue the test reads."""
     from audit_trail import handler
@@ -48,15 +51,20 @@ def audit_trail(
     handler._dependencies.cache_clear()
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
-        answer: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext())
+        answer: dict[str, Any] = handler.lambda_handler(event, LambdaContext())
         return answer
 
     yield invoke, queue_url
     handler._dependencies.cache_clear()
 
 
-def _history(aws: Any, stack: CreatedResources, session_id: str) -> list[Any]:
-    items = aws.client("dynamodb").query(
+def _every_write(stack: InProcessStack) -> StreamFeed:
+    """The audit trail's own stream mapping (no filter: every write)."""
+    return StreamFeed.of(stack.session, stack.deployment, "AuditTrailFunction", "TableStream")
+
+
+def _history(stack: InProcessStack, session_id: str) -> list[Any]:
+    items = stack.session.client("dynamodb").query(
         TableName=stack.ref("AuditTable"),
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": session_id}},
@@ -65,40 +73,21 @@ def _history(aws: Any, stack: CreatedResources, session_id: str) -> list[Any]:
 
 
 def test_every_write_is_one_history_record_and_a_retried_batch_writes_none_twice(
-    aws: Any,
-    stack: CreatedResources,
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    audit_trail: tuple[Invoke, str],
-    function_env: Callable[..., dict[str, str]],
+    pipeline: Pipeline, audit_trail: tuple[Invoke, str]
 ) -> None:
     invoke_audit, queue_url = audit_trail
     # GIVEN a guarantee the policy sends to review: received, claimed, review requested
-    function_env(
-        "DecisionProcessorFunction",
-        FLINKS_BASE_URL=sandbox.base_url,
-        DECISION_POLICY=json.dumps(REVIEW_POLICY),
-    )
-    from decision_processor import handler
-
-    handler._dependencies.cache_clear()
-    session_id = sandbox.add_session(scenario=Scenario(amount="2500.00"))
-    receive(invoke_receiver, session_id, amount=2500)
-    invoke_processor(feed.next_event())
-    handler._dependencies.cache_clear()
-    every_write = streams.StreamFeed(
-        streams.streams_client(aws), stack.get_att("GuaranteesTable", "StreamArn"), []
-    )
-    batch = every_write.next_event()
+    session_id = pipeline.sandbox.add_session(scenario=Scenario(amount="2500.00"))
+    pipeline.receive(session_id, amount=2500)
+    pipeline.process()
+    batch = _every_write(pipeline.stack).next_event()
 
     # WHEN the audit trail gets the batch, and then the same batch again (a Lambda retry)
     assert invoke_audit(batch) == {"batchItemFailures": []}
     assert invoke_audit(batch) == {"batchItemFailures": []}
 
     # THEN one history record per write, in order, each saying what, who and from which status
-    history = _history(aws, stack, session_id)
+    history = _history(pipeline.stack, session_id)
     assert [(r.change, r.previous_status, r.status) for r in history] == [
         ("received", None, "RECEIVED"),
         ("claimed", "RECEIVED", "DECIDING"),
@@ -109,7 +98,9 @@ def test_every_write_is_one_history_record_and_a_retried_batch_writes_none_twice
     assert history[2].by == "function:decision-processor"
     assert history[2].image["decisionRule"] == "large-amount"
     # and the review team was told once, with what it needs to decide
-    messages = aws.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    messages = pipeline.stack.session.client("sqs").receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10
+    )["Messages"]
     [notice] = [message["Body"] for message in messages]
     assert f"session {session_id}" in notice
     assert "rule large-amount (LARGE) asked for a review" in notice
@@ -118,19 +109,16 @@ def test_every_write_is_one_history_record_and_a_retried_batch_writes_none_twice
 
 
 def test_history_records_cannot_be_overwritten_by_a_replayed_stream_record(
-    aws: Any, stack: CreatedResources, invoke_receiver: Invoke, audit_trail: tuple[Invoke, str]
+    stack: InProcessStack, invoke_receiver: Invoke, audit_trail: tuple[Invoke, str]
 ) -> None:
     import uuid
 
     invoke_audit, _ = audit_trail
     session_id = str(uuid.uuid4())
-    receive(invoke_receiver, session_id)
-    every_write = streams.StreamFeed(
-        streams.streams_client(aws), stack.get_att("GuaranteesTable", "StreamArn"), []
-    )
-    batch = every_write.next_event()
+    assert invoke_receiver(stack.webhook(session_id))["statusCode"] == 200
+    batch = _every_write(stack).next_event()
     invoke_audit(batch)
-    [first] = _history(aws, stack, session_id)
+    [first] = _history(stack, session_id)
 
     # WHEN the same stream record comes back with a different image (a forged or corrupted replay)
     forged = json.loads(json.dumps(batch))
@@ -138,6 +126,6 @@ def test_history_records_cannot_be_overwritten_by_a_replayed_stream_record(
     invoke_audit(forged)
 
     # THEN the history record written first stands
-    [kept] = _history(aws, stack, session_id)
+    [kept] = _history(stack, session_id)
     assert kept == first
     assert kept.by == "function:webhook-receiver"

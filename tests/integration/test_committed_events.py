@@ -13,11 +13,11 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from decision_processor.handler import to_stream_record
 from decision_processor.processor import StreamRecord
 from geft.models import GuaranteeRef
-from geft_local.flinks_sandbox import FlinksSandbox
-from geft_local.streams import filter_patterns, matches_any
 
-from tests.support.lambda_context import FakeLambdaContext
-from tests.support.webhooks import load_event
+from testkit.flinks import FlinksSandbox
+from testkit.lambda_context import LambdaContext
+from testkit.streams import filter_patterns, matches_any
+from testkit.webhooks import load_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -65,7 +65,7 @@ def test_the_review_timeout_schedule_event_runs_the_job(
     function_env("ReviewTimeoutFunction")
     review_timeout._dependencies.cache_clear()
 
-    result = review_timeout.lambda_handler(load_event("schedule-review-timeout.json"), FakeLambdaContext())
+    result = review_timeout.lambda_handler(load_event("schedule-review-timeout.json"), LambdaContext())
 
     # it queried the template's OpsQueueIndex: nothing due, nobody waiting
     assert result == {"fallbackDecisions": 0, "waitingForAPerson": 0, "oldestReviewAgeSeconds": 0}
@@ -87,7 +87,7 @@ def test_the_reconciler_schedule_event_runs_the_job(
     reconciler._dependencies.cache_clear()
 
     result = reconciler.lambda_handler(
-        load_event("schedule-reconciler.json"), FakeLambdaContext(timeout_seconds=30)
+        load_event("schedule-reconciler.json"), LambdaContext(timeout_seconds=30)
     )
 
     # it queried the template's OpsQueueIndex: nothing due, no call to Flinks
@@ -108,7 +108,7 @@ def test_the_sweeper_schedule_event_runs_the_job(function_env: Callable[..., dic
     function_env("SweeperFunction")
     sweeper._dependencies.cache_clear()
 
-    result = sweeper.lambda_handler(load_event("schedule-sweeper.json"), FakeLambdaContext())
+    result = sweeper.lambda_handler(load_event("schedule-sweeper.json"), LambdaContext())
 
     assert result == {"stuck": 0, "inProgress": 0, "cleared": 0}
     sweeper._dependencies.cache_clear()
@@ -122,7 +122,7 @@ def test_the_stream_event_runs_the_audit_trail(
     function_env("AuditTrailFunction")
     handler._dependencies.cache_clear()
 
-    answer = handler.lambda_handler(load_event("dynamodb-stream-guarantee.json"), FakeLambdaContext())
+    answer = handler.lambda_handler(load_event("dynamodb-stream-guarantee.json"), LambdaContext())
 
     # the receiver's INSERT became one history record in the template's audit table
     assert answer == {"batchItemFailures": []}

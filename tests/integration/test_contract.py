@@ -14,8 +14,8 @@ import pytest
 from geft.errors import FlinksPermanentError
 from geft.flinks_client import FlinksClient, FlinksCredentials
 from geft_checks import contract
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
+from testkit.flinks import FlinksSandbox, Scenario
 from tests.support.commands import documented_line, run_documented
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
 

@@ -14,16 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
 from tests.support import reliability_report
-from tests.support.constants import TEST_WEBHOOK_SECRET
 from tests.support.ledger import audit
-from tests.support.streams import StreamFeed
-from tests.support.webhooks import guarantee_body, webhook_event
+from tests.support.pipeline import Pipeline
 
-Invoke = Callable[..., dict[str, Any]]
-Items = Callable[[], list[dict[str, Any]]]
 CRASH_INVOCATION_SECONDS = 2.5  # the dead invocation's lease ends 2.5 + 2 s after it started
 
 
@@ -68,21 +63,13 @@ def _owner(point: CrashPoint) -> type:
 
 
 def test_a_crash_at_every_step_then_the_retry_confirms_each_session_once(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    monkeypatch: pytest.MonkeyPatch,
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN one stored guarantee per crash point, each with its own stream record
     events: dict[str, dict[str, Any]] = {}
     sessions: dict[str, str] = {}
     for name, point in CRASH_POINTS.items():
-        sessions[name] = sandbox.add_session(scenario=Scenario.preset(point.scenario))
-        body = guarantee_body(sessions[name])
-        assert invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))["statusCode"] == 200
-        events[name] = feed.next_event()
+        sessions[name], events[name] = pipeline.guarantee(point.scenario)
 
     # WHEN each is processed by an invocation killed at its crash point
     for name, point in CRASH_POINTS.items():
@@ -99,23 +86,23 @@ def test_a_crash_at_every_step_then_the_retry_confirms_each_session_once(
         with monkeypatch.context() as patch:
             patch.setattr(owner, point.method, killed)
             with pytest.raises(SystemExit):
-                invoke_processor(events[name], timeout_seconds=CRASH_INVOCATION_SECONDS)
+                pipeline.process(events[name], timeout_seconds=CRASH_INVOCATION_SECONDS)
 
     # THEN no session was confirmed twice, and those killed after Flinks answered hold one confirm
-    before_retry = audit(sandbox, table_items, awaiting_retry=sessions.values())
+    before_retry = audit(pipeline.sandbox, pipeline.items, awaiting_retry=sessions.values())
     assert before_retry.duplicated == 0
     for name, point in CRASH_POINTS.items():
-        assert len(sandbox.confirms_for(sessions[name])) == int(_confirm_reached_flinks(point)), name
+        assert len(pipeline.confirms(sessions[name])) == int(_confirm_reached_flinks(point)), name
 
     # WHEN Lambda retries all of them in one batch (each waits out its dead invocation's lease)
     retry = {"Records": [record for event in events.values() for record in event["Records"]]}
-    answer = invoke_processor(retry)
+    answer = pipeline.process(retry)
 
     # THEN every session is confirmed exactly once, with its own decision, and nothing is left over
     assert answer == {"batchItemFailures": []}
-    summary = audit(sandbox, table_items)
+    summary = audit(pipeline.sandbox, pipeline.items)
     assert summary.confirmed == len(CRASH_POINTS)
-    items = {item["pk"]: item for item in table_items() if str(item["sk"]).startswith("GUARANTEE#")}
+    items = {item["pk"]: item for item in pipeline.items() if str(item["sk"]).startswith("GUARANTEE#")}
     for name, point in CRASH_POINTS.items():
         item = items[sessions[name]]
         assert item["decision"] == ("reject" if point.scenario == "high-risk" else "accept"), name
@@ -134,21 +121,10 @@ def test_a_crash_at_every_step_then_the_retry_confirms_each_session_once(
         )
 
 
-def test_same_record_in_many_concurrent_invocations_confirms_once(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-) -> None:
+def test_same_record_in_many_concurrent_invocations_confirms_once(pipeline: Pipeline) -> None:
     # GIVEN a slow Flinks and one stream record delivered to 6 invocations at once
     invocations = 6
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept", latency_ms=150))
-    assert (
-        invoke_receiver(webhook_event(guarantee_body(session_id), secret=TEST_WEBHOOK_SECRET))["statusCode"]
-        == 200
-    )
-    event = feed.next_event()
+    session_id, event = pipeline.guarantee(latency_ms=150)
     barrier = threading.Barrier(invocations)
     answers: list[dict[str, Any]] = []
     errors: list[BaseException] = []
@@ -156,7 +132,7 @@ def test_same_record_in_many_concurrent_invocations_confirms_once(
     def invoke() -> None:
         barrier.wait()
         try:
-            answers.append(invoke_processor(event))
+            answers.append(pipeline.process(event))
         except BaseException as error:  # collected and asserted below
             errors.append(error)
 
@@ -170,8 +146,8 @@ def test_same_record_in_many_concurrent_invocations_confirms_once(
     # THEN one confirmed, the others waited on its lease and found the work done
     assert errors == []
     assert answers == [{"batchItemFailures": []}] * invocations
-    summary = audit(sandbox, table_items)
-    assert (summary.confirmed, sandbox.confirms_for(session_id)) == (1, [True])
+    summary = audit(pipeline.sandbox, pipeline.items)
+    assert (summary.confirmed, pipeline.confirms(session_id)) == (1, [True])
     reliability_report.record(
         "races",
         f"same stream record in {invocations} concurrent invocations",
@@ -183,21 +159,15 @@ def test_same_record_in_many_concurrent_invocations_confirms_once(
 
 
 def test_cold_processor_creates_its_dynamodb_client_once_not_from_racing_threads(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    monkeypatch: pytest.MonkeyPatch,
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import botocore.session
 
     # GIVEN a batch of four sessions for a cold processor, and botocore's create_client slowed down a
     # little so that threads entering it together are seen together
     for _ in range(4):
-        session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-        body = guarantee_body(session_id)
-        assert invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))["statusCode"] == 200
-    event = feed.next_event()
+        pipeline.receive(pipeline.session())
+    event = pipeline.feed.next_event()
     real_client = botocore.session.Session.create_client
     lock = threading.Lock()
     inside, most_inside, created = 0, 0, 0
@@ -220,7 +190,7 @@ def test_cold_processor_creates_its_dynamodb_client_once_not_from_racing_threads
     monkeypatch.setattr(botocore.session.Session, "create_client", slow_client)
 
     # WHEN the batch is processed
-    answer = invoke_processor(event)
+    answer = pipeline.process(event)
 
     # THEN one DynamoDB client was created, by one thread at a time
     assert answer == {"batchItemFailures": []}

@@ -16,18 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
+from testkit.aws import aws_calls_recorded, is_claim, is_finish, is_release
+from testkit.webhooks import guarantee_body, webhook_event
 from tests.support import reliability_report
-from tests.support.aws_faults import aws_faults_installed, is_claim, is_finish, is_release
 from tests.support.constants import TEST_WEBHOOK_SECRET
 from tests.support.ledger import audit, only_failed, retried_sessions
-from tests.support.pipeline import guarantee_item, receive
-from tests.support.streams import StreamFeed
-from tests.support.webhooks import guarantee_body, webhook_event
+from tests.support.pipeline import Invoke, Pipeline
 
-Invoke = Callable[..., dict[str, Any]]
-Items = Callable[[], list[dict[str, Any]]]
 AREA = "decision path faults"
 
 
@@ -111,48 +107,40 @@ FAULT_CASES = {
 
 
 @pytest.mark.parametrize("name", list(FAULT_CASES))
-def test_fault_runs_to_a_settled_ledger(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    name: str,
-) -> None:
+def test_fault_runs_to_a_settled_ledger(pipeline: Pipeline, name: str) -> None:
     case = FAULT_CASES[name]
     # GIVEN an accepted-scenario session whose Flinks endpoint misbehaves as planned
+    sandbox = pipeline.sandbox
     if case.endpoint == "authorize":
-        session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
         sandbox.add_authorize_faults(case.faults)
+        session_id, event = pipeline.guarantee()
     else:
-        scenario = Scenario.preset("accept", faults={case.endpoint: case.faults})
-        session_id = sandbox.add_session(scenario=scenario)
-    receive(invoke_receiver, session_id)
-    event = feed.next_event()
-    settle = Settle(invoke_processor)
+        session_id, event = pipeline.guarantee(faults={case.endpoint: case.faults})
+    settle = Settle(pipeline.invoke_processor)
 
     # WHEN the processor handles it (a short invocation, so an outage exhausts its budget)
     first = settle.first(event, timeout_seconds=case.first_timeout)
 
     # THEN the first invocation ends as expected, reporting the record exactly when it must come back
-    assert guarantee_item(table_items, session_id)["status"] == case.first_status
+    assert pipeline.item(session_id)["status"] == case.first_status
     assert bool(first["batchItemFailures"]) is case.retried_first
-    audit(sandbox, table_items, awaiting_retry=retried_sessions(event, first))
+    audit(pipeline.sandbox, pipeline.items, awaiting_retry=retried_sessions(event, first))
 
     # WHEN Flinks recovers and Lambda retries what was reported
-    _clear_faults(sandbox, session_id)
+    sandbox.clear_faults(session_id)
+    sandbox.clear_authorize_faults()
     settle.rest(event)
 
     # THEN the ledger is settled: the expected end, one confirm at most, nothing left behind
-    item = guarantee_item(table_items, session_id)
+    item = pipeline.item(session_id)
     assert item["status"] == case.final_status
-    assert sandbox.confirms_for(session_id) == case.confirms
+    assert pipeline.confirms(session_id) == case.confirms
     if case.final_status == "FAILED":
         assert item["failureReason"].startswith("Flinks refused")
     if "retry-after" in case.faults[0]:
         calls = sandbox.calls(path_suffix="/confirm" if case.endpoint == "confirm" else "/details")
         assert calls[1].at - calls[0].at >= 1.0  # Retry-After honoured
-    summary = audit(sandbox, table_items)
+    summary = audit(pipeline.sandbox, pipeline.items)
     reliability_report.record(
         AREA,
         f"Flinks {name}",
@@ -163,10 +151,16 @@ def test_fault_runs_to_a_settled_ledger(
     )
 
 
-def _clear_faults(sandbox: FlinksSandbox, session_id: str) -> None:
-    sandbox.clear_faults(session_id)
-    with sandbox._lock:  # authorize faults are sandbox-wide and have no public "clear" yet
-        sandbox._authorize_faults.clear()
+def _retry_confirms_once(
+    pipeline: Pipeline, event: dict[str, Any], first: dict[str, Any], scenario: str, outcome: str
+) -> None:
+    """Lambda retries what ``first`` reported: it must settle with one confirm in all (reported)."""
+    assert pipeline.process(only_failed(event, first)) == {"batchItemFailures": []}
+    summary = audit(pipeline.sandbox, pipeline.items)
+    assert summary.confirmed == 1
+    reliability_report.record(
+        AREA, scenario, tried=2, outcome=outcome, lost=summary.lost, duplicated=summary.duplicated
+    )
 
 
 def _closed_port() -> int:
@@ -176,92 +170,62 @@ def _closed_port() -> int:
 
 
 def test_connection_refused_then_flinks_back(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    function_env: Callable[..., dict[str, str]],
+    pipeline: Pipeline, configure_processor: Callable[..., Invoke]
 ) -> None:
-    from decision_processor import handler
-
     # GIVEN a stored guarantee and FLINKS_BASE_URL pointing at a closed port (connection refused)
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    receive(invoke_receiver, session_id)
-    event = feed.next_event()
-    function_env("DecisionProcessorFunction", FLINKS_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
-    handler._dependencies.cache_clear()
+    session_id, event = pipeline.guarantee()
+    unreachable = configure_processor(FLINKS_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
 
     # WHEN the processor cannot connect for a whole invocation
-    first = invoke_processor(event, timeout_seconds=3.0)
+    first = unreachable(event, timeout_seconds=3.0)
 
     # THEN the record is reported for retry, released as RECEIVED, and Flinks saw nothing
     assert retried_sessions(event, first) == {session_id}
-    assert guarantee_item(table_items, session_id)["status"] == "RECEIVED"
-    assert sandbox.calls() == []
+    assert pipeline.item(session_id)["status"] == "RECEIVED"
+    assert pipeline.sandbox.calls() == []
 
-    # WHEN Flinks is reachable again and Lambda retries the record
-    function_env("DecisionProcessorFunction", FLINKS_BASE_URL=sandbox.base_url)
-    handler._dependencies.cache_clear()
-    second = invoke_processor(only_failed(event, first))
-
-    # THEN it is confirmed exactly once
-    assert second == {"batchItemFailures": []}
-    summary = audit(sandbox, table_items)
-    assert summary.confirmed == 1
-    reliability_report.record(
-        AREA, "connection refused (closed port), then recovery", tried=2, outcome="RECEIVED -> CONFIRMED"
+    # WHEN Flinks is reachable again and Lambda retries the record, THEN it is confirmed exactly once
+    configure_processor()
+    _retry_confirms_once(
+        pipeline, event, first, "connection refused (closed port), then recovery", "RECEIVED -> CONFIRMED"
     )
 
 
 @pytest.mark.slow  # waits out a 2 s confirm and the dead invocation's lease: make reliability
 def test_slow_confirm_past_the_lambda_deadline_is_recovered_not_resent(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    function_env: Callable[..., dict[str, str]],
+    pipeline: Pipeline, configure_processor: Callable[..., Invoke]
 ) -> None:
-    from decision_processor import handler
-
     # GIVEN a Flinks that acts on a confirm only after 2 s, a read timeout longer than the invocation
     # (so only the deadline bounds the call) and a webhook carrying its guaranteeDetails (no /details)
     details = {"guaranteeOffered": True, "highestDebitAmountToGuarantee": 500, "overallRiskLevel": "Low"}
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept", latency_ms=2000))
-    receive(invoke_receiver, session_id, guaranteeDetails=details)
-    event = feed.next_event()
-    function_env(
-        "DecisionProcessorFunction",
-        FLINKS_BASE_URL=sandbox.base_url,
-        HTTP_READ_TIMEOUT_SECONDS="30",
-        FINISH_RESERVE_SECONDS="0.5",
-    )
-    handler._dependencies.cache_clear()
+    session_id = pipeline.session(latency_ms=2000)
+    pipeline.receive(session_id, guaranteeDetails=details)
+    event = pipeline.feed.next_event()
+    invoke = configure_processor(HTTP_READ_TIMEOUT_SECONDS="30")
 
     # WHEN an invocation with 3 s left sends the confirm
     started = time.monotonic()
-    first = invoke_processor(event, timeout_seconds=3.0)
+    first = invoke(event, timeout_seconds=3.0)
     elapsed = time.monotonic() - started  # reported in docs/reliability.md, never asserted
 
     # THEN it gives up at its deadline (had it waited for the answer the item would be CONFIRMED),
     # reporting the record with the confirm marked as attempted
     assert retried_sessions(event, first) == {session_id}
-    item = guarantee_item(table_items, session_id)
+    item = pipeline.item(session_id)
     assert (item["status"], item.get("confirmAttempted")) == ("DECIDING", True)
 
     # WHEN Flinks records the slow confirm after all, and Lambda retries the record
     deadline = time.monotonic() + 5
-    while sandbox.confirms_for(session_id) == [] and time.monotonic() < deadline:
+    while pipeline.confirms(session_id) == [] and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sandbox.confirms_for(session_id) == [True]
-    second = invoke_processor(only_failed(event, first))
+    assert pipeline.confirms(session_id) == [True]
+    second = invoke(only_failed(event, first))
 
     # THEN the retry reads /details, finds the decision and records it without a second confirm
     assert second == {"batchItemFailures": []}
-    item = guarantee_item(table_items, session_id)
+    item = pipeline.item(session_id)
     assert (item["status"], item["recoveredFromDetails"]) == ("CONFIRMED", True)
-    summary = audit(sandbox, table_items)
+    summary = audit(pipeline.sandbox, pipeline.items)
     reliability_report.record(
         AREA,
         "slow confirm answered after the Lambda deadline",
@@ -273,18 +237,13 @@ def test_slow_confirm_past_the_lambda_deadline_is_recovered_not_resent(
 
 
 def test_token_expired_between_details_and_confirm_is_renewed_once(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    monkeypatch: pytest.MonkeyPatch,
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from geft.flinks_client import SessionCalls
 
     # GIVEN Flinks expiring every token right after /details answered (a stale token mid-session)
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    receive(invoke_receiver, session_id)
+    sandbox = pipeline.sandbox
+    _, event = pipeline.guarantee()
     real_confirm = SessionCalls.confirm
 
     def confirm_with_stale_token(self: SessionCalls, accepted: bool) -> Any:
@@ -294,13 +253,13 @@ def test_token_expired_between_details_and_confirm_is_renewed_once(
     monkeypatch.setattr(SessionCalls, "confirm", confirm_with_stale_token)
 
     # WHEN the processor handles the guarantee
-    answer = invoke_processor(feed.next_event())
+    answer = pipeline.process(event)
 
     # THEN the confirm's 401 led to one new token and one confirm
     assert answer == {"batchItemFailures": []}
     assert [call.response_status for call in sandbox.calls(path_suffix="/confirm")] == [401, 200]
     assert sandbox.authorize_count == 2
-    summary = audit(sandbox, table_items)
+    summary = audit(pipeline.sandbox, pipeline.items)
     assert summary.confirmed == 1
     reliability_report.record(
         AREA, "token expired mid-session (401 on confirm)", tried=1, outcome="re-authorized once, CONFIRMED"
@@ -324,40 +283,31 @@ def test_token_expired_between_details_and_confirm_is_renewed_once(
     ],
 )
 def test_dynamodb_throttling_on_the_decision_path(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    step: str,
-    when: Callable[[Any], bool],
-    first_status: str,
+    pipeline: Pipeline, step: str, when: Callable[[Any], bool], first_status: str
 ) -> None:
     # GIVEN a stored guarantee, and DynamoDB throttling the processor's write at the given step
     # (the SDK's own retries already exhausted: the call fails with the throttling error)
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    receive(invoke_receiver, session_id)
-    event = feed.next_event()
-    with aws_faults_installed() as faults:
+    session_id, event = pipeline.guarantee()
+    with aws_calls_recorded() as faults:
         faults.fail("dynamodb", "UpdateItem", times=1, when=when)
 
         # WHEN the processor handles it (a short invocation: a lease held after a crash is short)
-        first = invoke_processor(event, timeout_seconds=2.5)
+        first = pipeline.process(event, timeout_seconds=2.5)
 
     # THEN the record is reported for retry and nothing was confirmed twice
     assert retried_sessions(event, first) == {session_id}
-    assert guarantee_item(table_items, session_id)["status"] == first_status
-    assert sandbox.confirms_for(session_id) == ([] if step == "claim" else [True])
+    assert pipeline.item(session_id)["status"] == first_status
+    assert pipeline.confirms(session_id) == ([] if step == "claim" else [True])
 
     # WHEN Lambda retries it (after the first invocation's lease when the claim was kept)
-    second = invoke_processor(only_failed(event, first))
+    second = pipeline.process(only_failed(event, first))
 
     # THEN it is confirmed exactly once: recovered from /details if the confirm had gone out
     assert second == {"batchItemFailures": []}
-    item = guarantee_item(table_items, session_id)
+    item = pipeline.item(session_id)
     assert item["status"] == "CONFIRMED"
     assert bool(item.get("recoveredFromDetails")) is (step == "finish")
-    summary = audit(sandbox, table_items)
+    summary = audit(pipeline.sandbox, pipeline.items)
     reliability_report.record(
         AREA,
         f"DynamoDB ProvisionedThroughputExceeded on {step}",
@@ -369,157 +319,111 @@ def test_dynamodb_throttling_on_the_decision_path(
 
 
 @pytest.mark.slow  # waits out the first invocation's lease: make reliability
-def test_dynamodb_throttling_on_release_leaves_the_lease_to_expire(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-) -> None:
+def test_dynamodb_throttling_on_release_leaves_the_lease_to_expire(pipeline: Pipeline) -> None:
     # GIVEN a Flinks outage on /details, and DynamoDB throttling the release of the claim
-    scenario = Scenario.preset("accept", faults={"details": ["503"] * 30})
-    session_id = sandbox.add_session(scenario=scenario)
-    receive(invoke_receiver, session_id)
-    event = feed.next_event()
-    with aws_faults_installed() as faults:
+    session_id, event = pipeline.guarantee(faults={"details": ["503"] * 30})
+    with aws_calls_recorded() as faults:
         faults.fail("dynamodb", "UpdateItem", times=1, when=is_release)
-        first = invoke_processor(event, timeout_seconds=2.5)
+        first = pipeline.process(event, timeout_seconds=2.5)
         assert [fault.injected for fault in faults._faults] == [1]
 
     # THEN the record is reported, the claim still held (its lease ends with the invocation)
     assert retried_sessions(event, first) == {session_id}
-    assert guarantee_item(table_items, session_id)["status"] == "DECIDING"
+    assert pipeline.item(session_id)["status"] == "DECIDING"
 
-    # WHEN Flinks recovers and the retry comes (it waits out the lease, then takes over)
-    sandbox.clear_faults(session_id)
-    second = invoke_processor(only_failed(event, first))
-
-    # THEN one confirm
-    assert second == {"batchItemFailures": []}
-    summary = audit(sandbox, table_items)
-    assert summary.confirmed == 1
-    reliability_report.record(
-        AREA,
+    # WHEN Flinks recovers and the retry comes (it waits out the lease, then takes over), THEN one confirm
+    pipeline.sandbox.clear_faults(session_id)
+    _retry_confirms_once(
+        pipeline,
+        event,
+        first,
         "DynamoDB throttled on release after a Flinks outage",
-        tried=2,
-        outcome="DECIDING (lease) -> CONFIRMED",
-        lost=summary.lost,
-        duplicated=summary.duplicated,
+        "DECIDING (lease) -> CONFIRMED",
     )
 
 
-def test_receiver_put_throttled_is_503_and_redelivery_stores_once(
-    invoke_receiver: Invoke, table_items: Items
+@pytest.mark.parametrize(
+    ("service", "operation", "code", "scenario"),
+    [
+        pytest.param(
+            "dynamodb",
+            "PutItem",
+            "ProvisionedThroughputExceededException",
+            "DynamoDB ProvisionedThroughputExceeded on PutItem",
+            id="put-throttled",
+        ),
+        pytest.param(
+            "secretsmanager",
+            "GetSecretValue",
+            "InternalServiceError",
+            "Secrets Manager unavailable at cold start",
+            id="secret-unavailable-at-cold-start",
+        ),
+    ],
+)
+def test_an_aws_fault_at_the_receiver_is_503_and_the_redelivery_stores_once(
+    pipeline: Pipeline, service: str, operation: str, code: str, scenario: str
 ) -> None:
-    # GIVEN DynamoDB throttling the receiver's conditional PutItem
-    event = webhook_event(guarantee_body(), secret=TEST_WEBHOOK_SECRET)
-    with aws_faults_installed() as faults:
-        faults.fail("dynamodb", "PutItem", times=1)
+    # GIVEN a cold receiver and AWS failing the call once
+    event = pipeline.stack.webhook()
+    with aws_calls_recorded() as faults:
+        faults.fail(service, operation, times=1, code=code)
 
         # WHEN Flinks delivers, and (after the 5xx) delivers again
-        first = invoke_receiver(event)
-        second = invoke_receiver(event)
+        first = pipeline.invoke_receiver(event)
+        second = pipeline.invoke_receiver(event)
 
     # THEN the first answer asks for a retry and stored nothing; the redelivery stored it once
     assert first["statusCode"] == 503
-    assert second["statusCode"] == 200
-    assert len(table_items()) == 1
-    reliability_report.record(
-        "receiver faults",
-        "DynamoDB ProvisionedThroughputExceeded on PutItem",
-        tried=2,
-        outcome="503 (nothing stored), redelivery 200 stored once",
-    )
-
-
-def test_receiver_secrets_manager_unavailable_at_cold_start(
-    invoke_receiver: Invoke, table_items: Items
-) -> None:
-    # GIVEN a cold receiver and Secrets Manager failing
-    event = webhook_event(guarantee_body(), secret=TEST_WEBHOOK_SECRET)
-    with aws_faults_installed() as faults:
-        faults.fail("secrets-manager", "GetSecretValue", times=1, code="InternalServiceError")
-
-        # WHEN a webhook arrives, then is redelivered
-        first = invoke_receiver(event)
-        second = invoke_receiver(event)
-
-    # THEN 503 and nothing stored; the redelivery is stored once
-    assert first["statusCode"] == 503
     assert json.loads(first["body"])["error"]["code"] == "unavailable"
     assert second["statusCode"] == 200
-    assert len(table_items()) == 1
+    assert len(pipeline.items()) == 1
     reliability_report.record(
-        "receiver faults",
-        "Secrets Manager unavailable at cold start",
-        tried=2,
-        outcome="503 (nothing stored), redelivery 200 stored once",
+        "receiver faults", scenario, tried=2, outcome="503 (nothing stored), redelivery 200 stored once"
     )
 
 
-def test_processor_secrets_manager_unavailable_at_cold_start(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-) -> None:
+def test_processor_secrets_manager_unavailable_at_cold_start(pipeline: Pipeline) -> None:
     # GIVEN a stored guarantee, a cold processor, and Secrets Manager failing for a while
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    receive(invoke_receiver, session_id)
-    event = feed.next_event()
-    with aws_faults_installed() as faults:
-        faults.fail("secrets-manager", "GetSecretValue", times=50, code="InternalServiceError")
+    session_id, event = pipeline.guarantee()
+    with aws_calls_recorded() as faults:
+        faults.fail("secretsmanager", "GetSecretValue", times=50, code="InternalServiceError")
 
         # WHEN the processor cannot read the Flinks credentials
-        first = invoke_processor(event, timeout_seconds=2.5)
+        first = pipeline.process(event, timeout_seconds=2.5)
 
     # THEN the record is reported for retry, released, and Flinks saw nothing
     assert retried_sessions(event, first) == {session_id}
-    assert guarantee_item(table_items, session_id)["status"] == "RECEIVED"
-    assert sandbox.calls() == []
+    assert pipeline.item(session_id)["status"] == "RECEIVED"
+    assert pipeline.sandbox.calls() == []
 
-    # WHEN a later invocation (Secrets Manager back) retries it
-    second = invoke_processor(only_failed(event, first))
-
-    # THEN it is confirmed once
-    assert second == {"batchItemFailures": []}
-    summary = audit(sandbox, table_items)
-    assert summary.confirmed == 1
-    reliability_report.record(
-        AREA,
+    # WHEN a later invocation (Secrets Manager back) retries it, THEN it is confirmed once
+    _retry_confirms_once(
+        pipeline,
+        event,
+        first,
         "Secrets Manager unavailable at the processor's cold start",
-        tried=2,
-        outcome="RECEIVED (retry) -> CONFIRMED",
-        lost=summary.lost,
-        duplicated=summary.duplicated,
+        "RECEIVED (retry) -> CONFIRMED",
     )
 
 
 # -- absurd numbers ------------------------------------------------------------------------------------
 
 
-def test_absurd_number_in_guarantee_details_does_not_fail_the_batch(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-) -> None:
+def test_absurd_number_in_guarantee_details_does_not_fail_the_batch(pipeline: Pipeline) -> None:
     # GIVEN two guarantees in one batch, one carrying an absurd number in its guaranteeDetails
-    good = sandbox.add_session(scenario=Scenario.preset("accept"))
-    poisoned = sandbox.add_session(scenario=Scenario.preset("accept"))
-    receive(invoke_receiver, good)
-    body = guarantee_body(poisoned).replace(b'"amount":500', b'"amount":500,"guaranteeDetails":' + _ABSURD)
-    invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))
-    event = feed.next_event()
+    good, poisoned = pipeline.session(), pipeline.session()
+    pipeline.receive(good)
+    body = guarantee_body(poisoned).replace(b'"amount":250', b'"amount":250,"guaranteeDetails":' + _ABSURD)
+    pipeline.invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))
+    event = pipeline.feed.next_event()
 
     # WHEN the batch is processed
-    answer = invoke_processor(event)
+    answer = pipeline.process(event)
 
     # THEN the good session is confirmed and the poisoned one is settled or reported, alone
-    assert sandbox.confirms_for(good) == [True]
-    audit(sandbox, table_items, awaiting_retry=retried_sessions(event, answer))
+    assert pipeline.confirms(good) == [True]
+    audit(pipeline.sandbox, pipeline.items, awaiting_retry=retried_sessions(event, answer))
 
 
 _ABSURD = b'{"guaranteeOffered":true,"highestDebitAmountToGuarantee":1e999999999}'

@@ -4,16 +4,12 @@ accepted: each goes to REVIEW, no confirm is sent, and the decision names the mi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
-from tests.support.pipeline import Items, guarantee_item, receive
-from tests.support.streams import StreamFeed
-
-Invoke = Callable[..., dict[str, Any]]
+from testkit.flinks import Scenario
+from tests.support.pipeline import Pipeline
 
 
 @pytest.mark.parametrize(
@@ -30,41 +26,28 @@ Invoke = Callable[..., dict[str, Any]]
     ],
 )
 def test_a_missing_or_undocumented_fact_sends_the_guarantee_to_review_never_accept(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    scenario: Scenario,
-    webhook_fields: dict[str, Any],
-    missing: set[str],
+    pipeline: Pipeline, scenario: Scenario, webhook_fields: dict[str, Any], missing: set[str]
 ) -> None:
-    session_id = sandbox.add_session(scenario=scenario)
-    receive(invoke_receiver, session_id, **webhook_fields)
+    session_id = pipeline.sandbox.add_session(scenario=scenario)
+    pipeline.receive(session_id, **webhook_fields)
 
-    assert invoke_processor(feed.next_event()) == {"batchItemFailures": []}
+    assert pipeline.process() == {"batchItemFailures": []}
 
-    item = guarantee_item(table_items, session_id)
+    item = pipeline.item(session_id)
     assert (item["status"], item["decision"], item["decisionRule"]) == ("REVIEW", "review", "missing-facts")
     assert missing <= set(item["missingFacts"])
-    assert sandbox.confirms_for(session_id) == []
+    assert pipeline.confirms(session_id) == []
 
 
-def test_an_empty_guarantee_block_in_the_webhook_does_not_replace_details(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-) -> None:
+def test_an_empty_guarantee_block_in_the_webhook_does_not_replace_details(pipeline: Pipeline) -> None:
     # GIVEN a webhook carrying guaranteeDetails {} (no fact at all) for a high-risk session
-    session_id = sandbox.add_session(scenario=Scenario.preset("high-risk"))
-    receive(invoke_receiver, session_id, guaranteeDetails={})
+    session_id = pipeline.session("high-risk")
+    pipeline.receive(session_id, guaranteeDetails={})
 
-    assert invoke_processor(feed.next_event()) == {"batchItemFailures": []}
+    assert pipeline.process() == {"batchItemFailures": []}
 
     # THEN /details was read and decided it: rejected by high-risk, not accepted on the empty block
-    assert len(sandbox.calls("/details", session_id=session_id)) == 1
-    item = guarantee_item(table_items, session_id)
+    assert len(pipeline.sandbox.calls("/details", session_id=session_id)) == 1
+    item = pipeline.item(session_id)
     assert (item["decision"], item["decisionRule"]) == ("reject", "high-risk")
-    assert sandbox.confirms_for(session_id) == [False]
+    assert pipeline.confirms(session_id) == [False]

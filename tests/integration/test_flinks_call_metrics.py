@@ -13,11 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
 from testkit.emf import metric_data, metric_values
-from tests.support.pipeline import receive
-from tests.support.streams import StreamFeed
+from testkit.flinks import FlinksSandbox
+from tests.support.pipeline import Pipeline
 
 Invoke = Callable[..., dict[str, Any]]
 _ENDPOINT_OF_OPERATION = {"authorize": "authorize", "details": "details", "confirm": "confirm"}
@@ -39,20 +38,14 @@ def _journal_by_operation(sandbox: FlinksSandbox) -> Counter[str]:
 
 
 def test_each_call_is_counted_by_operation_and_status_class_with_its_latency(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    capsys: pytest.CaptureFixture[str],
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a session whose /details answers 500 once, then normally
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept", faults={"details": ["500"]}))
-    receive(invoke_receiver, session_id)
-    event = feed.next_event()
+    _, event = pipeline.guarantee(faults={"details": ["500"]})
     capsys.readouterr()
 
     # WHEN the processor confirms it
-    assert invoke_processor(event) == {"batchItemFailures": []}
+    assert pipeline.process(event) == {"batchItemFailures": []}
     output = capsys.readouterr().out
 
     # THEN each exchange the sandbox received is one FlinksCalls datum of its operation and class
@@ -63,7 +56,7 @@ def test_each_call_is_counted_by_operation_and_status_class_with_its_latency(
         ("details", "2xx"): 1,
         ("confirm", "2xx"): 1,
     }
-    journal = _journal_by_operation(sandbox)
+    journal = _journal_by_operation(pipeline.sandbox)
     assert {operation: journal[operation] for operation in ("authorize", "details", "confirm")} == {
         "authorize": 1,
         "details": 2,
@@ -79,26 +72,18 @@ def test_each_call_is_counted_by_operation_and_status_class_with_its_latency(
     assert metric_values(output, "FlinksCallFailed") == [1]
 
 
-def test_an_outage_is_counted_as_failed_calls(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_an_outage_is_counted_as_failed_calls(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a /details that answers 503 for longer than the invocation
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept", faults={"details": ["503"] * 50}))
-    receive(invoke_receiver, session_id)
-    event = feed.next_event()
+    _, event = pipeline.guarantee(faults={"details": ["503"] * 50})
     capsys.readouterr()
 
     # WHEN the processor tries within a short invocation (the record goes back to the stream)
-    answer = invoke_processor(event, timeout_seconds=5.0)
+    answer = pipeline.process(event, timeout_seconds=5.0)
     output = capsys.readouterr().out
 
     # THEN every 503 the sandbox answered is a failed call, and the rate the alarm computes is high
     assert len(answer["batchItemFailures"]) == 1
-    details_calls = _journal_by_operation(sandbox)["details"]
+    details_calls = _journal_by_operation(pipeline.sandbox)["details"]
     assert details_calls >= 2
     assert _calls_by_operation_and_class(output)[("details", "5xx")] == details_calls
     assert metric_values(output, "FlinksCallFailed") == [details_calls]
@@ -106,36 +91,31 @@ def test_an_outage_is_counted_as_failed_calls(
 
 
 def test_the_token_pool_reports_what_it_minted_and_handed_out(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a processor with a pool of two tokens, warmed by a first guarantee
     monkeypatch.setenv("FLINKS_TOKEN_POOL_SIZE", "2")
-    first, second = (sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(2))
-    receive(invoke_receiver, first)
-    assert invoke_processor(feed.next_event()) == {"batchItemFailures": []}
-    _wait_for(lambda: sandbox.authorize_count >= 3)  # the first session's own token + two pooled
+    first, second = (pipeline.session() for _ in range(2))
+    pipeline.receive(first)
+    assert pipeline.process(pipeline.feed.next_event()) == {"batchItemFailures": []}
+    _wait_for(lambda: pipeline.sandbox.authorize_count >= 3)  # the first session's own token + two pooled
 
     # WHEN a second guarantee arrives (its token comes from the pool)
-    receive(invoke_receiver, second)
-    assert invoke_processor(feed.next_event()) == {"batchItemFailures": []}
+    pipeline.receive(second)
+    assert pipeline.process(pipeline.feed.next_event()) == {"batchItemFailures": []}
     output = capsys.readouterr().out
 
     # THEN, once the pool has topped up again, its counters add up to the authorizes the sandbox saw
     # beyond the first session's inline one, and one pooled token was handed out
     def settled(output: str) -> bool:
         minted = sum(metric_values(output, "TokenPoolMinted"))
-        return sandbox.authorize_count >= 4 and minted == sandbox.authorize_count - 1
+        return pipeline.sandbox.authorize_count >= 4 and minted == pipeline.sandbox.authorize_count - 1
 
     output = _flush_processor_metrics_until(settled, output, capsys)
     assert sum(metric_values(output, "TokenPoolUsed")) == 1
     assert not metric_values(output, "TokenPoolWasted")
     # AND every authorize, inline or pooled, is a FlinksCalls datum
-    assert _calls_by_operation_and_class(output)[("authorize", "2xx")] == sandbox.authorize_count
+    assert _calls_by_operation_and_class(output)[("authorize", "2xx")] == pipeline.sandbox.authorize_count
 
 
 def _flush_processor_metrics_until(

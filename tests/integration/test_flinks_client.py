@@ -27,8 +27,8 @@ from geft.errors import (
     FlinksTransientError,
 )
 from geft.flinks_client import CallObservation, ConfirmResult, FlinksClient, FlinksCredentials
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
+from testkit.flinks import FlinksSandbox, Scenario
 from tests.support.flinks_calls import CallRecorder
 
 USERNAME = "geft-client"
@@ -102,13 +102,29 @@ def deadline_in(seconds: float) -> float:
 # -- authorize and headers -----------------------------------------------------------------------------
 
 
-def test_basic_transport_authorizes_when_only_basic_is_accepted(
-    make_sandbox: SandboxFactory, make_client: ClientFactory
+@pytest.mark.parametrize(
+    ("transport", "expected_authorization", "expected_body"),
+    [
+        pytest.param("basic", "Basic [redacted]", "grant_type=client_credentials", id="basic"),
+        pytest.param(
+            "form",
+            None,
+            f"grant_type=client_credentials&Username={USERNAME}&Password=%5Bredacted%5D",
+            id="form",
+        ),
+    ],
+)
+def test_each_transport_authorizes_where_it_alone_is_accepted(
+    make_sandbox: SandboxFactory,
+    make_client: ClientFactory,
+    transport: str,
+    expected_authorization: str | None,
+    expected_body: str,
 ) -> None:
-    # GIVEN a sandbox that accepts credentials only in the Basic header
-    sandbox = make_sandbox(accepted_transports=["basic"])
+    # GIVEN a sandbox that accepts credentials only in this transport (Basic header, or form fields)
+    sandbox = make_sandbox(accepted_transports=[transport])
     session_id = sandbox.add_session()
-    client = make_client(sandbox, credential_transport="basic")
+    client = make_client(sandbox, credential_transport=transport)
 
     # WHEN
     details = client.for_session(session_id, deadline=deadline_in(10)).details()
@@ -117,18 +133,19 @@ def test_basic_transport_authorizes_when_only_basic_is_accepted(
     assert details["sessionId"] == session_id
     (authorize,) = sandbox.calls(AUTHORIZE)
     assert authorize.response_status == 200
-    assert authorize.headers["authorization"] == "Basic [redacted]"
+    assert authorize.headers.get("authorization") == expected_authorization
     assert authorize.headers["content-type"] == "application/x-www-form-urlencoded"
-    assert authorize.body == "grant_type=client_credentials"
+    assert authorize.body == expected_body
 
 
-def test_basic_transport_is_refused_when_only_form_is_accepted(
-    make_sandbox: SandboxFactory, make_client: ClientFactory
+@pytest.mark.parametrize(("transport", "accepted"), [("basic", "form"), ("form", "basic")])
+def test_a_transport_is_refused_where_only_the_other_is_accepted(
+    make_sandbox: SandboxFactory, make_client: ClientFactory, transport: str, accepted: str
 ) -> None:
     # GIVEN
-    sandbox = make_sandbox(accepted_transports=["form"])
+    sandbox = make_sandbox(accepted_transports=[accepted])
     session_id = sandbox.add_session()
-    client = make_client(sandbox, credential_transport="basic")
+    client = make_client(sandbox, credential_transport=transport)
 
     # WHEN / THEN
     with pytest.raises(FlinksAuthError) as caught:
@@ -137,37 +154,6 @@ def test_basic_transport_is_refused_when_only_form_is_accepted(
     assert PASSWORD not in str(caught.value)
     assert sandbox.authorize_count == 1
     assert sandbox.calls(DETAILS) == []
-
-
-def test_form_transport_authorizes_when_only_form_is_accepted(
-    make_sandbox: SandboxFactory, make_client: ClientFactory
-) -> None:
-    # GIVEN a sandbox that accepts credentials only as Username/Password form fields
-    sandbox = make_sandbox(accepted_transports=["form"])
-    session_id = sandbox.add_session()
-    client = make_client(sandbox, credential_transport="form")
-
-    # WHEN
-    details = client.for_session(session_id, deadline=deadline_in(10)).details()
-
-    # THEN
-    assert details["sessionId"] == session_id
-    (authorize,) = sandbox.calls(AUTHORIZE)
-    assert "authorization" not in authorize.headers
-    assert authorize.body == f"grant_type=client_credentials&Username={USERNAME}&Password=%5Bredacted%5D"
-
-
-def test_form_transport_is_refused_when_only_basic_is_accepted(
-    make_sandbox: SandboxFactory, make_client: ClientFactory
-) -> None:
-    # GIVEN
-    sandbox = make_sandbox(accepted_transports=["basic"])
-    session_id = sandbox.add_session()
-    client = make_client(sandbox, credential_transport="form")
-
-    # WHEN / THEN
-    with pytest.raises(FlinksAuthError):
-        client.for_session(session_id, deadline=deadline_in(10)).details()
 
 
 def test_wrong_password_is_an_auth_error_without_retry(
@@ -607,18 +593,32 @@ def test_409_on_confirm_is_a_conflict_for_the_caller_to_read_details(
 
 
 @pytest.mark.parametrize("endpoint", ["confirm", "details"])
-def test_404_is_session_not_found_without_retry(
-    endpoint: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+@pytest.mark.parametrize(
+    ("status", "error", "text"),
+    [
+        pytest.param("404", FlinksSessionNotFoundError, "Session Not Found", id="404-session-not-found"),
+        pytest.param("400", FlinksPermanentError, "Bad Request", id="400-permanent"),
+    ],
+)
+def test_a_refusal_is_its_error_without_retry(
+    endpoint: str,
+    status: str,
+    error: type[FlinksPermanentError],
+    text: str,
+    sandbox: FlinksSandbox,
+    make_client: ClientFactory,
+    sleep: RecordingSleep,
 ) -> None:
     # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: ["404"]}))
+    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: [status]}))
     calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
 
     # WHEN / THEN
-    with pytest.raises(FlinksSessionNotFoundError) as caught:
+    with pytest.raises(FlinksPermanentError) as caught:
         calls.confirm(True) if endpoint == "confirm" else calls.details()
-    assert caught.value.status_code == 404
-    assert "Session Not Found" in str(caught.value)
+    assert type(caught.value) is error
+    assert caught.value.status_code == int(status)
+    assert text in str(caught.value)
     assert len(sandbox.calls(CONFIRM if endpoint == "confirm" else DETAILS)) == 1
     assert sleep.delays == []
 
@@ -636,24 +636,6 @@ def test_unknown_session_is_not_found(sandbox: FlinksSandbox, make_client: Clien
     assert sandbox.confirms_for(session_id) == []
 
 
-@pytest.mark.parametrize("endpoint", ["confirm", "details"])
-def test_400_is_permanent_without_retry(
-    endpoint: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
-) -> None:
-    # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: ["400"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
-
-    # WHEN / THEN
-    with pytest.raises(FlinksPermanentError) as caught:
-        calls.confirm(True) if endpoint == "confirm" else calls.details()
-    assert type(caught.value) is FlinksPermanentError
-    assert caught.value.status_code == 400
-    assert "Bad Request" in str(caught.value)
-    assert len(sandbox.calls(CONFIRM if endpoint == "confirm" else DETAILS)) == 1
-    assert sleep.delays == []
-
-
 def test_malformed_details_once_is_retried(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
     # GIVEN
     session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["malformed"]}))
@@ -667,19 +649,32 @@ def test_malformed_details_once_is_retried(sandbox: FlinksSandbox, make_client: 
     assert len(sandbox.calls(DETAILS)) == 2
 
 
-def test_persistently_malformed_details_is_a_protocol_error(
-    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+@pytest.mark.parametrize(
+    ("endpoint", "fault", "error", "status"),
+    [
+        pytest.param("details", "malformed", FlinksProtocolError, 200, id="details-malformed"),
+        pytest.param("status", "503", FlinksTransientError, 503, id="status-503"),
+    ],
+)
+def test_a_persistent_transient_fault_gives_up_after_five_attempts_with_backoff(
+    endpoint: str,
+    fault: str,
+    error: type[FlinksTransientError],
+    status: int,
+    sandbox: FlinksSandbox,
+    make_client: ClientFactory,
+    sleep: RecordingSleep,
 ) -> None:
-    # GIVEN more malformed answers than attempts
-    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["malformed"] * 6}))
+    # GIVEN more faulty answers than attempts
+    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: [fault] * 6}))
     calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
 
     # WHEN / THEN
-    with pytest.raises(FlinksProtocolError) as caught:
-        calls.details()
-    assert isinstance(caught.value, FlinksTransientError)
-    assert caught.value.status_code == 200
-    assert len(sandbox.calls(DETAILS)) == 5
+    with pytest.raises(FlinksTransientError) as caught:
+        getattr(calls, endpoint)()
+    assert type(caught.value) is error
+    assert caught.value.status_code == status
+    assert len(sandbox.calls(f"/{endpoint}")) == 5
     assert sleep.delays == pytest.approx([0.2, 0.4, 0.8, 1.6])
 
 
@@ -697,22 +692,6 @@ def test_malformed_confirm_answer_still_means_confirmed(
     assert result == ConfirmResult(session_id=None, reference_id=None, body_readable=False)
     assert len(sandbox.calls(CONFIRM)) == 1
     assert sandbox.confirms_for(session_id) == [True]
-
-
-def test_persistent_503_gives_up_with_the_status(
-    sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
-) -> None:
-    # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={"status": ["503"] * 5}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
-
-    # WHEN / THEN
-    with pytest.raises(FlinksTransientError) as caught:
-        calls.status()
-    assert type(caught.value) is FlinksTransientError
-    assert caught.value.status_code == 503
-    assert len(sandbox.calls("/status")) == 5
-    assert len(sleep.delays) == 4
 
 
 def test_outage_then_recover_preset(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:

@@ -30,8 +30,8 @@ from geft.errors import (
     FlinksTransientError,
 )
 from geft.flinks_client import ConfirmResult, FlinksClient, FlinksCredentials
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
+from testkit.flinks import FlinksSandbox, Scenario
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
 from tests.support.flinks_calls import CallRecorder
 

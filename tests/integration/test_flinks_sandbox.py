@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 import requests
 from geft.signature import compute_signature, verify_signature
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario, emit_guarantee_webhook, sign_body
+
+from testkit.flinks import FlinksSandbox, Scenario, emit_guarantee_webhook, sign_body
 
 USERNAME = "sandbox-test-user"
 PASSWORD = "sandbox-test-password"
@@ -643,7 +644,7 @@ def test_admin_health(sandbox: FlinksSandbox, http: requests.Session) -> None:
 
 def test_runs_as_a_process_and_stops_on_sigterm(http: requests.Session) -> None:
     # GIVEN
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "local")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "local"), str(ROOT)])}
     command = [
         sys.executable,
         "-m",
@@ -937,7 +938,7 @@ def test_admin_api_adds_an_offer(sandbox: FlinksSandbox, http: requests.Session)
 
 def test_every_documented_admin_route_answers(sandbox: FlinksSandbox, http: requests.Session) -> None:
     # GIVEN the admin API as the module docstring documents it, and one session
-    import geft_local.flinks_sandbox as module
+    import testkit.flinks as module
 
     assert module.__doc__ is not None
     routes = re.findall(r"^ {4}(GET|POST|DELETE) +(/_sandbox/\S*)", module.__doc__, flags=re.MULTILINE)

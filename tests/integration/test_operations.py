@@ -7,109 +7,55 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from geft.signature import compute_signature
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
-from geft_local.template_resources import CreatedResources
 from geft_ops.cli import main as geft_ops
 
-from tests.support.constants import TEST_WEBHOOK_SECRET
-from tests.support.lambda_context import FakeLambdaContext
-from tests.support.pipeline import guarantee_item, receive
-from tests.support.streams import StreamFeed
-from tests.support.webhooks import status_body, webhook_event
+from testkit.flinks import Scenario
+from tests.support.pipeline import Cli, Pipeline, dead_letter, dead_letters
 
-Invoke = Callable[[dict[str, Any]], dict[str, Any]]
-Items = Callable[[], list[dict[str, Any]]]
 REVIEW_POLICY = {
     "default": "accept",
     "rules": [{"name": "large-amount", "when": {"amount": {"gt": 1000}}, "decision": "review"}],
 }
 FAR_FUTURE_MS = int((time.time() + 10 * 86_400) * 1000)
+Scheduled = Callable[..., Any]
 
 
 @pytest.fixture
-def processor(
-    function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbox
-) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
-    from decision_processor import handler
-
-    function_env(
-        "DecisionProcessorFunction",
-        FLINKS_BASE_URL=sandbox.base_url,
-        DECISION_POLICY=json.dumps(REVIEW_POLICY),
-        HTTP_READ_TIMEOUT_SECONDS="1.5",
-        CONFIRM_SETTLE_SECONDS="3",
-        FINISH_RESERVE_SECONDS="0.5",
-    )
-    handler._dependencies.cache_clear()
-
-    def invoke(event: dict[str, Any]) -> dict[str, Any]:
-        answer: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext(timeout_seconds=8))
-        return answer
-
-    yield invoke
-    handler._dependencies.cache_clear()
+def processor_env() -> dict[str, str]:
+    return {"DECISION_POLICY": json.dumps(REVIEW_POLICY)}
 
 
-@pytest.fixture
-def cli(stack: CreatedResources, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
-    """The operator CLI against this test's moto stack, through a local-stack state file."""
-    state = tmp_path / "stack.json"
-    state.write_text(
-        json.dumps(
-            {
-                "pid": os.getpid(),  # "running": this process plays the local stack
-                "endpointUrl": None,  # in-process moto intercepts the calls
-                "region": "us-east-1",
-                "outputs": {
-                    "GuaranteesTableName": stack.ref("GuaranteesTable"),
-                    "GuaranteesTableStreamArn": stack.get_att("GuaranteesTable", "StreamArn"),
-                    "DeadLetterQueueUrl": stack.ref("DecisionDeadLetterQueue"),
-                },
-            }
-        )
-    )
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()  # drop what the functions logged before
-        code = geft_ops(["--local-state", str(state), *args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+def _in_review(pipeline: Pipeline) -> str:
+    """A guarantee the policy sends to a person, decided and waiting."""
+    session_id = pipeline.sandbox.add_session(scenario=Scenario(amount="2500.00"))
+    pipeline.receive(session_id, amount=2500)
+    assert pipeline.process() == {"batchItemFailures": []}
+    return session_id
 
 
-def test_review_then_operator_decision_then_confirm(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    cli: Callable[..., Any],
-) -> None:
+def test_review_then_operator_decision_then_confirm(pipeline: Pipeline, cli: Cli) -> None:
     # GIVEN a guarantee the policy sends to a person
-    session_id = sandbox.add_session(scenario=Scenario(amount="2500.00"))
-    receive(invoke_receiver, session_id, amount=2500)
-    assert processor(feed.next_event()) == {"batchItemFailures": []}
-    held = guarantee_item(table_items, session_id)
+    session_id = _in_review(pipeline)
+    held = pipeline.item(session_id)
     assert (held["status"], held["decision"], held["decisionRule"]) == ("REVIEW", "review", "large-amount")
     assert held["opsQueue"].startswith("REVIEW#")  # a shard of the review queue
-    assert sandbox.confirms_for(session_id) == []
+    assert pipeline.confirms(session_id) == []
 
     # WHEN an operator accepts it with a reason
     code, out, _ = cli("decide", session_id, "accept", "--reason", "known customer", "--operator", "alice")
     assert code == 0, out
-    answer = processor(feed.next_event())
+    answer = pipeline.process()
 
     # THEN the stream path confirms the operator's decision once, and the audit trail says who and why
     assert answer == {"batchItemFailures": []}
-    assert sandbox.confirms_for(session_id) == [True]
-    item = guarantee_item(table_items, session_id)
+    assert pipeline.confirms(session_id) == [True]
+    item = pipeline.item(session_id)
     assert (item["status"], item["decision"], item["decisionRule"]) == (
         "CONFIRMED",
         "accept",
@@ -131,64 +77,45 @@ def test_review_then_operator_decision_then_confirm(
 
 
 def test_unanswered_review_falls_back_to_the_configured_decision(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    function_env: Callable[..., dict[str, str]],
+    pipeline: Pipeline, scheduled: Scheduled
 ) -> None:
     from scheduled_jobs import review_timeout
 
     # GIVEN a guarantee waiting in review
-    session_id = sandbox.add_session(scenario=Scenario(amount="2500.00"))
-    receive(invoke_receiver, session_id, amount=2500)
-    processor(feed.next_event())
+    session_id = _in_review(pipeline)
 
     # WHEN the scheduled job runs after the review deadline
-    function_env("ReviewTimeoutFunction")
-    review_timeout._dependencies.cache_clear()
-    config, repository = review_timeout._dependencies()
+    config, repository = scheduled(review_timeout, "ReviewTimeoutFunction")
     before = review_timeout.apply_fallbacks(repository, config, now_ms=int(time.time() * 1000))
     after = review_timeout.apply_fallbacks(repository, config, now_ms=FAR_FUTURE_MS)
-    processor(feed.next_event())
+    pipeline.process()
 
     # THEN nothing happened before the deadline; after it, the fallback (reject) is confirmed once
     assert before["fallbackDecisions"] == 0
     assert (before["waitingForAPerson"], before["oldestReviewAgeSeconds"] < 60) == (1, True)
     assert after["fallbackDecisions"] == 1
-    assert sandbox.confirms_for(session_id) == [False]
-    item = guarantee_item(table_items, session_id)
+    assert pipeline.confirms(session_id) == [False]
+    item = pipeline.item(session_id)
     assert (item["status"], item["decision"], item["decisionRule"]) == (
         "CONFIRMED",
         "reject",
         "review-timeout",
     )
     assert item["reviewer"] == "function:review-timeout"
-    review_timeout._dependencies.cache_clear()
 
 
-def test_missed_status_webhook_is_reconciled(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    function_env: Callable[..., dict[str, str]],
-) -> None:
+def test_missed_status_webhook_is_reconciled(pipeline: Pipeline, scheduled: Scheduled) -> None:
     from scheduled_jobs import reconciler
 
     # GIVEN two confirmed sessions: one whose status webhook arrived, one whose never did
-    missed, delivered = (sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(2))
+    missed, delivered = pipeline.session(), pipeline.session()
     for session_id in (missed, delivered):
-        receive(invoke_receiver, session_id)
-    processor(feed.next_event())
-    invoke_receiver(webhook_event(status_body(delivered), secret=TEST_WEBHOOK_SECRET))
+        pipeline.receive(session_id)
+    pipeline.process()
+    pipeline.invoke_receiver(pipeline.stack.webhook(delivered, status="Completed"))
 
     # WHEN the reconciler runs after the delay
-    function_env("ReconcilerFunction", FLINKS_BASE_URL=sandbox.base_url)
-    reconciler._dependencies.cache_clear()
-    config, repository, flinks = reconciler._dependencies()
+    config, repository, flinks = scheduled(reconciler, "ReconcilerFunction")
     summary = reconciler.reconcile(
         repository, flinks, config, deadline=time.monotonic() + 20, clock=lambda: FAR_FUTURE_MS / 1000
     )
@@ -202,102 +129,68 @@ def test_missed_status_webhook_is_reconciled(
         "notFound": 0,
         "errors": 0,
     }
-    sessions = {i["pk"]: i for i in table_items() if i["sk"] == "SESSION"}
+    sessions = {i["pk"]: i for i in pipeline.items() if i["sk"] == "SESSION"}
     assert sessions[missed]["finalStatus"] == "Completed"
     assert sessions[missed]["finalStatusSource"] == "reconciliation"
     assert sessions[delivered]["finalStatusSource"] == "webhook"
-    assert [c.path for c in sandbox.calls(path_suffix="/status")] == [f"/api/v2/sessions/{missed}/status"]
-    assert "opsQueue" not in guarantee_item(table_items, missed)
-    reconciler._dependencies.cache_clear()
+    status_calls = pipeline.sandbox.calls(path_suffix="/status")
+    assert [c.path for c in status_calls] == [f"/api/v2/sessions/{missed}/status"]
+    assert "opsQueue" not in pipeline.item(missed)
 
 
-def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(
-    aws: Any,
-    stack: CreatedResources,
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    cli: Callable[..., Any],
-) -> None:
+def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(pipeline: Pipeline, cli: Cli) -> None:
     # GIVEN two sessions whose batch failed during a Flinks outage and was dead-lettered
-    sessions = [
-        sandbox.add_session(scenario=Scenario.preset("accept", faults={"confirm": ["503"] * 12}))
-        for _ in range(2)
-    ]
+    sessions = [pipeline.session(faults={"confirm": ["503"] * 12}) for _ in range(2)]
     for session_id in sessions:
-        receive(invoke_receiver, session_id)
-    event = feed.next_event()
-    answer = processor(event)
+        pipeline.receive(session_id)
+    event = pipeline.feed.next_event()
+    answer = pipeline.process(event, timeout_seconds=8)
     assert len(answer["batchItemFailures"]) == 2
-    sequences = [int(r["dynamodb"]["SequenceNumber"]) for r in event["Records"]]
-    aws.client("sqs").send_message(
-        QueueUrl=stack.ref("DecisionDeadLetterQueue"),
-        MessageBody=json.dumps(_on_failure_message(stack, event, min(sequences), max(sequences))),
-    )
+    dead_letter(pipeline.stack, event)
 
     # WHEN Flinks has recovered and the operator redrives the DLQ
     for session_id in sessions:
-        sandbox.clear_faults(session_id)
-    sandbox.clear_journal()
+        pipeline.sandbox.clear_faults(session_id)
+    pipeline.sandbox.clear_journal()
     code, out, _ = cli("redrive")
-    redriven = processor(feed.next_event())
+    redriven = pipeline.process()
 
     # THEN each session is confirmed exactly once and the message is gone
     assert code == 0, out
     assert out.count("redriven") == 2
     assert redriven == {"batchItemFailures": []}
-    assert all(sandbox.confirms_for(s) == [True] for s in sessions)
-    assert all(guarantee_item(table_items, s)["status"] == "CONFIRMED" for s in sessions)
-    queue = aws.client("sqs").get_queue_attributes(
-        QueueUrl=stack.ref("DecisionDeadLetterQueue"), AttributeNames=["ApproximateNumberOfMessages"]
-    )
-    assert queue["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    assert all(pipeline.confirms(s) == [True] for s in sessions)
+    assert all(pipeline.item(s)["status"] == "CONFIRMED" for s in sessions)
+    assert dead_letters(pipeline.stack) == 0
     # a second redrive finds nothing to do (exit 1, as documented) and changes nothing
     assert cli("redrive")[:2] == (1, "DLQ is empty: nothing to do\n")
-    assert all(sandbox.confirms_for(s) == [True] for s in sessions)
+    assert all(pipeline.confirms(s) == [True] for s in sessions)
 
 
-def test_replay_of_a_quarantined_webhook(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    cli: Callable[..., Any],
-) -> None:
+def test_replay_of_a_quarantined_webhook(pipeline: Pipeline, cli: Cli) -> None:
     # GIVEN a genuine webhook quarantined because its `when` was outside the replay window
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    receive(invoke_receiver, session_id, when="2000-01-01T00:00:00Z")
-    assert [i["reason"] for i in table_items() if i["pk"] == "QUARANTINE"] == ["outside-replay-window"]
+    session_id = pipeline.session()
+    pipeline.receive(session_id, when="2000-01-01T00:00:00Z")
+    assert [i["reason"] for i in pipeline.items() if i["pk"] == "QUARANTINE"] == ["outside-replay-window"]
 
     # WHEN the operator replays the session
     code, out, _ = cli("replay", session_id)
-    processor(feed.next_event())
+    pipeline.process()
 
     # THEN the kept body goes through the decision path and is confirmed once
     assert code == 0, out
     assert "stored-from-quarantine" in out
-    assert sandbox.confirms_for(session_id) == [True]
+    assert pipeline.confirms(session_id) == [True]
     # replaying a confirmed session again confirms nothing more: nothing to do, exit 1
     code, out, _ = cli("replay", session_id)
     assert (code, "already-confirmed" in out) == (1, True)
-    assert feed.next_event() == {"Records": []}
+    assert pipeline.feed.next_event() == {"Records": []}
 
 
-def test_list_and_json_output(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    processor: Invoke,
-    feed: StreamFeed,
-    cli: Callable[..., Any],
-) -> None:
-    accepted = sandbox.add_session(scenario=Scenario.preset("accept"))
-    in_review = sandbox.add_session(scenario=Scenario(amount="2500.00"))
-    receive(invoke_receiver, accepted)
-    receive(invoke_receiver, in_review, amount=2500)
-    processor(feed.next_event())
+def test_list_and_json_output(pipeline: Pipeline, cli: Cli) -> None:
+    accepted = pipeline.session()
+    pipeline.receive(accepted)
+    in_review = _in_review(pipeline)
 
     code, out, _ = cli("list", "--decision", "review", "--since", "1h", "--json")
 
@@ -336,7 +229,7 @@ def test_list_and_json_output(
         pytest.param(["frobnicate"], 2, "invalid choice", id="unknown-command"),
     ],
 )
-def test_cli_bad_arguments(cli: Callable[..., Any], args: list[str], code: int, message: str) -> None:
+def test_cli_bad_arguments(cli: Cli, args: list[str], code: int, message: str) -> None:
     result, out, err = cli(*args)
 
     assert result == code
@@ -375,64 +268,27 @@ def test_cli_sign_and_policy_check(tmp_path: Path, capsys: pytest.CaptureFixture
     assert geft_ops(["policy", "check", str(bad_policy)]) == 1
 
 
-def _on_failure_message(
-    stack: CreatedResources, event: dict[str, Any], start: int, end: int
-) -> dict[str, Any]:
-    """What Lambda sends to a stream's OnFailure destination once a batch's retries are exhausted."""
-    return {
-        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 6},
-        "responseContext": {"statusCode": 200, "functionError": None},
-        "version": "1.0",
-        "DDBStreamBatchInfo": {
-            "shardId": _shard_id(event),
-            "startSequenceNumber": str(start),
-            "endSequenceNumber": str(end),
-            "batchSize": len(event["Records"]),
-            "streamArn": stack.get_att("GuaranteesTable", "StreamArn"),
-        },
-    }
-
-
-def _shard_id(event: dict[str, Any]) -> str:
-    import boto3
-    from botocore.config import Config
-
-    arn = event["Records"][0]["eventSourceARN"]
-    streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
-    return str(streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"])
-
-
-def test_reconciler_drains_the_whole_due_queue_in_one_run(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-    function_env: Callable[..., dict[str, str]],
-) -> None:
+def test_reconciler_drains_the_whole_due_queue_in_one_run(pipeline: Pipeline, scheduled: Scheduled) -> None:
     from scheduled_jobs import reconciler
 
     # GIVEN five answered sessions, spread over the queue's shards, and pages of two
-    sessions = [sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(5)]
+    sessions = [pipeline.session() for _ in range(5)]
     for session_id in sessions:
-        receive(invoke_receiver, session_id)
-    processor(feed.next_event())
-    queued = [guarantee_item(table_items, s)["opsQueue"] for s in sessions]
+        pipeline.receive(session_id)
+    pipeline.process()
+    queued = [pipeline.item(s)["opsQueue"] for s in sessions]
     assert all(key.startswith("RECONCILE#") for key in queued)
 
     # WHEN one run of the reconciler is due
-    function_env("ReconcilerFunction", FLINKS_BASE_URL=sandbox.base_url, RECONCILE_BATCH_LIMIT="2")
-    reconciler._dependencies.cache_clear()
-    config, repository, flinks = reconciler._dependencies()
+    config, repository, flinks = scheduled(reconciler, "ReconcilerFunction", RECONCILE_BATCH_LIMIT="2")
     summary = reconciler.reconcile(
         repository, flinks, config, deadline=time.monotonic() + 30, clock=lambda: FAR_FUTURE_MS / 1000
     )
 
     # THEN it pages until the queue is empty, asking Flinks once per session
     assert (summary.as_dict()["reconciled"], summary.errors) == (5, [])
-    assert len(sandbox.calls(path_suffix="/status")) == 5
-    assert all("opsQueue" not in guarantee_item(table_items, s) for s in sessions)
-    reconciler._dependencies.cache_clear()
+    assert len(pipeline.sandbox.calls(path_suffix="/status")) == 5
+    assert all("opsQueue" not in pipeline.item(s) for s in sessions)
 
 
 # -- policy check (the offline checker) ---------------------------------------------------------------

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,15 +32,14 @@ from geft.models import (
 )
 from geft.policy import DEFAULT_POLICY_JSON, DecisionPolicy
 from geft.repository import GuaranteeRepository
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
-from geft_local.template_resources import CreatedResources
 from geft_ops import policy_lab
-from geft_ops.cli import main as geft_ops
 from geft_ops.decision_history import Window, read_history
 from geft_ops.resources import StackResources
 
-from tests.support.pipeline import guarantee_item, receive
-from tests.support.streams import StreamFeed
+from testkit.emf import metric_data, metric_names, metric_values
+from testkit.flinks import Scenario
+from testkit.inprocess import InProcessStack
+from tests.support.pipeline import Cli, Invoke, Pipeline
 
 DAY_MS = 86_400_000
 NOW_MS = int(time.time() * 1000)
@@ -222,7 +220,7 @@ class Seeded:
 
 
 @pytest.fixture
-def seeded(aws: Any, stack: CreatedResources) -> Seeded:
+def seeded(aws: Any, stack: InProcessStack) -> Seeded:
     """Seventeen guarantees in the last 30 days (and one older), each with a known backtest answer
     against TIGHTENED (the live policy plus ``availableBalance < 500 -> reject``)."""
     table = stack.ref("GuaranteesTable")
@@ -271,22 +269,6 @@ def seeded(aws: Any, stack: CreatedResources) -> Seeded:
 
 
 @pytest.fixture
-def cli(stack: CreatedResources, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
-    """``geft-ops --local-state FILE ...`` in-process, against this test's moto stack."""
-    state = tmp_path / "stack.json"
-    outputs = {"GuaranteesTableName": stack.ref("GuaranteesTable")}
-    state.write_text(json.dumps({"pid": os.getpid(), "endpointUrl": None, "outputs": outputs}))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = geft_ops(["--local-state", str(state), *args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
-@pytest.fixture
 def tightened_file(tmp_path: Path) -> Path:
     path = tmp_path / "tightened.json"
     path.write_text(json.dumps(TIGHTENED_DOCUMENT))
@@ -312,7 +294,7 @@ def dynamodb_operations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_backtest_on_a_seeded_table_gives_the_known_answers(
-    seeded: Seeded, cli: Callable[..., Any], tightened_file: Path
+    seeded: Seeded, cli: Cli, tightened_file: Path
 ) -> None:
     # WHEN the tightened policy is backtested over the last 30 days (the default window)
     code, out, err = cli("policy", "backtest", str(tightened_file), "--json", "--show-changed", "10")
@@ -368,9 +350,7 @@ def test_backtest_on_a_seeded_table_gives_the_known_answers(
     assert examples[sessions["low-balance-open"]]["finalStatus"] is None
 
 
-def test_backtest_of_the_live_policy_itself_changes_nothing(
-    seeded: Seeded, cli: Callable[..., Any], tmp_path: Path
-) -> None:
+def test_backtest_of_the_live_policy_itself_changes_nothing(seeded: Seeded, cli: Cli, tmp_path: Path) -> None:
     # GIVEN the live policy, written to a file with other spacing and key order
     live_file = tmp_path / "live.json"
     live_file.write_text(json.dumps(json.loads(DEFAULT_POLICY_JSON), indent=4, sort_keys=True))
@@ -386,7 +366,7 @@ def test_backtest_of_the_live_policy_itself_changes_nothing(
 
 
 def test_backtest_window_and_status_options_select_guarantees(
-    seeded: Seeded, cli: Callable[..., Any], tightened_file: Path
+    seeded: Seeded, cli: Cli, tightened_file: Path
 ) -> None:
     _, everything, _ = cli("policy", "backtest", str(tightened_file), "--since", "60d", "--json")
     _, in_review, _ = cli(
@@ -407,9 +387,7 @@ def test_backtest_window_and_status_options_select_guarantees(
     assert old["transitions"] == [{"change": "accept->reject", "count": 1, "finalStatus": {"Failed": 1}}]
 
 
-def test_backtest_text_names_every_number(
-    seeded: Seeded, cli: Callable[..., Any], tightened_file: Path
-) -> None:
+def test_backtest_text_names_every_number(seeded: Seeded, cli: Cli, tightened_file: Path) -> None:
     code, out, _ = cli("policy", "backtest", str(tightened_file), "--show-changed", "2")
 
     assert code == 0
@@ -427,7 +405,7 @@ def test_backtest_text_names_every_number(
 
 def test_backtest_never_writes(
     seeded: Seeded,
-    cli: Callable[..., Any],
+    cli: Cli,
     tightened_file: Path,
     aws: Any,
     dynamodb_operations: list[str],
@@ -492,7 +470,7 @@ def test_progress_goes_to_stderr_every_ten_thousand_items_when_not_a_terminal(
 
 
 def test_a_bad_candidate_policy_is_refused_before_anything_is_read(
-    stack: CreatedResources, cli: Callable[..., Any], tmp_path: Path, dynamodb_operations: list[str]
+    stack: InProcessStack, cli: Cli, tmp_path: Path, dynamodb_operations: list[str]
 ) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"default": "maybe", "rules": []}')
@@ -512,7 +490,7 @@ def test_a_bad_candidate_policy_is_refused_before_anything_is_read(
 # -- shadow report ----------------------------------------------------------------------------------------
 
 
-def test_shadow_report_on_a_seeded_table(seeded: Seeded, cli: Callable[..., Any]) -> None:
+def test_shadow_report_on_a_seeded_table(seeded: Seeded, cli: Cli) -> None:
     code, out, _ = cli("policy", "shadow-report", "--json", "--limit", "2")
 
     report = json.loads(out)
@@ -546,9 +524,7 @@ def test_shadow_report_on_a_seeded_table(seeded: Seeded, cli: Callable[..., Any]
     assert "disagreements, newest 3 of 3:" in text.splitlines()
 
 
-def test_shadow_report_without_shadow_decisions_says_so(
-    stack: CreatedResources, cli: Callable[..., Any]
-) -> None:
+def test_shadow_report_without_shadow_decisions_says_so(stack: InProcessStack, cli: Cli) -> None:
     code, out, _ = cli("policy", "shadow-report")
 
     assert code == 0
@@ -558,7 +534,7 @@ def test_shadow_report_without_shadow_decisions_says_so(
 # -- review statistics --------------------------------------------------------------------------------------
 
 
-def test_review_stats_on_a_seeded_table(seeded: Seeded, cli: Callable[..., Any]) -> None:
+def test_review_stats_on_a_seeded_table(seeded: Seeded, cli: Cli) -> None:
     code, out, err = cli("review", "stats", "--json")
 
     assert (code, err) == (0, "")
@@ -602,7 +578,7 @@ def test_review_stats_on_a_seeded_table(seeded: Seeded, cli: Callable[..., Any])
 
 
 def test_review_stats_against_an_accept_fallback_warns_when_the_timeouts_said_otherwise(
-    seeded: Seeded, cli: Callable[..., Any]
+    seeded: Seeded, cli: Cli
 ) -> None:
     code, out, err = cli("review", "stats", "--fallback", "accept")
 
@@ -621,80 +597,29 @@ def test_the_labs_rule_names_are_the_processors() -> None:
 
 
 @pytest.fixture
-def processor_with(
-    function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbox
-) -> Iterator[Callable[..., Callable[[dict[str, Any]], dict[str, Any]]]]:
-    """The processor handler with a given shadow policy (its composition root rebuilt)."""
-    from decision_processor import handler
+def processor_with(configure_processor: Callable[..., Invoke]) -> Callable[[str | None], Invoke]:
+    """The processor on policies/default.json (named, versioned, with reasons) with this shadow policy."""
 
-    from tests.support.lambda_context import FakeLambdaContext
-
-    def build(shadow: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def build(shadow: str | None) -> Invoke:
         overrides = {"SHADOW_DECISION_POLICY": shadow} if shadow is not None else {}
-        function_env(
-            "DecisionProcessorFunction",
-            FLINKS_BASE_URL=sandbox.base_url,
-            DECISION_POLICY=DEFAULT_POLICY_JSON,  # policies/default.json: named, versioned, with reasons
-            HTTP_READ_TIMEOUT_SECONDS="1.5",
-            FINISH_RESERVE_SECONDS="0.5",
-            **overrides,
-        )
-        handler._dependencies.cache_clear()
+        return configure_processor(DECISION_POLICY=DEFAULT_POLICY_JSON, **overrides)
 
-        def invoke(event: dict[str, Any]) -> dict[str, Any]:
-            answer: dict[str, Any] = handler.lambda_handler(event, FakeLambdaContext(timeout_seconds=8))
-            return answer
-
-        return invoke
-
-    yield build
-    handler._dependencies.cache_clear()
-
-
-def _values(blobs: list[dict[str, Any]], name: str) -> list[float]:
-    values: list[float] = []
-    for blob in blobs:
-        value = blob[name]
-        values.extend(value if isinstance(value, list) else [value])
-    return values
-
-
-def _metrics(stdout: str) -> dict[str, list[dict[str, Any]]]:
-    """EMF metric name -> the log blobs that carry it (with their dimensions)."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for line in stdout.splitlines():
-        try:
-            blob = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(blob, dict):
-            continue
-        for directive in blob.get("_aws", {}).get("CloudWatchMetrics", []):
-            for metric in directive.get("Metrics", []):
-                found.setdefault(metric["Name"], []).append(blob)
-    return found
+    return build
 
 
 @pytest.fixture
-def deliver(
-    sandbox: FlinksSandbox,
-    invoke_receiver: Callable[[dict[str, Any]], dict[str, Any]],
-    feed: StreamFeed,
-    capsys: pytest.CaptureFixture[str],
-) -> Callable[..., tuple[list[str], dict[str, list[dict[str, Any]]]]]:
+def deliver(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[list[str], str]]:
     """Register sessions in the sandbox, deliver their webhooks, process them in one batch; the session
-    ids and the metrics the invocation emitted."""
+    ids and what the invocation printed (its EMF metrics)."""
 
-    def run(
-        processor: Callable[[dict[str, Any]], dict[str, Any]], *scenarios: Scenario
-    ) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
-        sessions = [sandbox.add_session(scenario=scenario) for scenario in scenarios]
+    def run(processor: Invoke, *scenarios: Scenario) -> tuple[list[str], str]:
+        sessions = [pipeline.sandbox.add_session(scenario=scenario) for scenario in scenarios]
         for session_id in sessions:
-            receive(invoke_receiver, session_id)
-        event = feed.next_event()
+            pipeline.receive(session_id)
+        event = pipeline.feed.next_event()
         capsys.readouterr()
         assert processor(event) == {"batchItemFailures": []}
-        return sessions, _metrics(capsys.readouterr().out)
+        return sessions, capsys.readouterr().out
 
     return run
 
@@ -702,10 +627,9 @@ def deliver(
 @pytest.mark.parametrize("failure", ["invalid at start", "raises while deciding"])
 def test_a_failing_shadow_policy_is_counted_and_the_live_decision_is_confirmed(
     failure: str,
-    sandbox: FlinksSandbox,
-    processor_with: Callable[..., Callable[[dict[str, Any]], dict[str, Any]]],
-    deliver: Callable[..., tuple[list[str], dict[str, list[dict[str, Any]]]]],
-    table_items: Callable[[], list[dict[str, Any]]],
+    pipeline: Pipeline,
+    processor_with: Callable[[str | None], Invoke],
+    deliver: Callable[..., tuple[list[str], str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from decision_processor import handler
@@ -728,11 +652,11 @@ def test_a_failing_shadow_policy_is_counted_and_the_live_decision_is_confirmed(
     [session_id], emitted = deliver(processor_with(shadow), Scenario.preset("shortfall"))
 
     # THEN the live reject is confirmed once and recorded as usual; the shadow's failure is counted
-    assert sandbox.confirms_for(session_id) == [False]
-    assert _values(emitted["ShadowPolicyErrors"], "ShadowPolicyErrors") == [1]
-    assert "Confirmed" in emitted
-    assert "ShadowDisagreement" not in emitted
-    item = guarantee_item(table_items, session_id)
+    assert pipeline.confirms(session_id) == [False]
+    assert metric_values(emitted, "ShadowPolicyErrors") == [1]
+    assert "Confirmed" in metric_names(emitted)
+    assert "ShadowDisagreement" not in metric_names(emitted)
+    item = pipeline.item(session_id)
     assert (item["status"], item["decisionRule"], item["decisionReason"]) == (
         "CONFIRMED",
         "shortfall",
@@ -742,11 +666,10 @@ def test_a_failing_shadow_policy_is_counted_and_the_live_decision_is_confirmed(
 
 
 def test_a_shadow_policy_is_recorded_counted_by_rule_and_reported(
-    sandbox: FlinksSandbox,
-    processor_with: Callable[..., Callable[[dict[str, Any]], dict[str, Any]]],
-    deliver: Callable[..., tuple[list[str], dict[str, list[dict[str, Any]]]]],
-    table_items: Callable[[], list[dict[str, Any]]],
-    cli: Callable[..., Any],
+    pipeline: Pipeline,
+    processor_with: Callable[[str | None], Invoke],
+    deliver: Callable[..., tuple[list[str], str]],
+    cli: Cli,
     tightened_file: Path,
 ) -> None:
     # GIVEN the tightened policy as shadow, a payor with 300.00 available and one with 5,000.00
@@ -758,10 +681,13 @@ def test_a_shadow_policy_is_recorded_counted_by_rule_and_reported(
     )
 
     # THEN the live accepts are confirmed; the shadow's reject is recorded and counted by rule
-    assert (sandbox.confirms_for(thin), sandbox.confirms_for(rich)) == ([True], [True])
-    [disagreement] = emitted["ShadowDisagreement"]
-    assert (disagreement["LiveRule"], disagreement["ShadowRule"]) == ("default", "low-balance")
-    item = guarantee_item(table_items, thin)
+    assert (pipeline.confirms(thin), pipeline.confirms(rich)) == ([True], [True])
+    [disagreement] = [datum for datum in metric_data(emitted) if datum.name == "ShadowDisagreement"]
+    assert (disagreement.dimensions["LiveRule"], disagreement.dimensions["ShadowRule"]) == (
+        "default",
+        "low-balance",
+    )
+    item = pipeline.item(thin)
     assert (item["shadowDecision"], item["shadowRule"], item["shadowReason"]) == (
         "reject",
         "low-balance",
@@ -780,16 +706,16 @@ def test_a_shadow_policy_is_recorded_counted_by_rule_and_reported(
 
 
 def test_reason_codes_and_the_policy_are_recorded_and_shown_by_list_and_show(
-    processor_with: Callable[..., Callable[[dict[str, Any]], dict[str, Any]]],
-    deliver: Callable[..., tuple[list[str], dict[str, list[dict[str, Any]]]]],
-    table_items: Callable[[], list[dict[str, Any]]],
-    cli: Callable[..., Any],
+    pipeline: Pipeline,
+    processor_with: Callable[[str | None], Invoke],
+    deliver: Callable[..., tuple[list[str], str]],
+    cli: Cli,
 ) -> None:
     # GIVEN the shipped policy (name "default", version "2") deciding a shortfall
     [session_id], _ = deliver(processor_with(None), Scenario.preset("shortfall"))
 
     # THEN the decision records its reason code and its policy's name, version and hash
-    item = guarantee_item(table_items, session_id)
+    item = pipeline.item(session_id)
     assert (item["decisionRule"], item["decisionReason"]) == ("shortfall", "SHORTFALL")
     assert (item["policyName"], item["policyVersion"], item["policyHash"]) == (
         "default",

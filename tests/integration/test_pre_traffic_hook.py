@@ -23,12 +23,12 @@ from deploy_hooks import pre_traffic
 from deploy_hooks.adapters import CodeDeployReporter, LambdaInvoker
 from deploy_hooks.config import PreTrafficHookConfig
 from deploy_hooks.probe import InvocationOutcome
-from geft_local.template_resources import CreatedResources
 from moto import mock_aws
 
-from tests.support.lambda_context import FakeLambdaContext
+from testkit.lambda_context import LambdaContext
+from testkit.template import CreatedResources
+from testkit.webhooks import load_event
 from tests.support.templates import deployed
-from tests.support.webhooks import load_event
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
@@ -282,7 +282,7 @@ def test_the_handler_probes_then_reports_succeeded_for_the_committed_event(
     )
 
     # WHEN the hook runs
-    result = pre_traffic.lambda_handler(event, FakeLambdaContext())
+    result = pre_traffic.lambda_handler(event, LambdaContext())
 
     # THEN it probed the version and told CodeDeploy to go on
     assert result["status"] == "Succeeded"
@@ -306,7 +306,7 @@ def test_the_handler_reports_failed_even_when_the_probe_itself_breaks(
         pre_traffic, "_dependencies", lambda: (Exploding(), CodeDeployReporter(codedeploy_client(codedeploy)))
     )
 
-    result = pre_traffic.lambda_handler(load_event("codedeploy-pre-traffic.json"), FakeLambdaContext())
+    result = pre_traffic.lambda_handler(load_event("codedeploy-pre-traffic.json"), LambdaContext())
 
     assert result["status"] == "Failed"
     assert [report["status"] for _, report in codedeploy.calls] == ["Failed"]
@@ -314,4 +314,4 @@ def test_the_handler_reports_failed_even_when_the_probe_itself_breaks(
 
 def test_the_handler_refuses_an_event_that_is_not_codedeploys(hook_environment: None) -> None:
     with pytest.raises(pre_traffic.NotALifecycleEventError):
-        pre_traffic.lambda_handler(load_event("schedule-reconciler.json"), FakeLambdaContext())
+        pre_traffic.lambda_handler(load_event("schedule-reconciler.json"), LambdaContext())

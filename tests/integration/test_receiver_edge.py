@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from geft.errors import ConfigError
-from geft_local.template_resources import CreatedResources
 from webhook_receiver.config import ReceiverConfig
 from webhook_receiver.edge import (
     BodyShape,
@@ -25,9 +24,10 @@ from webhook_receiver.edge import (
     request_id_of,
 )
 
-from tests.support.aws_faults import aws_faults_installed
+from testkit.aws import aws_calls_recorded
+from testkit.template import CreatedResources
+from testkit.webhooks import guarantee_body, status_body, webhook_event
 from tests.support.constants import TEST_WEBHOOK_SECRET
-from tests.support.webhooks import guarantee_body, status_body, webhook_event
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
@@ -122,7 +122,7 @@ def test_secret_that_is_not_json_names_nothing(
 
 
 def test_table_failure_names_nothing(stack: CreatedResources, invoke_receiver: Invoke) -> None:
-    with aws_faults_installed() as faults:
+    with aws_calls_recorded() as faults:
         faults.fail("dynamodb", "PutItem", code="InternalServerError")
 
         response = invoke_receiver(_event(guarantee_body(), secret=TEST_WEBHOOK_SECRET))
@@ -218,7 +218,7 @@ def test_a_source_outside_the_allow_list_is_403_before_any_other_work(
     )
 
     # WHEN strangers post, even a correctly signed body and an oversized one
-    with aws_faults_installed() as faults:
+    with aws_calls_recorded() as faults:
         responses = [
             invoke(_from("203.0.113.9", guarantee_body(), TEST_WEBHOOK_SECRET)),
             invoke(_from("2001:db8:bad::1", guarantee_body(padding="x" * 300_000), None)),

@@ -29,14 +29,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from geft_local.template_resources import CreatedResources
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from testkit.aws import AwsCalls, aws_calls_recorded
+from testkit.template import CreatedResources
+from testkit.webhooks import guarantee_body, webhook_event
 from tests.support import reliability_report
-from tests.support.aws_faults import AwsFaults, aws_faults_installed
 from tests.support.constants import TEST_PREVIOUS_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
-from tests.support.webhooks import guarantee_body, webhook_event
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
@@ -442,7 +442,7 @@ def _is_utf8(body: bytes) -> bool:
 @dataclass
 class FuzzRun:
     invoke: Invoke
-    faults: AwsFaults
+    faults: AwsCalls
     signed_bodies: set[bytes] = field(default_factory=set)
     by_class: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
@@ -514,7 +514,7 @@ def fuzz(
         SecretId=stack.ref("WebhookSecret"),
         SecretString=json.dumps({"current": TEST_WEBHOOK_SECRET, "previous": TEST_PREVIOUS_WEBHOOK_SECRET}),
     )
-    with aws_faults_installed() as faults:
+    with aws_calls_recorded() as faults:
         yield FuzzRun(invoke_receiver, faults)
 
 

@@ -9,16 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
-from geft_local.template_resources import CreatedResources
 
+from testkit.inprocess import InProcessStack
+from testkit.webhooks import guarantee_body, webhook_event
 from tests.support import reliability_report
 from tests.support.constants import TEST_FLINKS_CREDENTIALS, TEST_WEBHOOK_SECRET
 from tests.support.ledger import audit, only_failed, retried_sessions
-from tests.support.streams import StreamFeed
-from tests.support.webhooks import guarantee_body, webhook_event
+from tests.support.pipeline import Invoke, Pipeline
 
-Invoke = Callable[..., dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
 CACHE_SECONDS = 1
 WEBHOOK_CACHE_SECONDS = 2  # long enough that "still cached" holds on a loaded 2-core machine
@@ -32,7 +30,7 @@ def _put_secret(aws: Any, secret_id: str, document: dict[str, str]) -> None:
 
 def test_webhook_secret_rotation_previous_accepted_then_retired(
     aws: Any,
-    stack: CreatedResources,
+    stack: InProcessStack,
     function_env: Callable[..., dict[str, str]],
     invoke_receiver: Invoke,
     table_items: Items,
@@ -79,64 +77,35 @@ def test_webhook_secret_rotation_previous_accepted_then_retired(
     )
 
 
-def _rotate_sandbox_credentials(sandbox: FlinksSandbox, credentials: dict[str, str]) -> None:
-    with sandbox._lock:  # the sandbox takes its credentials at construction; no public setter yet
-        sandbox._username, sandbox._password = credentials["username"], credentials["password"]
-
-
-def _process_new_guarantee(
-    sandbox: FlinksSandbox, invoke_receiver: Invoke, invoke_processor: Invoke, feed: StreamFeed
-) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    session_id = sandbox.add_session(scenario=Scenario.preset("accept"))
-    body = guarantee_body(session_id)
-    assert invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))["statusCode"] == 200
-    event = feed.next_event()
-    return session_id, event, invoke_processor(event, timeout_seconds=3.0)
+def _process_new_guarantee(invoke: Invoke, pipeline: Pipeline) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    session_id, event = pipeline.guarantee()
+    return session_id, event, invoke(event, timeout_seconds=3.0)
 
 
 @pytest.fixture
-def warm_processor_with_short_cache(
-    function_env: Callable[..., dict[str, str]], sandbox: FlinksSandbox, invoke_processor: Invoke
-) -> Invoke:
-    from decision_processor import handler
-
-    function_env(
-        "DecisionProcessorFunction",
-        FLINKS_BASE_URL=sandbox.base_url,
-        SECRET_CACHE_SECONDS=str(CACHE_SECONDS),
-        HTTP_CONNECT_TIMEOUT_SECONDS="0.5",
-        HTTP_READ_TIMEOUT_SECONDS="1.5",
-        FINISH_RESERVE_SECONDS="0.5",
-    )
-    handler._dependencies.cache_clear()
-    return invoke_processor
+def warm_processor_with_short_cache(configure_processor: Callable[..., Invoke]) -> Invoke:
+    return configure_processor(SECRET_CACHE_SECONDS=str(CACHE_SECONDS), HTTP_CONNECT_TIMEOUT_SECONDS="0.5")
 
 
 def test_credentials_rotation_is_picked_up_after_the_cache_age(
-    aws: Any,
-    stack: CreatedResources,
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    warm_processor_with_short_cache: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
+    pipeline: Pipeline, warm_processor_with_short_cache: Invoke
 ) -> None:
-    invoke_processor = warm_processor_with_short_cache
+    invoke, sandbox = warm_processor_with_short_cache, pipeline.sandbox
     # GIVEN a warm processor that has used (and cached) the original credentials
-    first, _, answer = _process_new_guarantee(sandbox, invoke_receiver, invoke_processor, feed)
+    first, _, answer = _process_new_guarantee(invoke, pipeline)
     assert answer == {"batchItemFailures": []}
 
     # WHEN Flinks and the secret both move to new credentials, and the cache age passes
-    _rotate_sandbox_credentials(sandbox, NEW_CREDENTIALS)
-    _put_secret(aws, stack.ref("FlinksApiSecret"), NEW_CREDENTIALS)
+    sandbox.set_credentials(**NEW_CREDENTIALS)
+    _put_secret(pipeline.stack.session, pipeline.stack.ref("FlinksApiSecret"), NEW_CREDENTIALS)
     time.sleep(CACHE_SECONDS + 0.2)
-    second, _, answer = _process_new_guarantee(sandbox, invoke_receiver, invoke_processor, feed)
+    second, _, answer = _process_new_guarantee(invoke, pipeline)
 
     # THEN the new credentials are used: one authorize, accepted, and the guarantee confirmed
     assert answer == {"batchItemFailures": []}
     assert [call.response_status for call in sandbox.calls("/api/v1/authorize")] == [200, 200]
-    assert audit(sandbox, table_items).confirmed == 2
-    assert (sandbox.confirms_for(first), sandbox.confirms_for(second)) == ([True], [True])
+    assert audit(sandbox, pipeline.items).confirmed == 2
+    assert (pipeline.confirms(first), pipeline.confirms(second)) == ([True], [True])
     reliability_report.record(
         "secrets",
         f"Flinks credentials rotation (SECRET_CACHE_SECONDS={CACHE_SECONDS})",
@@ -146,25 +115,19 @@ def test_credentials_rotation_is_picked_up_after_the_cache_age(
 
 
 def test_guarantee_processed_during_a_credentials_rotation_is_not_failed_for_good(
-    aws: Any,
-    stack: CreatedResources,
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    warm_processor_with_short_cache: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
+    pipeline: Pipeline, warm_processor_with_short_cache: Invoke
 ) -> None:
-    invoke_processor = warm_processor_with_short_cache
+    invoke = warm_processor_with_short_cache
     # GIVEN Flinks already on new credentials while the secret still holds the old ones
-    _rotate_sandbox_credentials(sandbox, NEW_CREDENTIALS)
-    session_id, event, answer = _process_new_guarantee(sandbox, invoke_receiver, invoke_processor, feed)
+    pipeline.sandbox.set_credentials(**NEW_CREDENTIALS)
+    session_id, event, answer = _process_new_guarantee(invoke, pipeline)
 
     # WHEN the secret catches up and Lambda retries whatever was reported
-    _put_secret(aws, stack.ref("FlinksApiSecret"), NEW_CREDENTIALS)
+    _put_secret(pipeline.stack.session, pipeline.stack.ref("FlinksApiSecret"), NEW_CREDENTIALS)
     time.sleep(CACHE_SECONDS + 0.2)
     if retried_sessions(event, answer):
-        invoke_processor(only_failed(event, answer))
+        invoke(only_failed(event, answer))
 
     # THEN the guarantee is confirmed once, not left FAILED because of a credentials race
-    assert sandbox.confirms_for(session_id) == [True]
+    assert pipeline.confirms(session_id) == [True]
     assert TEST_FLINKS_CREDENTIALS["password"] != NEW_CREDENTIALS["password"]

@@ -1,7 +1,7 @@
 """One contract, two stores: the DynamoDB repository (under moto) and testkit's fake enforce the same
 conditional writes, so the state-machine tests on the fake prove what the repository does.
 
-moto needs geft_local.moto_atomic for the races here (tests/conftest.py applies it).
+moto needs testkit.aws.make_conditional_writes_atomic for the races here (tests/conftest.py applies it).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from geft.models import (
 )
 from geft.ports import ClaimResult, Release
 from geft.repository import OPERATOR_LEASE_MARGIN_MS, GuaranteeRepository
-from geft_local.template_resources import CreatedResources
 
 from testkit.fakes import FakeGuaranteeStore
+from testkit.template import CreatedResources
 
 NOW = 1_800_000_000_000
 OPERATOR = Actor.operator("arn:aws:iam::123456789012:user/ops", "ops")

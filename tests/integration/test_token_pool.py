@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 from geft.flinks_client import FlinksClient, FlinksCredentials, TokenPoolCounters
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
+from testkit.flinks import FlinksSandbox
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
 from tests.support.flinks_calls import CallRecorder
 from tests.support.ledger import audit
-from tests.support.pipeline import receive
-from tests.support.streams import StreamFeed
+from tests.support.pipeline import Invoke, Pipeline
 
 # What the shared sandbox fixture accepts (the stack's Flinks API secret holds them too).
 USERNAME = TEST_FLINKS_CREDENTIALS["username"]
@@ -326,50 +325,29 @@ def test_waste_is_at_most_the_pool_size_per_token_lifetime(
 
 
 def test_a_warm_processor_confirms_without_authorizing_on_the_critical_path(
-    template: dict[str, Any],
-    sandbox: FlinksSandbox,
-    invoke_receiver: Callable[..., dict[str, Any]],
-    function_env: Callable[..., dict[str, str]],
-    feed: StreamFeed,
-    table_items: Callable[[], list[dict[str, Any]]],
+    template: dict[str, Any], pipeline: Pipeline, configure_processor: Callable[..., Invoke]
 ) -> None:
     from decision_processor import handler
 
     # GIVEN the processor with the template's default pool size, warmed by a first batch
-    environment = function_env(
-        "DecisionProcessorFunction",
-        FLINKS_BASE_URL=sandbox.base_url,
-        FLINKS_TOKEN_POOL_SIZE=str(template["Parameters"]["FlinksTokenPoolSize"]["Default"]),
-        FINISH_RESERVE_SECONDS="0.5",
-    )
-    handler._dependencies.cache_clear()
-    try:
-        first = [sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(2)]
-        for session_id in first:
-            receive(invoke_receiver, session_id)
-        assert handler.lambda_handler(feed.next_event(), _context()) == {"batchItemFailures": []}
-        pool_size = int(environment["FLINKS_TOKEN_POOL_SIZE"])
-        wait_until(lambda: handler._dependencies()._flinks.token_pool_counters().minted >= pool_size)
+    sandbox = pipeline.sandbox
+    pool_size = int(template["Parameters"]["FlinksTokenPoolSize"]["Default"])
+    invoke = configure_processor(FLINKS_TOKEN_POOL_SIZE=str(pool_size))
+    for session_id in [pipeline.session() for _ in range(2)]:
+        pipeline.receive(session_id)
+    assert invoke(pipeline.feed.next_event()) == {"batchItemFailures": []}
+    wait_until(lambda: handler._dependencies()._flinks.token_pool_counters().minted >= pool_size)
 
-        # WHEN the next batch arrives
-        second = [sandbox.add_session(scenario=Scenario.preset("accept")) for _ in range(2)]
-        for session_id in second:
-            receive(invoke_receiver, session_id)
-        authorizes_before = sandbox.authorize_count
-        used_before = handler._dependencies()._flinks.token_pool_counters().used
-        assert handler.lambda_handler(feed.next_event(), _context()) == {"batchItemFailures": []}
+    # WHEN the next batch arrives
+    for session_id in [pipeline.session() for _ in range(2)]:
+        pipeline.receive(session_id)
+    authorizes_before = sandbox.authorize_count
+    used_before = handler._dependencies()._flinks.token_pool_counters().used
+    assert invoke(pipeline.feed.next_event()) == {"batchItemFailures": []}
 
-        # THEN its sessions used pooled tokens (one each: the sandbox binds tokens to sessions), and
-        # nothing was confirmed twice
-        assert handler._dependencies()._flinks.token_pool_counters().used - used_before == 2
-        assert audit(sandbox, table_items).confirmed == 4
-        assert all(entry.response_status == 200 for entry in sandbox.calls())
-        assert sandbox.authorize_count - authorizes_before <= 2  # refills only, replacing what was used
-    finally:
-        handler._dependencies.cache_clear()
-
-
-def _context() -> Any:
-    from tests.support.lambda_context import FakeLambdaContext
-
-    return FakeLambdaContext(timeout_seconds=20.0)
+    # THEN its sessions used pooled tokens (one each: the sandbox binds tokens to sessions), and
+    # nothing was confirmed twice
+    assert handler._dependencies()._flinks.token_pool_counters().used - used_before == 2
+    assert audit(sandbox, pipeline.items).confirmed == 4
+    assert all(entry.response_status == 200 for entry in sandbox.calls())
+    assert sandbox.authorize_count - authorizes_before <= 2  # refills only, replacing what was used

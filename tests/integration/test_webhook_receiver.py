@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from geft_local.template_resources import CreatedResources
 
+from testkit.template import CreatedResources
+from testkit.webhooks import guarantee_body, load_event, status_body, webhook_event
 from tests.support.constants import TEST_PREVIOUS_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
-from tests.support.webhooks import guarantee_body, load_event, status_body, webhook_event
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]

@@ -19,12 +19,12 @@ from geft.models import (
     GuaranteeStatus,
 )
 from geft.repository import GuaranteeRepository
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
-from geft_local.template_resources import CreatedResources
 
-from tests.support.aws_faults import AwsFaults, aws_faults_installed
+from testkit.aws import AwsCalls, aws_calls_recorded
+from testkit.flinks import FlinksSandbox, Scenario
+from testkit.template import CreatedResources
+from testkit.webhooks import guarantee_body, status_body, webhook_event
 from tests.support.constants import TEST_WEBHOOK_SECRET
-from tests.support.webhooks import guarantee_body, status_body, webhook_event
 
 FAR_FUTURE_MS = int((time.time() + 10 * 86_400) * 1000)
 
@@ -37,7 +37,7 @@ def allowed_attributes(template: dict[str, Any], role: str, sid: str) -> set[str
     return set(statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"])
 
 
-def named_attributes(faults: AwsFaults) -> set[str]:
+def named_attributes(faults: AwsCalls) -> set[str]:
     """Every attribute the captured write requests name: item, key, and expression attribute names."""
     names: set[str] = set()
     for call in faults.calls:
@@ -79,7 +79,7 @@ def test_the_receiver_writes_only_what_its_role_allows(
     template: dict[str, Any], invoke_receiver: Callable[..., Any]
 ) -> None:
     session_id = str(uuid.uuid4())
-    with aws_faults_installed() as captured:
+    with aws_calls_recorded() as captured:
         for body in (
             guarantee_body(session_id),
             guarantee_body(session_id, offer="second"),  # the same key, other content: quarantined
@@ -103,7 +103,7 @@ def test_the_review_timeout_writes_only_what_its_role_allows(
     function_env("ReviewTimeoutFunction")
     review_timeout._dependencies.cache_clear()
     config, repository = review_timeout._dependencies()
-    with aws_faults_installed() as captured:
+    with aws_calls_recorded() as captured:
         assert (
             review_timeout.apply_fallbacks(repository, config, now_ms=FAR_FUTURE_MS)["fallbackDecisions"] == 1
         )
@@ -134,7 +134,7 @@ def test_the_sweeper_writes_only_what_its_role_allows(
     function_env("SweeperFunction")
     sweeper._dependencies.cache_clear()
     config, swept = sweeper._dependencies()
-    with aws_faults_installed() as captured:
+    with aws_calls_recorded() as captured:
         summary = sweeper.sweep(swept, config, now_ms=FAR_FUTURE_MS)
     sweeper._dependencies.cache_clear()
 
@@ -163,7 +163,7 @@ def test_the_reconciler_writes_only_what_its_role_allows(
     function_env("ReconcilerFunction", FLINKS_BASE_URL=sandbox.base_url)
     reconciler._dependencies.cache_clear()
     config, repository, flinks = reconciler._dependencies()
-    with aws_faults_installed() as captured:
+    with aws_calls_recorded() as captured:
         summary = reconciler.reconcile(
             repository, flinks, config, deadline=time.monotonic() + 20, clock=lambda: FAR_FUTURE_MS / 1000
         )

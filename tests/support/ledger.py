@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from geft_local.flinks_sandbox import FlinksSandbox
+from testkit.flinks import FlinksSandbox
 
 TERMINAL = frozenset({"CONFIRMED", "FAILED"})
 

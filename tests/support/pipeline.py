@@ -1,26 +1,128 @@
-"""Steps the pipeline tests share: deliver a signed guarantee, read a session's guarantee item."""
+"""What the pipeline tests share: a guarantee's way through both functions (``Pipeline``: the sandbox
+plays Flinks, moto the table, the stream feeds the processor) and the operator CLI against the same
+moto stack (``Cli``)."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tests.support.constants import TEST_WEBHOOK_SECRET
-from tests.support.webhooks import guarantee_body, webhook_event
+import pytest
 
-Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+from testkit.flinks import FlinksSandbox, Scenario
+from testkit.inprocess import InProcessStack
+from testkit.streams import StreamFeed, streams_client
+
+Invoke = Callable[..., dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
 
 
-def receive(invoke_receiver: Invoke, session_id: str, **fields: Any) -> None:
-    """Deliver a correctly signed guarantee webhook for ``session_id`` and check it was acknowledged."""
-    response = invoke_receiver(
-        webhook_event(guarantee_body(session_id, **fields), secret=TEST_WEBHOOK_SECRET)
-    )
-    assert response["statusCode"] == 200
+def dead_letter(stack: InProcessStack, event: dict[str, Any]) -> None:
+    """Send what Lambda sends to the stream's OnFailure queue once a batch's retries are exhausted."""
+    sequences = [int(record["dynamodb"]["SequenceNumber"]) for record in event["Records"]]
+    stream_arn = stack.get_att("GuaranteesTable", "StreamArn")
+    streams = streams_client(stack.session)
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    message = {
+        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 6},
+        "responseContext": {"statusCode": 200, "functionError": None},
+        "version": "1.0",
+        "timestamp": "2026-12-01T12:00:00.000Z",
+        "DDBStreamBatchInfo": {
+            "shardId": shard,
+            "startSequenceNumber": str(min(sequences)),
+            "endSequenceNumber": str(max(sequences)),
+            "batchSize": len(event["Records"]),
+            "streamArn": stream_arn,
+        },
+    }
+    queue_url = stack.ref("DecisionDeadLetterQueue")
+    stack.session.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(message))
+
+
+def dead_letters(stack: InProcessStack) -> int:
+    """Messages in the dead-letter queue, visible or in flight."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    queue_url = stack.ref("DecisionDeadLetterQueue")
+    attributes = stack.session.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
+    return sum(int(attributes["Attributes"][name]) for name in names)
 
 
 def guarantee_item(items: Items, session_id: str) -> dict[str, Any]:
     """The session's one guarantee item, deserialized."""
     [item] = [i for i in items() if i["pk"] == session_id and str(i["sk"]).startswith("GUARANTEE#")]
     return item
+
+
+@dataclass
+class Pipeline:
+    sandbox: FlinksSandbox
+    stack: InProcessStack
+    feed: StreamFeed
+    invoke_receiver: Invoke
+    invoke_processor: Invoke
+
+    def session(self, preset: str = "accept", **scenario: Any) -> str:
+        """A session the sandbox knows, in a preset scenario with field overrides."""
+        return self.sandbox.add_session(scenario=Scenario.preset(preset, **scenario))
+
+    def receive(self, session_id: str, **fields: Any) -> None:
+        """Deliver a correctly signed guarantee webhook for ``session_id``; it must be acknowledged."""
+        assert self.invoke_receiver(self.stack.webhook(session_id, **fields))["statusCode"] == 200
+
+    def guarantee(self, preset: str = "accept", **scenario: Any) -> tuple[str, dict[str, Any]]:
+        """A new session's guarantee stored, and the stream batch that carries it."""
+        session_id = self.session(preset, **scenario)
+        self.receive(session_id)
+        return session_id, self.feed.next_event()
+
+    def process(
+        self, event: dict[str, Any] | None = None, *, timeout_seconds: float = 20.0
+    ) -> dict[str, Any]:
+        """One processor invoke: with ``event``, or with what the stream holds since the last read."""
+        return self.invoke_processor(
+            event if event is not None else self.feed.next_event(), timeout_seconds=timeout_seconds
+        )
+
+    def items(self) -> list[dict[str, Any]]:
+        return self.stack.items()
+
+    def item(self, session_id: str) -> dict[str, Any]:
+        return guarantee_item(self.stack.items, session_id)
+
+    def confirms(self, session_id: str) -> list[bool]:
+        return self.sandbox.confirms_for(session_id)
+
+
+@dataclass
+class Cli:
+    """``geft-ops --local-state FILE ...`` in this process, against the test's moto stack; returns
+    ``(exit code, stdout, stderr)``."""
+
+    state: Path
+    capsys: pytest.CaptureFixture[str]
+
+    @classmethod
+    def for_stack(cls, stack: InProcessStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+        state = tmp_path / "stack.json"
+        outputs = {
+            "GuaranteesTableName": stack.ref("GuaranteesTable"),
+            "GuaranteesTableStreamArn": stack.get_att("GuaranteesTable", "StreamArn"),
+            "DeadLetterQueueUrl": stack.ref("DecisionDeadLetterQueue"),
+        }
+        # "running": this process plays the local stack; in-process moto intercepts the calls
+        document = {"pid": os.getpid(), "endpointUrl": None, "region": "us-east-1", "outputs": outputs}
+        state.write_text(json.dumps(document))
+        return cls(state, capsys)
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        from geft_ops.cli import main as geft_ops
+
+        self.capsys.readouterr()  # drop what the functions logged before
+        code = geft_ops(["--local-state", str(self.state), *args])
+        captured = self.capsys.readouterr()
+        return code, captured.out, captured.err

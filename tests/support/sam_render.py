@@ -1,13 +1,13 @@
 """Render template.yaml as CloudFormation would deploy it for one samconfig environment.
 
-Run by .venv-sam's interpreter (it needs SAM CLI's libraries), with the local package importable:
+Run by .venv-sam's interpreter (it needs SAM CLI's libraries), with testkit importable:
 
-    PYTHONPATH=local .venv-sam/bin/python tests/support/sam_render.py --config-env prod \
+    PYTHONPATH=. .venv-sam/bin/python tests/support/sam_render.py --config-env prod \
         --output .aws-sam/rendered/prod.json
 
 The steps are the deployment's: the template's Rules are checked (a broken one exits 2, as CloudFormation
 refuses the change set); what AWS::LanguageExtensions resolves before SAM runs is resolved
-(``geft_local.template_render.resolve_known``: parameters, conditions, Fn::Sub/Join/Split/Select on known
+(``testkit.template_render.resolve_known``: parameters, conditions, Fn::Sub/Join/Split/Select on known
 values; SAM CLI's own local expansion is not used because it turns an ``Fn::Sub`` that names a resource
 into a plain string); the SAM transform runs (aws-sam-translator, what `sam validate` uses); and resources
 whose condition is false are dropped. Local CodeUri/ContentUri folders become S3
@@ -27,9 +27,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from geft_local.template_render import apply_conditions, failed_rules, resolve_known
 from samcli.yamlhelper import yaml_parse
 from samtranslator.translator.transform import transform
+
+from testkit.template_render import apply_conditions, failed_rules, resolve_known
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT_ID = "123456789012"

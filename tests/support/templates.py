@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from geft_local.template_render import failed_rules, resolve_known
-from geft_local.template_resources import parameter_values
+
+from testkit.template import parameter_values
+from testkit.template_render import failed_rules, resolve_known
 
 REPO = Path(__file__).resolve().parents[2]
 SAM_PYTHON = REPO / ".venv-sam" / "bin" / "python"
@@ -84,7 +85,7 @@ def _run(config_env: str, overrides: tuple[tuple[str, str], ...]) -> subprocess.
     command = [str(SAM_PYTHON), "tests/support/sam_render.py", "--config-env", config_env]
     for name, value in overrides:
         command += ["--set", f"{name}={value}"]
-    environment = {**os.environ, "PYTHONPATH": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "AWS_DEFAULT_REGION": "us-east-1"}
     return subprocess.run(
         command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=120, check=False
     )

@@ -105,6 +105,13 @@ class Pipeline:
         self.store.insert(ref, webhook(session_id, **body))
         return ref
 
+    def guarantee(self, *confirm_faults: str, **scenario: Any) -> tuple[str, GuaranteeRef]:
+        """A session Flinks knows, its guarantee stored, and the faults its confirms will meet."""
+        session_id = self.session(**scenario)
+        if confirm_faults:
+            self.flinks.add_fault(session_id, "confirm", *confirm_faults)
+        return session_id, self.receive(session_id)
+
     def deliver(self, *refs: GuaranteeRef, processor: GuaranteeProcessor | None = None) -> list[RecordResult]:
         """One invocation with one stream record per ref (its own lease and deadline)."""
         records = []
@@ -146,8 +153,7 @@ def test_a_guarantee_is_decided_confirmed_once_and_recorded_with_rule_reason_and
     pipeline: Pipeline, scenario: dict[str, Any], verdict: Verdict, rule: str, reason: str | None
 ) -> None:
     # GIVEN a stored guarantee of a Flinks session
-    session_id = pipeline.session(**scenario)
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee(**scenario)
 
     # WHEN the stream delivers it
     result = pipeline.one(ref)
@@ -167,8 +173,7 @@ def test_a_guarantee_is_decided_confirmed_once_and_recorded_with_rule_reason_and
 
 
 def test_a_policy_review_waits_for_a_person_with_a_deadline_and_sends_nothing(pipeline: Pipeline) -> None:
-    session_id = pipeline.session(risk="Unknown")
-    ref = pipeline.receive(session_id)
+    _, ref = pipeline.guarantee(risk="Unknown")
 
     result = pipeline.one(ref)
 
@@ -185,8 +190,7 @@ def test_a_policy_review_waits_for_a_person_with_a_deadline_and_sends_nothing(pi
 
 def test_an_operator_decision_is_confirmed_as_the_operators(pipeline: Pipeline) -> None:
     # GIVEN a guarantee in review, decided by an operator
-    session_id = pipeline.session(risk="Unknown")
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee(risk="Unknown")
     pipeline.one(ref)
     pipeline.store.actor = Actor.operator("arn:aws:iam::123456789012:user/m.tremblay", "m.tremblay")
     assert pipeline.store.record_review_decision(
@@ -267,8 +271,7 @@ def test_a_missing_amount_goes_to_review(pipeline: Pipeline) -> None:
 
 
 def test_a_transient_details_failure_releases_the_claim_and_the_retry_decides(pipeline: Pipeline) -> None:
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee()
     pipeline.flinks.add_fault(session_id, "details", "unavailable")
 
     first = pipeline.one(ref)
@@ -288,9 +291,7 @@ def test_a_confirm_applied_but_unanswered_is_recorded_from_details_after_it_sett
     pipeline: Pipeline,
 ) -> None:
     # GIVEN a confirm that reached Flinks, which applied it, but whose answer was lost
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
-    pipeline.flinks.add_fault(session_id, "confirm", "unknown-applied")
+    session_id, ref = pipeline.guarantee("unknown-applied")
 
     first = pipeline.one(ref)
 
@@ -321,9 +322,7 @@ def test_a_confirm_applied_but_unanswered_is_recorded_from_details_after_it_sett
 
 def test_a_slow_confirm_is_never_posted_twice(pipeline: Pipeline) -> None:
     # GIVEN Flinks still applying the confirm when the read timeout fires (applied 15 s later)
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
-    pipeline.flinks.add_fault(session_id, "confirm", "slow:15")
+    session_id, ref = pipeline.guarantee("slow:15")
 
     # WHEN the attempt fails and the retry comes at once
     assert pipeline.one(ref).disposition is Disposition.RETRY
@@ -339,9 +338,7 @@ def test_residual_risk_a_confirm_applied_after_the_settle_delay_is_sent_again() 
     # delay, /details still shows nothing and the decision is sent again. Here Flinks answers it 409, and
     # with /details still empty the guarantee is FAILED with both facts, which pages an operator.
     pipeline = Pipeline(settle_seconds=5.0)
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
-    pipeline.flinks.add_fault(session_id, "confirm", "slow:30")
+    session_id, ref = pipeline.guarantee("slow:30")
 
     assert pipeline.one(ref).disposition is Disposition.RETRY
     result = pipeline.one(ref)
@@ -355,9 +352,7 @@ def test_residual_risk_a_confirm_applied_after_the_settle_delay_is_sent_again() 
 
 
 def test_a_lost_confirm_is_sent_again_once_details_still_shows_no_decision(pipeline: Pipeline) -> None:
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
-    pipeline.flinks.add_fault(session_id, "confirm", "unknown-lost")
+    session_id, ref = pipeline.guarantee("unknown-lost")
 
     assert pipeline.one(ref).disposition is Disposition.RETRY
     assert pipeline.one(ref).disposition is Disposition.CONFIRMED
@@ -370,8 +365,7 @@ def test_a_failed_final_write_releases_the_claim_and_the_retry_records_flinks_an
     pipeline: Pipeline,
 ) -> None:
     # GIVEN the confirm went through but the final write failed
-    session_id = pipeline.session(risk="High")
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee(risk="High")
     pipeline.store.fail_next.append("finish")
     assert pipeline.one(ref).disposition is Disposition.RETRY
     item = pipeline.store.get(ref)
@@ -394,8 +388,7 @@ def test_a_failed_final_write_releases_the_claim_and_the_retry_records_flinks_an
 
 def test_a_crash_after_the_confirm_is_recovered_once_the_lease_has_ended(pipeline: Pipeline) -> None:
     # GIVEN an invocation that claimed the guarantee, sent its confirm and died before any write
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee()
     now = pipeline.clock.ms()
     assert pipeline.store.claim(ref, claim_id="dead", now_ms=now, lease_until_ms=now + 62_000).guarantee
     pipeline.flinks.sessions[session_id].offers[0].decision = True
@@ -412,9 +405,7 @@ def test_a_crash_after_the_confirm_is_recovered_once_the_lease_has_ended(pipelin
 
 
 def test_refused_credentials_retry_and_reread_the_secret(pipeline: Pipeline) -> None:
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
-    pipeline.flinks.add_fault(session_id, "confirm", "auth")
+    _, ref = pipeline.guarantee("auth")
 
     assert pipeline.one(ref).disposition is Disposition.RETRY
     assert pipeline.credential_refreshes == 1
@@ -422,9 +413,7 @@ def test_refused_credentials_retry_and_reread_the_secret(pipeline: Pipeline) -> 
 
 
 def test_a_permanent_refusal_is_failed_with_its_reason(pipeline: Pipeline) -> None:
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
-    pipeline.flinks.add_fault(session_id, "confirm", "refused")
+    _, ref = pipeline.guarantee("refused")
 
     result = pipeline.one(ref)
 
@@ -439,8 +428,7 @@ def test_a_permanent_refusal_is_failed_with_its_reason(pipeline: Pipeline) -> No
 
 
 def test_a_409_whose_details_show_our_decision_is_recorded_not_failed(pipeline: Pipeline) -> None:
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee()
     pipeline.flinks.sessions[session_id].offers[0].decision = True  # Flinks already holds our accept
     result = pipeline.one(ref)
 
@@ -449,8 +437,7 @@ def test_a_409_whose_details_show_our_decision_is_recorded_not_failed(pipeline: 
 
 
 def test_a_409_whose_details_show_the_opposite_decision_fails_and_pages(pipeline: Pipeline) -> None:
-    session_id = pipeline.session(risk="High")
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee(risk="High")
     pipeline.flinks.sessions[session_id].offers[0].decision = True  # accepted: we would reject
 
     result = pipeline.one(ref)
@@ -460,9 +447,7 @@ def test_a_409_whose_details_show_the_opposite_decision_fails_and_pages(pipeline
 
 
 def test_a_409_with_no_decision_at_flinks_fails_with_both_facts(pipeline: Pipeline) -> None:
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
-    pipeline.flinks.add_fault(session_id, "confirm", "conflict")
+    _, ref = pipeline.guarantee("conflict")
 
     result = pipeline.one(ref)
 
@@ -501,16 +486,22 @@ def test_second_guarantee_meeting_503s_is_decided_and_sent_not_recovered_from_th
     assert item.decision.rule == "shortfall"
 
 
-def test_second_guarantee_with_an_unknown_confirm_is_sent_when_details_show_no_decision_for_it() -> None:
-    # GIVEN G1 rejected; G2's first confirm is lost; /details shows G2 undecided
-    pipeline = Pipeline(sticky=False)
+def _second_offer_after_a_reject_with_a_lost_confirm(*, sticky: bool) -> tuple[Pipeline, str, GuaranteeRef]:
+    """G1 rejected and confirmed; G2 (which the policy accepts) sent, its confirm lost: one RETRY."""
+    pipeline = Pipeline(sticky=sticky)
     session_id, _ = _first_offer_answered(pipeline, risk="High")
     pipeline.flinks.sessions[session_id].risk = "Low"
     pipeline.flinks.add_offer(session_id, amount="200.00")
     second = pipeline.receive(session_id, key="amount:200.00", amount="200.00")
     pipeline.flinks.add_fault(session_id, "confirm", "unknown-lost")
-
     assert pipeline.one(second).disposition is Disposition.RETRY
+    return pipeline, session_id, second
+
+
+def test_second_guarantee_with_an_unknown_confirm_is_sent_when_details_show_no_decision_for_it() -> None:
+    # GIVEN G1 rejected; G2's first confirm is lost; /details shows G2 undecided
+    pipeline, session_id, second = _second_offer_after_a_reject_with_a_lost_confirm(sticky=False)
+
     result = pipeline.one(second)
 
     # THEN G2's accept is sent and recorded, never "FAILED: opposite decision"
@@ -521,13 +512,7 @@ def test_second_guarantee_with_an_unknown_confirm_is_sent_when_details_show_no_d
 def test_second_guarantee_whose_details_keep_the_first_decision_is_held_for_a_person() -> None:
     # GIVEN a Flinks that keeps guaranteeAccepted session-wide (the pessimistic reading): G1 rejected,
     # then G2's confirm outcome is unknown and /details still says "rejected", for G1 or G2 alike
-    pipeline = Pipeline(sticky=True)
-    session_id, _ = _first_offer_answered(pipeline, risk="High")
-    pipeline.flinks.sessions[session_id].risk = "Low"
-    pipeline.flinks.add_offer(session_id, amount="200.00")
-    second = pipeline.receive(session_id, key="amount:200.00", amount="200.00")
-    pipeline.flinks.add_fault(session_id, "confirm", "unknown-lost")
-    assert pipeline.one(second).disposition is Disposition.RETRY
+    pipeline, session_id, second = _second_offer_after_a_reject_with_a_lost_confirm(sticky=True)
 
     result = pipeline.one(second)
 
@@ -576,8 +561,7 @@ def test_guarantee_ids_attribute_a_recorded_decision_with_certainty() -> None:
 
 def test_an_item_that_records_a_confirm_is_never_claimed_again(pipeline: Pipeline) -> None:
     # GIVEN a confirmed guarantee whose status someone flipped back to RECEIVED
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee()
     pipeline.one(ref)
     pipeline.store.put(replace(pipeline.store.get(ref), status=GuaranteeStatus.RECEIVED))
 
@@ -619,8 +603,7 @@ def test_a_redrive_of_a_live_claim_cannot_be_claimed_by_a_second_invocation(pipe
 
 def test_a_decided_review_stranded_by_failed_claims_is_redriven_and_confirmed(pipeline: Pipeline) -> None:
     # GIVEN an operator's decision whose REVIEWED record died in the stream (every claim throttled)
-    session_id = pipeline.session(risk="Unknown")
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee(risk="Unknown")
     pipeline.one(ref)
     pipeline.store.actor = Actor.operator("arn:aws:iam::123456789012:user/ops")
     pipeline.store.record_review_decision(
@@ -642,8 +625,7 @@ def test_a_decided_review_stranded_by_failed_claims_is_redriven_and_confirmed(pi
 
 
 def test_a_stale_redelivered_record_of_a_finished_guarantee_changes_nothing(pipeline: Pipeline) -> None:
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee()
     pipeline.one(ref)
     before = pipeline.store.get(ref)
 
@@ -656,8 +638,7 @@ def test_a_stale_redelivered_record_of_a_finished_guarantee_changes_nothing(pipe
 
 def test_a_held_claim_is_waited_for_and_a_finished_one_not_redone(pipeline: Pipeline) -> None:
     # GIVEN another invocation holding the claim, which finishes while we wait for it
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
+    _, ref = pipeline.guarantee()
     now = pipeline.clock.ms()
     assert pipeline.store.claim(ref, claim_id="other", now_ms=now, lease_until_ms=now + 30_000).guarantee
 
@@ -719,8 +700,7 @@ def test_a_worker_that_raises_does_not_return_the_batch_while_others_still_run()
 
 def test_two_concurrent_invocations_of_one_record_confirm_once() -> None:
     pipeline = Pipeline()
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee()
     barrier = threading.Barrier(2)
 
     def invoke() -> RecordResult:
@@ -762,8 +742,7 @@ def test_the_shadow_policy_is_recorded_and_never_acted_on() -> None:
         '{"name": "large", "when": {"amount": {"gt": 100}}, "decision": "reject", "reason": "LARGE"}]}'
     )
     pipeline = Pipeline(shadow=stricter)
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee()
 
     result = pipeline.one(ref)
 
@@ -783,8 +762,7 @@ def test_a_shadow_policy_that_errors_leaves_the_live_decision_alone() -> None:
     base = DecisionPolicy.from_json('{"default": "reject", "rules": []}')
     exploding = Exploding(default=base.default, rules=base.rules)
     pipeline = Pipeline(shadow=exploding)
-    session_id = pipeline.session()
-    ref = pipeline.receive(session_id)
+    session_id, ref = pipeline.guarantee()
 
     result = pipeline.one(ref)
 

@@ -18,8 +18,9 @@ from geft_local.stream_pump import (
     failed_item_sequences,
     on_failure_message,
 )
-from geft_local.template_resources import CreatedResources, parameter_values
 from geft_local.workers import InvokeResult
+
+from testkit.template import CreatedResources, parameter_values
 
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-11-23T00:00:00.000"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:dlq"

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from geft_local.streams import matches_any
 
+from testkit.streams import matches_any
 from tests.support.templates import OPERATOR_KEYS, deployed
 
 REPO = Path(__file__).resolve().parents[2]

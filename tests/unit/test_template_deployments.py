@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from geft_local.template_render import failed_rules
 
+from testkit.template_render import failed_rules
 from tests.support.templates import (
     deployed,
     parameters_for,

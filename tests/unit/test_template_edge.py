@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 import pytest
-from geft_local.template_render import failed_rules
 from webhook_receiver.edge import SourceAllowList
 
+from testkit.template_render import failed_rules
 from tests.support.templates import deployed, parameters_for
 
 DOMAIN = {

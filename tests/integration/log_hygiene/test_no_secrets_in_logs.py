@@ -21,19 +21,19 @@ from typing import Any
 
 import pytest
 from geft.flinks_client import FlinksClient, FlinksCredentials
-from geft_local.flinks_sandbox import FlinksSandbox, Scenario
 
+from testkit.aws import AwsCalls, aws_calls_recorded
+from testkit.flinks import FlinksSandbox
+from testkit.webhooks import guarantee_body, webhook_event
 from tests.integration.log_hygiene.conftest import CapturedLogs
 from tests.support import reliability_report
-from tests.support.aws_faults import AwsFaults, aws_faults_installed
 from tests.support.constants import (
     TEST_FLINKS_CREDENTIALS,
     TEST_PREVIOUS_WEBHOOK_SECRET,
     TEST_WEBHOOK_SECRET,
 )
 from tests.support.ledger import only_failed, retried_sessions
-from tests.support.streams import StreamFeed
-from tests.support.webhooks import guarantee_body, webhook_event
+from tests.support.pipeline import Pipeline
 
 Invoke = Callable[..., dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
@@ -57,8 +57,7 @@ def _deliver(invoke_receiver: Invoke, logs: CapturedLogs, body: bytes, **options
 
 
 def _register_tokens(logs: CapturedLogs, sandbox: FlinksSandbox) -> None:
-    with sandbox._lock:  # the bearer tokens the sandbox issued (the journal redacts them)
-        tokens = list(sandbox._tokens)
+    tokens = sandbox.issued_tokens()
     assert tokens
     logs.register("bearer token", *tokens)
 
@@ -79,13 +78,13 @@ def test_receiver_flows(
     table_items: Items,
 ) -> None:
     logs = captured_logs
-    with aws_faults_installed() as faults:  # before the receiver's first call creates its clients
+    with aws_calls_recorded() as faults:  # before the receiver's first call creates its clients
         _receiver_flows(logs, invoke_receiver, faults)
     assert len(table_items()) == 3
     logs.flows.add("receiver")
 
 
-def _receiver_flows(logs: CapturedLogs, invoke_receiver: Invoke, faults: AwsFaults) -> None:
+def _receiver_flows(logs: CapturedLogs, invoke_receiver: Invoke, faults: AwsCalls) -> None:
     session_id = str(uuid.uuid4())
     body = guarantee_body(session_id, note=_canary())
     # accepted, then a duplicate
@@ -113,37 +112,29 @@ def _receive(invoke_receiver: Invoke, logs: CapturedLogs, session_id: str) -> No
     assert _deliver(invoke_receiver, logs, body, secret=TEST_WEBHOOK_SECRET)["statusCode"] == 200
 
 
-def test_processor_flows(
-    captured_logs: CapturedLogs,
-    sandbox: FlinksSandbox,
-    invoke_receiver: Invoke,
-    invoke_processor: Invoke,
-    feed: StreamFeed,
-    table_items: Items,
-) -> None:
-    logs = captured_logs
-    accepted = sandbox.add_session(scenario=Scenario.preset("accept"))
-    rejected = sandbox.add_session(scenario=Scenario.preset("high-risk"))
-    lost = sandbox.add_session(scenario=Scenario.preset("accept", faults={"confirm": ["lost"]}))
-    outage = sandbox.add_session(scenario=Scenario.preset("accept", faults={"details": ["503"] * 30}))
-    stale_token = sandbox.add_session(scenario=Scenario.preset("accept", faults={"confirm": ["401"]}))
+def test_processor_flows(captured_logs: CapturedLogs, pipeline: Pipeline) -> None:
+    logs, sandbox = captured_logs, pipeline.sandbox
+    accepted, rejected = pipeline.session(), pipeline.session("high-risk")
+    lost = pipeline.session(faults={"confirm": ["lost"]})
+    outage = pipeline.session(faults={"details": ["503"] * 30})
+    stale_token = pipeline.session(faults={"confirm": ["401"]})
     unknown = str(uuid.uuid4())
     for session_id in (accepted, rejected, lost, outage, stale_token, unknown):
-        _receive(invoke_receiver, logs, session_id)
-    event = feed.next_event()
+        _receive(pipeline.invoke_receiver, logs, session_id)
+    event = pipeline.feed.next_event()
 
     # accept, reject, 401 re-authorized, 404 failed; the outage and the lost answer are retried, and
     # the retry recovers the lost confirm from /details
-    answer = invoke_processor(event, timeout_seconds=3.0)
+    answer = pipeline.process(event, timeout_seconds=3.0)
     assert retried_sessions(event, answer) >= {lost, outage}  # (a loaded machine may add others)
     sandbox.clear_faults(outage)
     for _ in range(3):
         if not answer["batchItemFailures"]:
             break
-        answer = invoke_processor(only_failed(event, answer))
+        answer = pipeline.process(only_failed(event, answer))
     assert answer == {"batchItemFailures": []}
 
-    statuses = {item["pk"]: item["status"] for item in table_items()}
+    statuses = {item["pk"]: item["status"] for item in pipeline.items()}
     assert statuses[unknown] == "FAILED"
     assert {statuses[s] for s in (accepted, rejected, lost, outage, stale_token)} == {"CONFIRMED"}
     _register_tokens(logs, sandbox)

@@ -1,7 +1,7 @@
 """DynamoDB stream records as Lambda receives them, and the event source mapping's FilterCriteria.
 
-Shared by the tests (stream events built from moto's own records of items the receiver wrote) and
-the local stack's stream pump, so both deliver exactly what Lambda would.
+Shared by the tests and benchmarks (stream events built from moto's own records of items the receiver
+wrote: ``StreamFeed.of``) and the local stack's stream pump, so all deliver exactly what Lambda would.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
+
+from testkit.template import Deployment, resolve
 
 
 def streams_client(session: Any) -> Any:
@@ -56,6 +58,19 @@ class StreamFeed:
         self._stream_arn = stream_arn
         self._patterns = list(patterns)
         self._seen: set[str] = set()
+
+    @classmethod
+    def of(
+        cls,
+        session: Any,
+        deployment: Deployment,
+        function: str = "DecisionProcessorFunction",
+        event: str = "GuaranteeStream",
+    ) -> StreamFeed:
+        """The stream of ``function``'s ``event`` (a DynamoDB event), read through its FilterCriteria."""
+        properties = deployment.template["Resources"][function]["Properties"]["Events"][event]["Properties"]
+        stream_arn = resolve(properties["Stream"], deployment.created, deployment.parameters)
+        return cls(streams_client(session), stream_arn, filter_patterns(properties))
 
     def next_event(self) -> dict[str, Any]:
         records = []

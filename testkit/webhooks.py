@@ -1,7 +1,8 @@
 """Builders for webhook bodies and API Gateway HTTP API (payload v2) events.
 
 Events start from the committed files in events/ (the ones `sam local invoke -e` uses); the builders
-only replace what must be computed: the body, its encoding and its signature.
+only replace what must be computed: the body, its encoding and its signature. Tests and benchmarks
+both build their webhooks here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from geft.signature import compute_signature
 
-EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 
 
 @cache
