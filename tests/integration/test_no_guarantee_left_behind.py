@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,26 +20,25 @@ from testkit.aws import aws_calls_recorded, is_claim
 from testkit.emf import metric_names, metric_values
 from testkit.flinks import Scenario
 from testkit.lambda_context import LambdaContext
-from tests.support.pipeline import Cli, Pipeline, dead_letter, dead_letters
-
-REVIEW_POLICY = {
-    "default": "accept",
-    "rules": [{"name": "large-amount", "when": {"amount": {"gt": 1000}}, "decision": "review"}],
-}
-FAR_FUTURE_MS = int((time.time() + 10 * 86_400) * 1000)
-Scheduled = Callable[..., Any]
+from tests.support.pipeline import (
+    FAR_FUTURE_MS,
+    REVIEW_POLICY_ENV,
+    Cli,
+    Pipeline,
+    Scheduled,
+    dead_letter,
+    dead_letters,
+)
 
 
 @pytest.fixture
 def processor_env() -> dict[str, str]:
-    return {"DECISION_POLICY": json.dumps(REVIEW_POLICY)}
+    return REVIEW_POLICY_ENV
 
 
 def _stranded_review(pipeline: Pipeline, cli: Cli) -> tuple[str, dict[str, Any]]:
     """A guarantee an operator decided whose REVIEWED record then failed every claim (throttled)."""
-    session_id = pipeline.sandbox.add_session(scenario=Scenario(amount="2500.00"))
-    pipeline.receive(session_id, amount=2500)
-    assert pipeline.process() == {"batchItemFailures": []}
+    session_id = pipeline.in_review()
     assert cli("decide", session_id, "accept", "--reason", "verified", "--operator", "dana")[0] == 0
     reviewed = pipeline.feed.next_event()
     with aws_calls_recorded() as faults:

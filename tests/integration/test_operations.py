@@ -7,41 +7,31 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from geft.signature import compute_signature
 from geft_ops.cli import main as geft_ops
 
-from testkit.flinks import Scenario
-from tests.support.pipeline import Cli, Pipeline, dead_letter, dead_letters
-
-REVIEW_POLICY = {
-    "default": "accept",
-    "rules": [{"name": "large-amount", "when": {"amount": {"gt": 1000}}, "decision": "review"}],
-}
-FAR_FUTURE_MS = int((time.time() + 10 * 86_400) * 1000)
-Scheduled = Callable[..., Any]
+from tests.support.pipeline import (
+    FAR_FUTURE_MS,
+    REVIEW_POLICY_ENV,
+    Cli,
+    Pipeline,
+    Scheduled,
+    dead_letter,
+    dead_letters,
+)
 
 
 @pytest.fixture
 def processor_env() -> dict[str, str]:
-    return {"DECISION_POLICY": json.dumps(REVIEW_POLICY)}
-
-
-def _in_review(pipeline: Pipeline) -> str:
-    """A guarantee the policy sends to a person, decided and waiting."""
-    session_id = pipeline.sandbox.add_session(scenario=Scenario(amount="2500.00"))
-    pipeline.receive(session_id, amount=2500)
-    assert pipeline.process() == {"batchItemFailures": []}
-    return session_id
+    return REVIEW_POLICY_ENV
 
 
 def test_review_then_operator_decision_then_confirm(pipeline: Pipeline, cli: Cli) -> None:
     # GIVEN a guarantee the policy sends to a person
-    session_id = _in_review(pipeline)
+    session_id = pipeline.in_review()
     held = pipeline.item(session_id)
     assert (held["status"], held["decision"], held["decisionRule"]) == ("REVIEW", "review", "large-amount")
     assert held["opsQueue"].startswith("REVIEW#")  # a shard of the review queue
@@ -82,7 +72,7 @@ def test_unanswered_review_falls_back_to_the_configured_decision(
     from scheduled_jobs import review_timeout
 
     # GIVEN a guarantee waiting in review
-    session_id = _in_review(pipeline)
+    session_id = pipeline.in_review()
 
     # WHEN the scheduled job runs after the review deadline
     config, repository = scheduled(review_timeout, "ReviewTimeoutFunction")
@@ -190,7 +180,7 @@ def test_replay_of_a_quarantined_webhook(pipeline: Pipeline, cli: Cli) -> None:
 def test_list_and_json_output(pipeline: Pipeline, cli: Cli) -> None:
     accepted = pipeline.session()
     pipeline.receive(accepted)
-    in_review = _in_review(pipeline)
+    in_review = pipeline.in_review()
 
     code, out, _ = cli("list", "--decision", "review", "--since", "1h", "--json")
 

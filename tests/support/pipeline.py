@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,17 @@ from testkit.streams import StreamFeed, streams_client
 
 Invoke = Callable[..., dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
+Scheduled = Callable[..., Any]
+# A policy that sends a guarantee over 1,000 to a person (modules that need one set it as processor_env).
+REVIEW_POLICY_ENV = {
+    "DECISION_POLICY": json.dumps(
+        {
+            "default": "accept",
+            "rules": [{"name": "large-amount", "when": {"amount": {"gt": 1000}}, "decision": "review"}],
+        }
+    )
+}
+FAR_FUTURE_MS = int((time.time() + 10 * 86_400) * 1000)
 
 
 def dead_letter(stack: InProcessStack, event: dict[str, Any]) -> None:
@@ -79,6 +91,13 @@ class Pipeline:
         session_id = self.session(preset, **scenario)
         self.receive(session_id)
         return session_id, self.feed.next_event()
+
+    def in_review(self) -> str:
+        """A guarantee of 2,500 decided (under REVIEW_POLICY_ENV: sent to a person); its session id."""
+        session_id = self.sandbox.add_session(scenario=Scenario(amount="2500.00"))
+        self.receive(session_id, amount=2500)
+        assert self.process() == {"batchItemFailures": []}
+        return session_id
 
     def process(
         self, event: dict[str, Any] | None = None, *, timeout_seconds: float = 20.0
