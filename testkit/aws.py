@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from geft.models import ChangeKind
+
 FAKE_AWS_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
@@ -201,24 +203,22 @@ def aws_calls_recorded() -> Iterator[AwsCalls]:
             default_session.events.unregister(_EVENT, calls._on_call)
 
 
-def _writes_change(params: Mapping[str, Any], *kinds: str) -> bool:
-    """Every repository write records its ChangeKind: the request says which transition it is."""
-    values = params.get("ExpressionAttributeValues", {}).values()
-    return any(value in [{"S": kind} for kind in kinds] for value in values) or any(
-        params.get("Item", {}).get("changeKind") == {"S": kind} for kind in kinds
-    )
+def _writes_change(params: Mapping[str, Any], *kinds: ChangeKind) -> bool:
+    """Every repository write records its ChangeKind: the request's values say which transition it is."""
+    values = [*params.get("ExpressionAttributeValues", {}).values(), *params.get("Item", {}).values()]
+    return any({"S": kind.value} in values for kind in kinds)
 
 
 def is_claim(params: Mapping[str, Any]) -> bool:
     """The processor's claim."""
-    return _writes_change(params, "claimed")
+    return _writes_change(params, ChangeKind.CLAIMED)
 
 
 def is_finish(params: Mapping[str, Any]) -> bool:
     """The processor's terminal write: CONFIRMED (sent or recovered) or FAILED."""
-    return _writes_change(params, "confirmed", "recovered", "failed")
+    return _writes_change(params, ChangeKind.CONFIRMED, ChangeKind.RECOVERED, ChangeKind.FAILED)
 
 
 def is_release(params: Mapping[str, Any]) -> bool:
     """A claim given back after a transient failure."""
-    return _writes_change(params, "released")
+    return _writes_change(params, ChangeKind.RELEASED)
