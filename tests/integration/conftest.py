@@ -95,9 +95,9 @@ def configure_processor(
 
 
 @pytest.fixture
-def processor_env() -> dict[str, str]:
-    """The processor's environment overrides for a module (a module with a policy of its own redefines it)."""
-    return {}
+def processor_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The processor's environment overrides for a module: its ``PROCESSOR_ENV`` (a policy of its own)."""
+    return dict(getattr(request.module, "PROCESSOR_ENV", {}))
 
 
 @pytest.fixture

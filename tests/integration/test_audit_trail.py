@@ -22,11 +22,7 @@ REVIEW_POLICY = {
         {"name": "large-amount", "when": {"amount": {"gt": 1000}}, "decision": "review", "reason": "LARGE"}
     ],
 }
-
-
-@pytest.fixture
-def processor_env() -> dict[str, str]:
-    return {"DECISION_POLICY": json.dumps(REVIEW_POLICY)}
+PROCESSOR_ENV = {"DECISION_POLICY": json.dumps(REVIEW_POLICY)}
 
 
 @pytest.fixture

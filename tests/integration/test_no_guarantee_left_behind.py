@@ -30,10 +30,7 @@ from tests.support.pipeline import (
     dead_letters,
 )
 
-
-@pytest.fixture
-def processor_env() -> dict[str, str]:
-    return REVIEW_POLICY_ENV
+PROCESSOR_ENV = REVIEW_POLICY_ENV
 
 
 def _stranded_review(pipeline: Pipeline, cli: Cli) -> tuple[str, dict[str, Any]]:

@@ -23,10 +23,7 @@ from tests.support.pipeline import (
     dead_letters,
 )
 
-
-@pytest.fixture
-def processor_env() -> dict[str, str]:
-    return REVIEW_POLICY_ENV
+PROCESSOR_ENV = REVIEW_POLICY_ENV
 
 
 def test_review_then_operator_decision_then_confirm(pipeline: Pipeline, cli: Cli) -> None:
