@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -180,6 +181,12 @@ class RecordingServer:
     @property
     def url(self) -> str:
         return self._server.url
+
+    def serve_tls(self, context: ssl.SSLContext) -> None:
+        """Speak HTTPS with ``context`` (call before entering); the handshake happens per connection."""
+        self._server.socket = context.wrap_socket(
+            self._server.socket, server_side=True, do_handshake_on_connect=False
+        )
 
     def __enter__(self) -> Self:
         self._server.start()

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,6 +24,8 @@ from geft_checks.smoke import (
 from geft_local.stack import LocalStack
 from geft_ops.resources import StackResources, from_local_state
 
+from testkit import http
+from testkit.http import RecordingServer, Request
 from tests.e2e.conftest import StartStack
 from tests.support.commands import documented_line, run_documented
 
@@ -209,27 +209,12 @@ Answer = Callable[[bytes], tuple[int, bytes]]
 def fake_receiver(answer: Answer) -> Iterator[str]:
     """An HTTP receiver on 127.0.0.1 that answers every POST with ``answer(body)``; yields its URL."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            status, reply = answer(body)
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+    def reply(request: Request) -> http.Answer:
+        status, body = answer(request.body)
+        return http.Answer(status, body, (("content-type", "application/json"),))
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/webhooks/flinks"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with RecordingServer(reply) as server:
+        yield f"{server.url}/webhooks/flinks"
 
 
 def _aimed_at(resources: StackResources, url: str) -> StackResources:

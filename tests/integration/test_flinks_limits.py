@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
 import ssl
-import threading
 import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ from geft.errors import (
 from geft.flinks_client import ConfirmResult, FlinksClient, FlinksCredentials
 
 from testkit.flinks import FlinksSandbox, Scenario
+from testkit.http import Answer, RecordingServer, Request
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
 from tests.support.flinks_calls import CallRecorder
 
@@ -189,83 +187,24 @@ def test_a_dribbling_body_is_cut_at_connect_plus_read_timeout(
 # -- one host, TLS, and the environment ------------------------------------------------------------------
 
 
-class _Recording(ThreadingHTTPServer):
-    """A server answering every request with ``answer`` and keeping what arrived."""
-
-    daemon_threads = True
-
-    def __init__(self, answer: Callable[[BaseHTTPRequestHandler], None]) -> None:
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.answer = answer
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                server.requests.append(
-                    (self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
-                )
-                server.answer(self)
-
-            do_GET = do_POST = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def __enter__(self) -> _Recording:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
-        self.thread.join(5)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client refusing our certificate is what some tests expect
-
-
-def _json(handler: BaseHTTPRequestHandler, status: int, document: object, **headers: str) -> None:
-    body = json.dumps(document).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    for name, value in headers.items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-def _flinks_like(handler: BaseHTTPRequestHandler) -> None:
-    if handler.path == "/api/v1/authorize":
-        _json(handler, 200, {"access_token": str(uuid.uuid4()), "token_type": "bearer", "expires_in": 299})
-    else:
-        _json(handler, 200, {"sessionId": handler.path.split("/")[4]})
+def _flinks_like(request: Request) -> Answer:
+    if request.path == "/api/v1/authorize":
+        return Answer.json(
+            200, {"access_token": str(uuid.uuid4()), "token_type": "bearer", "expires_in": 299}
+        )
+    return Answer.json(200, {"sessionId": request.path.split("/")[4]})
 
 
 def test_a_redirect_to_another_host_is_not_followed(make_client: ClientFactory) -> None:
     # GIVEN Flinks' /details redirecting to another server
-    with _Recording(_flinks_like) as elsewhere:
+    with RecordingServer(_flinks_like) as elsewhere:
 
-        def redirect(handler: BaseHTTPRequestHandler) -> None:
-            if handler.path == "/api/v1/authorize":
-                _flinks_like(handler)
-            else:
-                location = f"http://127.0.0.1:{elsewhere.port}{handler.path}"
-                _json(handler, 307, {}, Location=location)
+        def redirect(request: Request) -> Answer:
+            if request.path == "/api/v1/authorize":
+                return _flinks_like(request)
+            return Answer.json(307, {}, ("Location", f"{elsewhere.url}{request.path}"))
 
-        with _Recording(redirect) as flinks:
+        with RecordingServer(redirect) as flinks:
             calls = make_client(f"http://127.0.0.1:{flinks.port}").for_session(
                 str(uuid.uuid4()), deadline=deadline_in(10)
             )
@@ -298,7 +237,7 @@ def test_proxies_from_the_environment_are_ignored_unless_opted_in(
 ) -> None:
     # GIVEN an HTTP_PROXY in the environment pointing at a recording "proxy"
     session_id = sandbox.add_session()
-    with _Recording(lambda handler: _json(handler, 502, {"title": "proxy"})) as proxy:
+    with RecordingServer(lambda request: Answer.json(502, {"title": "proxy"})) as proxy:
         for name in ("NO_PROXY", "no_proxy"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
@@ -314,7 +253,7 @@ def test_proxies_from_the_environment_are_ignored_unless_opted_in(
     # THEN the default went straight to Flinks; only the opted-in client used the proxy
     assert direct_calls == 2
     assert len(sandbox.calls()) == 2
-    assert [(method, path) for method, path, _ in proxy.requests] == [
+    assert [(request.method, request.path) for request in proxy.requests] == [
         ("POST", f"{sandbox.base_url}/api/v1/authorize")
     ]
 
@@ -348,7 +287,7 @@ def test_netrc_credentials_are_never_added_unless_opted_in(
 
 
 @pytest.fixture
-def self_signed(tmp_path: Path) -> Iterator[tuple[str, Path, _Recording]]:
+def self_signed(tmp_path: Path) -> Iterator[tuple[str, Path, RecordingServer]]:
     """An HTTPS Flinks look-alike on 127.0.0.1 whose certificate no system CA vouches for."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -397,14 +336,14 @@ def self_signed(tmp_path: Path) -> Iterator[tuple[str, Path, _Recording]]:
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
-    server = _Recording(_flinks_like)
-    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    server = RecordingServer(_flinks_like)
+    server.serve_tls(context)
     with server:
         yield f"https://127.0.0.1:{server.port}", cert_path, server
 
 
 def test_tls_verification_refuses_an_unknown_certificate_and_ca_bundles_need_the_opt_in(
-    self_signed: tuple[str, Path, _Recording],
+    self_signed: tuple[str, Path, RecordingServer],
     make_client: ClientFactory,
     recorder: CallRecorder,
     monkeypatch: pytest.MonkeyPatch,

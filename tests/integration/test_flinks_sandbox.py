@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import requests
 from geft.signature import compute_signature, verify_signature
 
 from testkit.flinks import FlinksSandbox, Scenario, emit_guarantee_webhook, sign_body
+from testkit.http import Answer, RecordingServer
 
 USERNAME = "sandbox-test-user"
 PASSWORD = "sandbox-test-password"
@@ -687,38 +687,14 @@ def test_runs_as_a_process_and_stops_on_sigterm(http: requests.Session) -> None:
 # -- webhook emitter -----------------------------------------------------------------------------------
 
 
-class _Receiver:
+def _receiver(statuses: list[int]) -> RecordingServer:
     """A tiny webhook receiver: answers the planned statuses in order (then 200) and keeps what arrived."""
+    planned = list(statuses)
+    return RecordingServer(lambda request: Answer(planned.pop(0) if planned else 200))
 
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = list(statuses)
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02})
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/flinks"
-
-    def __enter__(self) -> _Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+def _received(receiver: RecordingServer) -> list[tuple[dict[str, str], bytes]]:
+    return [(request.headers, request.body) for request in receiver.requests]
 
 
 def test_sign_body_matches_an_independent_hmac_and_the_service_verifier() -> None:
@@ -740,19 +716,21 @@ def test_sign_body_matches_an_independent_hmac_and_the_service_verifier() -> Non
 def test_emitter_redelivers_the_same_signed_bytes_until_2xx(sandbox: FlinksSandbox) -> None:
     # GIVEN a receiver that fails the first two deliveries
     session_id = sandbox.add_session(scenario=Scenario(reference_id="REF-7", amount="99.95"))
-    with _Receiver([500, 503]) as receiver:
+    with _receiver([500, 503]) as receiver:
         # WHEN
-        result = sandbox.emit_guarantee_webhook(receiver.url, "whsec-1", session_id, attempts=3, timeout=2)
+        result = sandbox.emit_guarantee_webhook(
+            f"{receiver.url}/webhooks/flinks", "whsec-1", session_id, attempts=3, timeout=2
+        )
 
     # THEN
     assert result.delivered
     assert [status for status, _ in result.attempts] == [500, 503, 200]
     assert all(elapsed >= 0 for _, elapsed in result.attempts)
-    bodies = {body for _, body in receiver.received}
-    assert len(receiver.received) == 3
+    bodies = {body for _, body in _received(receiver)}
+    assert len(_received(receiver)) == 3
     assert len(bodies) == 1
     (body,) = bodies
-    for headers, _ in receiver.received:
+    for headers, _ in _received(receiver):
         assert headers["content-type"] == "application/json; charset=utf-8"
         expected = hmac.new(b"whsec-1", body, hashlib.sha256).hexdigest().upper()
         assert headers["x-webhook-signature"] == f"sha256={expected}"
@@ -765,16 +743,21 @@ def test_emitter_redelivers_the_same_signed_bytes_until_2xx(sandbox: FlinksSandb
 
 def test_emitter_gives_up_after_the_attempts() -> None:
     # GIVEN a receiver that always fails
-    with _Receiver([401, 401, 401, 401]) as receiver:
+    with _receiver([401, 401, 401, 401]) as receiver:
         # WHEN
         result = emit_guarantee_webhook(
-            receiver.url, "wrong", str(uuid.uuid4()), body={"custom": True}, attempts=3, spacing_s=0.01
+            f"{receiver.url}/webhooks/flinks",
+            "wrong",
+            str(uuid.uuid4()),
+            body={"custom": True},
+            attempts=3,
+            spacing_s=0.01,
         )
 
     # THEN
     assert not result.delivered
     assert [status for status, _ in result.attempts] == [401, 401, 401]
-    assert [json.loads(body) for _, body in receiver.received] == [{"custom": True}] * 3
+    assert [json.loads(body) for _, body in _received(receiver)] == [{"custom": True}] * 3
 
 
 def test_emitter_counts_connection_errors_as_failed_attempts() -> None:
@@ -796,13 +779,13 @@ def test_emitter_counts_connection_errors_as_failed_attempts() -> None:
 def test_emitter_sends_raw_bytes_untouched() -> None:
     # GIVEN bytes a re-serializer would change
     raw = b'{ "sessionId" : "x",  "when":"2026-01-31T14:05:12Z" }'
-    with _Receiver([]) as receiver:
+    with _receiver([]) as receiver:
         # WHEN
-        result = emit_guarantee_webhook(receiver.url, "s", "x", raw_body=raw, attempts=1)
+        result = emit_guarantee_webhook(f"{receiver.url}/webhooks/flinks", "s", "x", raw_body=raw, attempts=1)
 
     # THEN
     assert result.delivered
-    ((headers, body),) = receiver.received
+    ((headers, body),) = _received(receiver)
     assert body == raw
     assert headers["x-webhook-signature"] == sign_body(raw, "s")
 
@@ -890,15 +873,17 @@ def test_the_second_offers_webhook_carries_its_amount_and_id(sandbox: FlinksSand
     # GIVEN a session with a second offer
     session_id = sandbox.add_session(scenario=Scenario(reference_id="REF-NBO", amount="300.00"))
     sandbox.offer_guarantee(session_id, amount="150.00", guarantee_id="G-2")
-    with _Receiver([]) as receiver:
+    with _receiver([]) as receiver:
         # WHEN Flinks delivers the current offer's webhook, then the first offer's again
-        assert sandbox.emit_guarantee_webhook(receiver.url, "whsec-1", session_id, attempts=1).delivered
         assert sandbox.emit_guarantee_webhook(
-            receiver.url, "whsec-1", session_id, offer=1, attempts=1
+            f"{receiver.url}/webhooks/flinks", "whsec-1", session_id, attempts=1
+        ).delivered
+        assert sandbox.emit_guarantee_webhook(
+            f"{receiver.url}/webhooks/flinks", "whsec-1", session_id, offer=1, attempts=1
         ).delivered
 
     # THEN
-    second, first = (json.loads(body) for _, body in receiver.received)
+    second, first = (json.loads(body) for _, body in _received(receiver))
     assert (second["amount"], second["guaranteeId"], second["referenceId"]) == (150, "G-2", "REF-NBO")
     assert first["amount"] == 300
     assert "guaranteeId" not in first

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import zipfile
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -25,6 +23,7 @@ from deploy_hooks.config import PreTrafficHookConfig
 from deploy_hooks.probe import InvocationOutcome
 from moto import mock_aws
 
+from testkit.http import Answer, RecordingServer, Request
 from testkit.lambda_context import LambdaContext
 from testkit.template import CreatedResources
 from testkit.webhooks import load_event
@@ -187,63 +186,37 @@ def test_the_lambda_adapter_invokes_the_qualified_version_under_moto() -> None:
     assert outcome == InvocationOutcome(payload={"probe": True}, function_error=None)
 
 
-class FakeCodeDeploy(ThreadingHTTPServer):
-    """A CodeDeploy endpoint on 127.0.0.1 that records each call (JSON 1.1, as the SDK speaks it)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.fail_with: str | None = None
-        super().__init__(("127.0.0.1", 0), _CodeDeployHandler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _CodeDeployHandler(BaseHTTPRequestHandler):
-    server: FakeCodeDeploy
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.calls.append((self.headers["X-Amz-Target"], body))
-        if self.server.fail_with:
-            status, answer = 400, {"__type": self.server.fail_with, "message": "refused"}
-        else:
-            status, answer = 200, {"lifecycleEventHookExecutionId": body["lifecycleEventHookExecutionId"]}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
+def _codedeploy_answer(request: Request) -> Answer:
+    """CodeDeploy's answer to PutLifecycleEventHookExecutionStatus (JSON 1.1, as the SDK speaks it)."""
+    execution = json.loads(request.body)["lifecycleEventHookExecutionId"]
+    body = json.dumps({"lifecycleEventHookExecutionId": execution}).encode()
+    return Answer(200, body, (("Content-Type", "application/x-amz-json-1.1"),))
 
 
 @pytest.fixture
-def codedeploy() -> Iterator[FakeCodeDeploy]:
-    server = FakeCodeDeploy()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def codedeploy() -> Iterator[RecordingServer]:
+    """A CodeDeploy endpoint on 127.0.0.1 that records each call."""
+    with RecordingServer(_codedeploy_answer) as server:
+        yield server
 
 
-def codedeploy_client(server: FakeCodeDeploy) -> Any:
+def codedeploy_calls(server: RecordingServer) -> list[tuple[str, dict[str, Any]]]:
+    return [(request.headers["x-amz-target"], json.loads(request.body)) for request in server.requests]
+
+
+def codedeploy_client(server: RecordingServer) -> Any:
     return boto3.client("codedeploy", endpoint_url=server.url, region_name="us-east-1")
 
 
 @pytest.mark.parametrize(("succeeded", "status"), [(True, "Succeeded"), (False, "Failed")])
 def test_the_codedeploy_adapter_reports_the_verdict(
-    codedeploy: FakeCodeDeploy, succeeded: bool, status: str
+    codedeploy: RecordingServer, succeeded: bool, status: str
 ) -> None:
     CodeDeployReporter(codedeploy_client(codedeploy)).report(
         deployment_id="d-EXAMPLE123", execution_id="execution-1", succeeded=succeeded
     )
 
-    assert codedeploy.calls == [
+    assert codedeploy_calls(codedeploy) == [
         (
             "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus",
             {
@@ -270,7 +243,7 @@ def hook_environment(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) 
 def test_the_handler_probes_then_reports_succeeded_for_the_committed_event(
     hook_environment: None,
     receiver_version: ReceiverInProcess,
-    codedeploy: FakeCodeDeploy,
+    codedeploy: RecordingServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # GIVEN the event CodeDeploy sends (events/codedeploy-pre-traffic.json, as `sam local invoke -e`)
@@ -287,7 +260,7 @@ def test_the_handler_probes_then_reports_succeeded_for_the_committed_event(
     # THEN it probed the version and told CodeDeploy to go on
     assert result["status"] == "Succeeded"
     assert receiver_version.invoked == [VERSION_ARN]
-    [(_, report)] = codedeploy.calls
+    [(_, report)] = codedeploy_calls(codedeploy)
     assert report == {
         "deploymentId": event["DeploymentId"],
         "lifecycleEventHookExecutionId": event["LifecycleEventHookExecutionId"],
@@ -296,7 +269,7 @@ def test_the_handler_probes_then_reports_succeeded_for_the_committed_event(
 
 
 def test_the_handler_reports_failed_even_when_the_probe_itself_breaks(
-    hook_environment: None, codedeploy: FakeCodeDeploy, monkeypatch: pytest.MonkeyPatch
+    hook_environment: None, codedeploy: RecordingServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Exploding:
         def invoke(self, function_arn: str, event: dict[str, Any]) -> InvocationOutcome:
@@ -309,7 +282,7 @@ def test_the_handler_reports_failed_even_when_the_probe_itself_breaks(
     result = pre_traffic.lambda_handler(load_event("codedeploy-pre-traffic.json"), LambdaContext())
 
     assert result["status"] == "Failed"
-    assert [report["status"] for _, report in codedeploy.calls] == ["Failed"]
+    assert [report["status"] for _, report in codedeploy_calls(codedeploy)] == ["Failed"]
 
 
 def test_the_handler_refuses_an_event_that_is_not_codedeploys(hook_environment: None) -> None:

@@ -408,31 +408,13 @@ def test_a_quick_run_writes_results_that_render_into_the_performance_page(
 
 
 def test_the_sender_posts_each_signed_body_at_its_offset() -> None:
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from capacity import sender
-
-    received: list[tuple[str, bytes]] = []
-
-    class Recorder(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            received.append((self.headers["x-webhook-signature"], body))
-            self.send_response(200)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+    from testkit.http import RecordingServer
 
     # GIVEN a server on loopback and three signed bodies, 50 ms apart
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with RecordingServer() as server:
         job = {
-            "url": f"http://127.0.0.1:{server.server_port}/webhooks/flinks",
+            "url": f"{server.url}/webhooks/flinks",
             "senders": 3,
             "requests": [
                 {"offset_s": 0.05 * i, "session_id": f"s{i}", "body": f'{{"n":{i}}}', "signature": f"sig{i}"}
@@ -442,9 +424,7 @@ def test_the_sender_posts_each_signed_body_at_its_offset() -> None:
 
         # WHEN sent
         deliveries = sender.send_all(job)
-    finally:
-        server.shutdown()
-        server.server_close()
+    received = [(request.headers["x-webhook-signature"], request.body) for request in server.requests]
 
     # THEN each exact body arrived with its signature, and each delivery says when it was sent
     assert sorted(received) == [(f"sig{i}", f'{{"n":{i}}}'.encode()) for i in range(3)]
