@@ -101,7 +101,7 @@ class FakeGuaranteeStore:
             raw_body=raw_body,
             received_at_ms=at,
             updated_at_ms=at,
-            follow_up=FollowUp(FollowUpQueue.SWEEP, at + DEFAULT_STUCK_AFTER_SECONDS * 1000),
+            follow_up=_swept_after(at),
         )
         with self._lock:
             if ref in self._items:
@@ -216,7 +216,7 @@ class FakeGuaranteeStore:
                     reason=reason,
                     reviewed_at_ms=now_ms,
                 ),
-                follow_up=FollowUp(FollowUpQueue.SWEEP, now_ms + DEFAULT_STUCK_AFTER_SECONDS * 1000),
+                follow_up=_swept_after(now_ms),
                 updated_at_ms=now_ms,
             )
             self._store(reviewed, ChangeKind.REVIEWED, reason, previous=current.status)
@@ -242,7 +242,7 @@ class FakeGuaranteeStore:
                 confirm_attempted=True,
                 claim_id=None,
                 redrive_requested_at_ms=now_ms,
-                follow_up=FollowUp(FollowUpQueue.SWEEP, now_ms + DEFAULT_STUCK_AFTER_SECONDS * 1000),
+                follow_up=_swept_after(now_ms),
                 updated_at_ms=now_ms,
             )
             self._store(redriven, ChangeKind.REDRIVEN, reason, previous=current.status)
@@ -273,6 +273,11 @@ class FakeGuaranteeStore:
             if self.fail_next and self.fail_next[0] == operation:
                 self.fail_next.popleft()
                 raise PersistenceError(f"DynamoDB {operation} failed: ProvisionedThroughputExceededException")
+
+
+def _swept_after(at_ms: int) -> FollowUp:
+    """The sweep's follow-up: the guarantee counts as stuck if it is still here after this long."""
+    return FollowUp(FollowUpQueue.SWEEP, at_ms + DEFAULT_STUCK_AFTER_SECONDS * 1000)
 
 
 def _refused(current: GuaranteeView, now_ms: int) -> Claim:
