@@ -118,6 +118,7 @@ def _follow_ups(stack: BenchStack, sink: CountingStream, sessions: list[str]) ->
     status_log = sink.chars - chars
     os.environ.update(stack.stack.environment("ReconcilerFunction", FLINKS_BASE_URL=stack.sandbox.base_url))
     from scheduled_jobs import reconciler
+    from scheduled_jobs.reconciler import Reconciliation
 
     reconciler._dependencies.cache_clear()
     config, repository, flinks = reconciler._dependencies()
@@ -128,7 +129,13 @@ def _follow_ups(stack: BenchStack, sink: CountingStream, sessions: list[str]) ->
             summary = reconciler.reconcile(
                 repository, flinks, config, deadline=time.monotonic() + 60, clock=lambda: later
             )
-            done = summary.already_known + summary.reconciled + summary.not_found + summary.gave_up
+            finished = (
+                Reconciliation.ALREADY_KNOWN,
+                Reconciliation.RECONCILED,
+                Reconciliation.NOT_FOUND,
+                Reconciliation.GAVE_UP,
+            )
+            done = sum(summary.counts[result] for result in finished)
             if not done:
                 break
             runs, cleared = runs + 1, cleared + done

@@ -93,6 +93,9 @@ class InProcessStack:
         return response
 
     def invoke_processor(self, event: dict[str, Any], *, timeout_seconds: float = 60.0) -> dict[str, Any]:
+        # A container builds its clients before the first deadline matters; built here, a loaded
+        # machine's slow first build cannot eat a test's short invocation budget.
+        self.processor._dependencies()
         response: dict[str, Any] = self.processor.lambda_handler(event, LambdaContext(timeout_seconds))
         return response
 
