@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-from benchmarks.common import REPO, RESULTS_FILE
+from benchmarks.paths import REPO, RESULTS_FILE
 
 LATENCY_PNG = REPO / "docs" / "performance-latency.png"
 POOL_PNG = REPO / "docs" / "performance-pool.png"

@@ -1,4 +1,4 @@
-"""What every benchmark shares: paths, the machine, summary statistics, function environments."""
+"""What every benchmark shares: the machine, summary statistics, function environments."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.paths import REPO
 from testkit.aws import FAKE_AWS_ENVIRONMENT
 
-REPO = Path(__file__).resolve().parents[1]
-BENCH_DIR = REPO / "benchmarks"
-RESULTS_DIR = BENCH_DIR / "results"
-RESULTS_FILE = RESULTS_DIR / "latest.json"
 STACK_NAME = "geft-bench"
 BENCH_SECRET = "bench-webhook-secret"
 # Flinks latency per call for the headline figures: a call from AWS to Flinks; 50 ms is optimistic.

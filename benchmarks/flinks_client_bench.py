@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 from geft.flinks_client import CallObservation, FlinksClient, FlinksCredentials
 
-from benchmarks.common import REPO
+from benchmarks.paths import REPO
 
 USERNAME, PASSWORD = "bench-user", "bench-password"
 

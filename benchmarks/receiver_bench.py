@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    BENCH_DIR,
     BENCH_SECRET,
     RECEIVER_PATH,
-    REPO,
     STACK_NAME,
     child_env,
     function_env,
     python,
     summary,
 )
+from benchmarks.paths import BENCH_DIR, REPO
 
 CHILD = BENCH_DIR / "receiver_child.py"
 SECRET_ARN = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{STACK_NAME}/WebhookSecret-AbCdEf"

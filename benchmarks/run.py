@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import costs, receiver_bench
-from benchmarks.common import REPO, RESULTS_DIR, RESULTS_FILE, machine, rounded, template_memory_mb
+from benchmarks.common import machine, rounded, template_memory_mb
+from benchmarks.paths import REPO, RESULTS_DIR, RESULTS_FILE
 
 COLD_ROUNDS = 15
 WARM_REQUESTS = 5000
