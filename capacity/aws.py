@@ -48,8 +48,26 @@ class Settings:
         return self.shards * self.parallelization_factor
 
 
-TEMPLATE_DEFAULTS = Settings()
-"""template.yaml today: BatchSize 10, no window, ParallelizationFactor 1, ProcessorPoolSize 16, no pool."""
+def template_defaults() -> Settings:
+    """What a deploy without overrides runs: template.yaml's parameter defaults, read from the template
+    so the model's "template defaults" column cannot drift from it."""
+    from testkit.template import load_template  # noqa: PLC0415 - cfn-lint parses the template
+
+    template = load_template()
+    default = {name: parameter.get("Default") for name, parameter in template["Parameters"].items()}
+    stream = template["Resources"]["DecisionProcessorFunction"]["Properties"]["Events"]["GuaranteeStream"]
+    reserved = int(default["ProcessorReservedConcurrency"])
+    return Settings(
+        parallelization_factor=int(default["StreamParallelizationFactor"]),
+        batch_size=int(default["StreamBatchSize"]),
+        batching_window_s=float(stream["Properties"]["MaximumBatchingWindowInSeconds"]),
+        token_pool_size=int(default["FlinksTokenPoolSize"]),
+        thread_pool=int(default["ProcessorPoolSize"]),
+        processor_concurrency=reserved or None,  # 0: unreserved, the account's pool
+    )
+
+
+TEMPLATE_DEFAULTS = template_defaults()
 
 
 def shards_for_writes(rate_per_s: float, measured: Measured) -> int:

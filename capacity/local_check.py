@@ -42,6 +42,7 @@ import requests
 from benchmarks import e2e_bench
 from benchmarks.common import BENCH_SECRET, percentile
 from benchmarks.inprocess import prepare, process_cpu_seconds
+from capacity.aws import TEMPLATE_DEFAULTS
 from capacity.measured import Measured
 from capacity.model import (
     Arrivals,
@@ -194,7 +195,7 @@ def _local_settings(running: Any) -> LocalSettings:
     stack = running.stack
     mapping = stack.mappings[0]
     environment = stack.workers[PROCESSOR].spec.environment
-    pool = next((int(value) for name, value in environment.items() if "TOKEN_POOL" in name), 0)
+    pool = int(environment.get("FLINKS_TOKEN_POOL_SIZE", TEMPLATE_DEFAULTS.token_pool_size))
     # The gateway's own time: sequential sends, each answered before the next (no queue).
     log = stack.workers[RECEIVER].log_path
     offset = log.stat().st_size

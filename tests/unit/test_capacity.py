@@ -431,3 +431,18 @@ def test_the_sender_posts_each_signed_body_at_its_offset() -> None:
     by_session = {delivery["session_id"]: delivery for delivery in deliveries}
     assert [by_session[f"s{i}"]["status"] for i in range(3)] == [200, 200, 200]
     assert by_session["s0"]["sent_at_s"] < by_session["s1"]["sent_at_s"] < by_session["s2"]["sent_at_s"]
+
+
+def test_the_template_defaults_are_the_templates_own() -> None:
+    # The "template defaults" column models a deploy without overrides: it follows the template's
+    # parameters (the token pool's default is 4, where the model's own Settings() has none).
+    from capacity.aws import TEMPLATE_DEFAULTS
+    from testkit.template import load_template
+
+    default = {name: parameter.get("Default") for name, parameter in load_template()["Parameters"].items()}
+    assert TEMPLATE_DEFAULTS.token_pool_size == default["FlinksTokenPoolSize"] == 4
+    assert TEMPLATE_DEFAULTS.batch_size == default["StreamBatchSize"]
+    assert TEMPLATE_DEFAULTS.parallelization_factor == default["StreamParallelizationFactor"]
+    assert TEMPLATE_DEFAULTS.thread_pool == default["ProcessorPoolSize"]
+    assert TEMPLATE_DEFAULTS.batching_window_s == 0
+    assert TEMPLATE_DEFAULTS.processor_concurrency is None  # ProcessorReservedConcurrency 0: unreserved
