@@ -55,12 +55,11 @@ def template_defaults() -> Settings:
 
     template = load_template()
     default = {name: parameter.get("Default") for name, parameter in template["Parameters"].items()}
-    stream = template["Resources"]["DecisionProcessorFunction"]["Properties"]["Events"]["GuaranteeStream"]
     reserved = int(default["ProcessorReservedConcurrency"])
     return Settings(
         parallelization_factor=int(default["StreamParallelizationFactor"]),
         batch_size=int(default["StreamBatchSize"]),
-        batching_window_s=float(stream["Properties"]["MaximumBatchingWindowInSeconds"]),
+        batching_window_s=float(default["StreamBatchingWindowSeconds"]),
         token_pool_size=int(default["FlinksTokenPoolSize"]),
         thread_pool=int(default["ProcessorPoolSize"]),
         processor_concurrency=reserved or None,  # 0: unreserved, the account's pool

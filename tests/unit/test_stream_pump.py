@@ -113,7 +113,10 @@ def test_settings_are_read_from_the_templates_event_not_hard_coded(template: dic
     created.attributes[("GuaranteesTable", "StreamArn")] = STREAM_ARN
     created.attributes[("DecisionDeadLetterQueue", "Arn")] = DLQ_ARN
     created.attributes[("AuditDeadLetterQueue", "Arn")] = DLQ_ARN + "-audit"
-    parameters = parameter_values(template, {"StreamMaximumRetryAttempts": "1", "StreamBatchSize": "7"})
+    parameters = parameter_values(
+        template,
+        {"StreamMaximumRetryAttempts": "1", "StreamBatchSize": "7", "StreamBatchingWindowSeconds": "2"},
+    )
 
     # WHEN the DynamoDB event sources are read (the processor's, and the audit trail's on the same stream)
     mappings = dynamodb_event_sources(template, created, parameters)
@@ -130,6 +133,7 @@ def test_settings_are_read_from_the_templates_event_not_hard_coded(template: dic
     assert mapping.stream_arn == STREAM_ARN
     assert mapping.starting_position == properties["StartingPosition"]
     assert mapping.batch_size == 7
+    assert mapping.batching_window_s == 2.0
     assert mapping.maximum_retry_attempts == 1
     assert mapping.maximum_record_age_s == int(parameters["StreamMaximumRecordAgeSeconds"])
     assert mapping.bisect_on_function_error is properties["BisectBatchOnFunctionError"]

@@ -378,7 +378,8 @@ def test_stream_event_source_settings(template: dict[str, Any]) -> None:
     assert stream["Stream"] == {"Fn::GetAtt": ["GuaranteesTable", "StreamArn"]}
     assert stream["StartingPosition"] == "TRIM_HORIZON"
     assert stream["BatchSize"] == {"Ref": "StreamBatchSize"}
-    assert stream["MaximumBatchingWindowInSeconds"] == 0
+    assert stream["MaximumBatchingWindowInSeconds"] == {"Ref": "StreamBatchingWindowSeconds"}
+    assert parameters["StreamBatchingWindowSeconds"]["Default"] == 0  # no wait unless asked for
     assert stream["BisectBatchOnFunctionError"] is True
     assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert stream["DestinationConfig"] == {
