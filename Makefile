@@ -59,10 +59,11 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: typecheck
-typecheck: $(VENV)/.installed ## mypy (strict) on the functions, the layer and the local stack
+typecheck: $(VENV)/.installed ## mypy (strict) on the functions, the layer, the local stack, testkit and the benchmarks
 	$(VENV)/bin/mypy layers/shared/geft functions/webhook_receiver/webhook_receiver \
 		functions/decision_processor/decision_processor functions/scheduled_jobs/scheduled_jobs \
-		functions/audit_trail/audit_trail functions/deploy_hooks/deploy_hooks local/geft_local ops/geft_ops ops/geft_checks testkit
+		functions/audit_trail/audit_trail functions/deploy_hooks/deploy_hooks local/geft_local ops/geft_ops ops/geft_checks testkit \
+		benchmarks capacity
 
 # The prod configuration is also rendered as CloudFormation deploys it (Rules checked, parameters and
 # conditions resolved, SAM transform applied; tests/support/sam_render.py) and linted and scanned as such:

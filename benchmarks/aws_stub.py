@@ -22,7 +22,9 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import Any
 
 # X-Amz-Target of the JSON-protocol operations the receiver makes -> the canned answer body.
 _ANSWERS: dict[str, bytes] = {
@@ -33,7 +35,7 @@ _SECRETS: dict[str, bytes] = {}
 items: dict[tuple[str, str], dict[str, object]] | None = None
 calls: Counter[str] = Counter()
 _lock = threading.Lock()
-_original_send: object = None
+_original_send: Any = None
 
 
 class _Raw:
@@ -82,7 +84,7 @@ def _answer(target: str, body: bytes) -> bytes | None:
     return None
 
 
-def _stub_send(self: object, request: object) -> object:
+def _stub_send(self: object, request: Any) -> object:
     from botocore.awsrequest import AWSResponse
 
     target = request.headers.get("X-Amz-Target", b"")
@@ -93,10 +95,13 @@ def _stub_send(self: object, request: object) -> object:
     if body is None:
         error = {"__type": "UnknownOperationException", "message": f"stub has no answer for {target}"}
         return AWSResponse(
-            request.url, 400, {"Content-Type": "application/x-amz-json-1.0"}, _Raw(json.dumps(error).encode())
+            request.url,
+            400,
+            {"Content-Type": "application/x-amz-json-1.0"},  # type: ignore[arg-type]  # a dict serves
+            _Raw(json.dumps(error).encode()),
         )
     headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "stub"}
-    return AWSResponse(request.url, 200, headers, _Raw(body))
+    return AWSResponse(request.url, 200, headers, _Raw(body))  # type: ignore[arg-type]  # a dict serves
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -105,9 +110,11 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def __init__(self, name: str, patch: Callable[[ModuleType], None]) -> None:
         self._name = name
         self._patch = patch
-        self._loader: object = None
+        self._loader: Any = None
 
-    def find_spec(self, fullname: str, path: object, target: object = None) -> object:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
         if fullname != self._name:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
@@ -117,8 +124,9 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         spec.loader = self
         return spec
 
-    def create_module(self, spec: object) -> object:
-        return self._loader.create_module(spec)
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        module: ModuleType | None = self._loader.create_module(spec)
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
@@ -131,9 +139,9 @@ def install() -> None:
 
     def patch(module: ModuleType) -> None:
         global _original_send  # noqa: PLW0603
-        if module.Endpoint._send is not _stub_send:  # type: ignore[attr-defined]
-            _original_send = module.Endpoint._send  # type: ignore[attr-defined]
-        module.Endpoint._send = _stub_send  # type: ignore[attr-defined]
+        if module.Endpoint._send is not _stub_send:
+            _original_send = module.Endpoint._send
+        module.Endpoint._send = _stub_send
 
     if "botocore.endpoint" in sys.modules:
         patch(sys.modules["botocore.endpoint"])
@@ -146,6 +154,6 @@ def uninstall() -> None:
     """Hand botocore's requests back to the network path (the stub's state is kept)."""
     module = sys.modules.get("botocore.endpoint")
     if module is not None and _original_send is not None:
-        module.Endpoint._send = _original_send  # type: ignore[attr-defined]
+        module.Endpoint._send = _original_send
     for finder in [f for f in sys.meta_path if isinstance(f, _PatchAfterImport)]:
         sys.meta_path.remove(finder)

@@ -11,6 +11,7 @@ import io
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -68,7 +69,7 @@ def _value_size(value: dict[str, Any]) -> int:
         return 3 + sum(len(k.encode()) + _value_size(v) + 1 for k, v in inner.items())
     if kind == "L":
         return 3 + sum(_value_size(v) + 1 for v in inner)
-    sizes = {
+    sizes: dict[str, Callable[[], int]] = {
         "S": lambda: len(str(inner).encode()),
         "B": lambda: len(inner),
         "BOOL": lambda: 1,

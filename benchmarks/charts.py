@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import matplotlib
+import matplotlib  # type: ignore[import-not-found]  # only in .venv-bench
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+import matplotlib.pyplot as plt  # type: ignore[import-not-found]
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # type: ignore[import-not-found]
 
 from benchmarks.paths import REPO, RESULTS_FILE
 

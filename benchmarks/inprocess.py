@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from benchmarks.common import BENCH_SECRET, STACK_NAME
 from testkit.aws import AwsCalls, use_fake_aws
@@ -32,6 +32,14 @@ def process_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class _StackSecrets(TypedDict):
+    """What the bench stack's secrets hold (keyword arguments of ``InProcessStack``)."""
+
+    webhook_secret: str
+    flinks_username: str
+    flinks_password: str
 
 
 class BenchStack:
@@ -95,14 +103,14 @@ class BenchStack:
             sandbox = SandboxAdmin(sandbox_url)
         self.sandbox = sandbox
         session = boto3.Session(region_name="us-east-1")
-        credentials = {"flinks_username": FLINKS_USERNAME, "flinks_password": FLINKS_PASSWORD}
+        credentials = _StackSecrets(
+            webhook_secret=BENCH_SECRET, flinks_username=FLINKS_USERNAME, flinks_password=FLINKS_PASSWORD
+        )
         if self.fakes == "memory":
             from benchmarks import aws_stub
 
             with mock_aws():  # only to learn the names and ARNs CloudFormation would give
-                self.stack = InProcessStack(
-                    session, webhook_secret=BENCH_SECRET, stack_name=STACK_NAME, **credentials
-                )
+                self.stack = InProcessStack(session, stack_name=STACK_NAME, **credentials)
             aws_stub.install()
             aws_stub.remember_items()
             self._exits.append(aws_stub.uninstall)
@@ -112,9 +120,7 @@ class BenchStack:
             )
             self._feed = None
         else:
-            self.stack = InProcessStack(
-                session, webhook_secret=BENCH_SECRET, stack_name=STACK_NAME, **credentials
-            )
+            self.stack = InProcessStack(session, stack_name=STACK_NAME, **credentials)
             self._feed = self.stack.feed()
         self._apply_environment()
         if self._count_aws_calls:

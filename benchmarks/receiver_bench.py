@@ -86,7 +86,7 @@ def import_profile(variant: str, env: dict[str, str], event_file: Path, director
 
 def parse_importtime(text: str) -> dict[str, Any]:
     """Top-level imports (as the code asked for them) by cumulative time, and modules by self time."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     for line in text.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue

@@ -19,7 +19,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-import aws_stub  # noqa: E402  (stdlib only; sys.path[0] is this directory)
+import aws_stub  # type: ignore[import-not-found]  # noqa: E402  (stdlib only; sys.path[0] is this directory)
 
 from testkit.lambda_context import LambdaContext  # noqa: E402  (stdlib only)
 
