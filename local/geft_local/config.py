@@ -147,6 +147,29 @@ class LocalConfig:
         return values
 
 
+# Variables `make local` sets or reads: a caller's own values for them must not leak into a stack.
+_OURS = ("AWS_", PARAMETER_PREFIX, "LOCAL_", "FLINKS_", "WEBHOOK_SECRET", "DECISION_POLICY", "PYTHONPATH")
+
+
+def make_local_environment(environ: Mapping[str, str], *, port: int, run_dir: Path) -> dict[str, str]:
+    """The environment `make local` gives the stack (the Makefile's LOCAL_ENV: fake AWS credentials, no
+    profile or endpoint, our code only), on ``port`` with its files under ``run_dir``, for a process
+    that starts the stack the way `make local` does."""
+    kept = {name: value for name, value in environ.items() if not name.startswith(_OURS)}
+    return {
+        **kept,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_ENDPOINT_URL": "",
+        "AWS_PROFILE": "",
+        "POWERTOOLS_DEV": "false",
+        "PYTHONPATH": "local:layers/shared",
+        "LOCAL_PORT": str(port),
+        "LOCAL_RUN_DIR": str(run_dir),
+    }
+
+
 def parameter_problem(name: str, spec: Mapping[str, Any], value: str) -> str | None:
     """What CloudFormation would refuse about ``value`` for the parameter ``spec``, or None."""
     allowed = spec.get("AllowedValues")

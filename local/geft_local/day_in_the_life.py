@@ -47,6 +47,7 @@ from geft.models import Actor
 from geft.repository import GuaranteeRepository
 
 from geft_local.aws import EndpointSession
+from geft_local.config import make_local_environment
 from geft_local.flinks_sandbox import emit_guarantee_webhook, guarantee_webhook_body
 from geft_local.template_resources import REPO_ROOT, TEMPLATE_PATH, load_template
 
@@ -200,20 +201,9 @@ def day_policy(template_path: Path = TEMPLATE_PATH) -> str:
 
 
 def stack_environment(run_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """make local's LOCAL_ENV (fake credentials, no profile, our code only), a free port, our run folder."""
-    ours = ("AWS_", "PARAM_", "LOCAL_", "FLINKS_", "WEBHOOK_SECRET", "DECISION_POLICY", "PYTHONPATH")
-    kept = {name: value for name, value in environ.items() if not name.startswith(ours)}
+    """make local's environment on a free port and our run folder, with the day's policy and settings."""
     return {
-        **kept,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_ENDPOINT_URL": "",
-        "AWS_PROFILE": "",
-        "POWERTOOLS_DEV": "false",
-        "PYTHONPATH": "local:layers/shared",
-        "LOCAL_PORT": "0",
-        "LOCAL_RUN_DIR": str(run_dir),
+        **make_local_environment(environ, port=0, run_dir=run_dir),
         "DECISION_POLICY": day_policy(),
         **{name: value for name, value, _why in STACK_SETTINGS},
     }

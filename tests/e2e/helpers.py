@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 from geft.signature import compute_signature
+from geft_local.config import make_local_environment as local_stack_environment
 from geft_local.stack import LocalStack
 
 from testkit.streams import read_all_records, streams_client
@@ -33,21 +34,8 @@ def free_port() -> int:
 
 
 def make_local_environment(port: int, run_dir: Path, **extra: str) -> dict[str, str]:
-    """What make's LOCAL_ENV passes (an empty AWS_PROFILE included), plus a port and a run folder."""
-    ours = ("AWS_", "PARAM_", "LOCAL_", "FLINKS_", "WEBHOOK_SECRET", "DECISION_POLICY")
-    keep = {name: value for name, value in os.environ.items() if not name.startswith(ours)}
-    return {
-        **keep,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_ENDPOINT_URL": "",
-        "AWS_PROFILE": "",
-        "PYTHONPATH": "local:layers/shared",
-        "LOCAL_PORT": str(port),
-        "LOCAL_RUN_DIR": str(run_dir),
-        **extra,
-    }
+    """What `make local` passes (geft_local.config's), on this port and run folder, plus ``extra``."""
+    return {**local_stack_environment(os.environ, port=port, run_dir=run_dir), **extra}
 
 
 def run_make_local(port: int, run_dir: Path, **extra: str) -> subprocess.CompletedProcess[str]:
