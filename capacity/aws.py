@@ -3,6 +3,7 @@ the settings an operator chooses (``Settings``)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -48,6 +49,7 @@ class Settings:
         return self.shards * self.parallelization_factor
 
 
+@functools.cache
 def template_defaults() -> Settings:
     """What a deploy without overrides runs: template.yaml's parameter defaults, read from the template
     so the model's "template defaults" column cannot drift from it."""
@@ -64,9 +66,6 @@ def template_defaults() -> Settings:
         thread_pool=int(default["ProcessorPoolSize"]),
         processor_concurrency=reserved or None,  # 0: unreserved, the account's pool
     )
-
-
-TEMPLATE_DEFAULTS = template_defaults()
 
 
 def shards_for_writes(rate_per_s: float, measured: Measured) -> int:

@@ -42,7 +42,8 @@ import requests
 from benchmarks import e2e_bench
 from benchmarks.common import BENCH_SECRET, percentile
 from benchmarks.inprocess import prepare, process_cpu_seconds
-from capacity.aws import TEMPLATE_DEFAULTS
+from benchmarks.paths import REPO
+from capacity.aws import template_defaults
 from capacity.measured import Measured
 from capacity.model import (
     Arrivals,
@@ -54,7 +55,6 @@ from capacity.model import (
     StreamSettings,
     simulate,
 )
-from capacity.paths import REPO
 from capacity.samplers import Empirical, Scaled, Shifted
 
 RATES_PER_S = (10, 50)
@@ -195,7 +195,7 @@ def _local_settings(running: Any) -> LocalSettings:
     stack = running.stack
     mapping = stack.mappings[0]
     environment = stack.workers[PROCESSOR].spec.environment
-    pool = int(environment.get("FLINKS_TOKEN_POOL_SIZE", TEMPLATE_DEFAULTS.token_pool_size))
+    pool = int(environment.get("FLINKS_TOKEN_POOL_SIZE", template_defaults().token_pool_size))
     # The gateway's own time: sequential sends, each answered before the next (no queue).
     log = stack.workers[RECEIVER].log_path
     offset = log.stat().st_size

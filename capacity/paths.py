@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.paths import REPO
+
 RESULTS_FILE = Path(os.environ.get("CAPACITY_RESULTS", REPO / "capacity" / "results" / "latest.json"))
 DOC = Path(os.environ.get("CAPACITY_DOC", REPO / "docs" / "performance.md"))
 CHART = Path(os.environ.get("CAPACITY_CHART", REPO / "docs" / "performance-capacity.png"))

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from capacity.aws import TEMPLATE_DEFAULTS, Settings, aws_pipeline, shards_for_writes
+from capacity.aws import Settings, aws_pipeline, shards_for_writes, template_defaults
 from capacity.cost import Cost, per_million
 from capacity.measured import AwsAssumptions, Measured
 from capacity.model import Arrivals, Burst, simulate
@@ -226,7 +226,7 @@ def _lane_layouts(base: Settings, minimum_shards: int, lanes: int) -> Iterable[S
 
 def _threads_for(batch_size: int) -> int:
     """Enough threads for the whole batch in one wave, within the template's limits."""
-    return min(MAX_THREADS, max(TEMPLATE_DEFAULTS.thread_pool, batch_size))
+    return min(MAX_THREADS, max(template_defaults().thread_pool, batch_size))
 
 
 def _within(outcomes: Iterable[Outcome], best_p99: float, tolerance: float) -> list[Outcome]:
@@ -310,7 +310,7 @@ def recommend(
 
     steady = search.run(chosen.settings, guarantees=3 * search.guarantees)
     burst = search.run(chosen.settings, guarantees=3 * search.guarantees, burst=True)
-    defaults = search.run(replace(TEMPLATE_DEFAULTS, shards=minimum_shards))
+    defaults = search.run(replace(template_defaults(), shards=minimum_shards))
     return Recommendation(
         rate_per_s=rate_per_s,
         minimum_shards=minimum_shards,

@@ -18,9 +18,10 @@ from dataclasses import asdict
 from typing import Any
 
 from benchmarks.common import machine, rounded
+from benchmarks.paths import REPO
 from capacity import local_check
 from capacity.measured import BENCH_RESULTS, AwsAssumptions, Measured
-from capacity.paths import REPO, RESULTS_FILE
+from capacity.paths import RESULTS_FILE
 from capacity.recommend import BATCH_SIZES, RATES, Recommendation, recommend
 
 SEED = 1

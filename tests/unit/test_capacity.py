@@ -436,13 +436,14 @@ def test_the_sender_posts_each_signed_body_at_its_offset() -> None:
 def test_the_template_defaults_are_the_templates_own() -> None:
     # The "template defaults" column models a deploy without overrides: it follows the template's
     # parameters (the token pool's default is 4, where the model's own Settings() has none).
-    from capacity.aws import TEMPLATE_DEFAULTS
+    from capacity.aws import template_defaults
     from testkit.template import load_template
 
-    default = {name: parameter.get("Default") for name, parameter in load_template()["Parameters"].items()}
-    assert TEMPLATE_DEFAULTS.token_pool_size == default["FlinksTokenPoolSize"] == 4
-    assert TEMPLATE_DEFAULTS.batch_size == default["StreamBatchSize"]
-    assert TEMPLATE_DEFAULTS.parallelization_factor == default["StreamParallelizationFactor"]
-    assert TEMPLATE_DEFAULTS.thread_pool == default["ProcessorPoolSize"]
-    assert TEMPLATE_DEFAULTS.batching_window_s == 0
-    assert TEMPLATE_DEFAULTS.processor_concurrency is None  # ProcessorReservedConcurrency 0: unreserved
+    template = {name: parameter.get("Default") for name, parameter in load_template()["Parameters"].items()}
+    settings = template_defaults()
+    assert settings.token_pool_size == template["FlinksTokenPoolSize"] == 4
+    assert settings.batch_size == template["StreamBatchSize"]
+    assert settings.parallelization_factor == template["StreamParallelizationFactor"]
+    assert settings.thread_pool == template["ProcessorPoolSize"]
+    assert settings.batching_window_s == 0
+    assert settings.processor_concurrency is None  # ProcessorReservedConcurrency 0: unreserved
