@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from geft.settings import EnvReader
+from geft.settings import read_config
 
 
 @dataclass(frozen=True)
@@ -19,13 +18,14 @@ class AuditTrailConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AuditTrailConfig:
-        env = EnvReader(os.environ if environ is None else environ)
-        config = cls(
-            audit_table_name=env.text("AUDIT_TABLE_NAME"),
-            audit_retention_days=env.integer("AUDIT_RETENTION_DAYS", 2557, minimum=1),
-            review_topic_arn=env.optional_text("REVIEW_TOPIC_ARN"),
-            ops_cli_target=env.text("OPS_CLI_TARGET", "--stack flinks-geft"),
-            review_fallback_decision=env.text("REVIEW_FALLBACK_DECISION", "reject"),
+        return read_config(
+            "audit trail",
+            environ,
+            lambda env: cls(
+                audit_table_name=env.text("AUDIT_TABLE_NAME"),
+                audit_retention_days=env.integer("AUDIT_RETENTION_DAYS", 2557, minimum=1),
+                review_topic_arn=env.optional_text("REVIEW_TOPIC_ARN"),
+                ops_cli_target=env.text("OPS_CLI_TARGET", "--stack flinks-geft"),
+                review_fallback_decision=env.text("REVIEW_FALLBACK_DECISION", "reject"),
+            ),
         )
-        env.raise_if_invalid("audit trail")
-        return config

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from geft.flinks_settings import FlinksSettings
-from geft.settings import EnvReader
+from geft.settings import EnvReader, TableSettings, read_config
 
 
 @dataclass(frozen=True)
 class ProcessorConfig:
-    table_name: str
-    retention_days: int
+    table: TableSettings
     flinks: FlinksSettings
     decision_policy_json: str
     secret_max_age_seconds: int
@@ -29,13 +27,14 @@ class ProcessorConfig:
     # How long a confirm whose outcome is unknown may still be applied at Flinks before /details is
     # trusted to show it; at least the read timeout, by default twice it.
     confirm_settle_seconds: float
-    stuck_after_seconds: int
     shadow_policy_json: str | None
-    function_name: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorConfig:
-        env = EnvReader(os.environ if environ is None else environ)
+        return read_config("processor", environ, cls._read)
+
+    @classmethod
+    def _read(cls, env: EnvReader) -> ProcessorConfig:
         flinks = FlinksSettings.read(env)
         read_timeout = flinks.read_timeout_seconds
         settle = env.number("CONFIRM_SETTLE_SECONDS", 2 * read_timeout, minimum=0.1)
@@ -44,9 +43,8 @@ class ProcessorConfig:
                 f"CONFIRM_SETTLE_SECONDS ({settle}) must be at least HTTP_READ_TIMEOUT_SECONDS "
                 f"({read_timeout}): a confirm can still be applied that long after it was sent"
             )
-        config = cls(
-            table_name=env.text("TABLE_NAME"),
-            retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
+        return cls(
+            table=TableSettings.read(env, function_name="decision-processor"),
             flinks=flinks,
             decision_policy_json=env.text("DECISION_POLICY"),
             secret_max_age_seconds=env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600),
@@ -57,9 +55,5 @@ class ProcessorConfig:
             review_timeout_seconds=env.integer("REVIEW_TIMEOUT_SECONDS", 300, minimum=1),
             reconcile_delay_seconds=env.integer("RECONCILE_DELAY_SECONDS", 900, minimum=0),
             confirm_settle_seconds=settle,
-            stuck_after_seconds=env.integer("STUCK_GUARANTEE_AGE_SECONDS", 900, minimum=60),
             shadow_policy_json=env.optional_text("SHADOW_DECISION_POLICY"),
-            function_name=env.text("AWS_LAMBDA_FUNCTION_NAME", "decision-processor"),
         )
-        env.raise_if_invalid("processor")
-        return config

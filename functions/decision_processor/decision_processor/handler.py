@@ -22,7 +22,6 @@ from geft.errors import PolicyError
 from geft.flinks_client import client_for_secret
 from geft.flinks_metrics import FlinksCallMetrics
 from geft.items import guarantee_view
-from geft.models import Actor
 from geft.observability import MetricUnit, logger, metrics
 from geft.policy import DecisionPolicy
 from geft.repository import DYNAMODB_CLIENT_CONFIG, GuaranteeRepository
@@ -66,13 +65,7 @@ def _dependencies() -> GuaranteeProcessor:
     )
     _FLINKS_CALLS.watch_token_pool(flinks.token_pool_counters)
     return GuaranteeProcessor(
-        store=GuaranteeRepository(
-            config.table_name,
-            retention_days=config.retention_days,
-            actor=Actor.function(config.function_name),
-            stuck_after_seconds=config.stuck_after_seconds,
-            client=aws,
-        ),
+        store=GuaranteeRepository.for_function(config.table, client=aws),
         flinks=flinks,
         policy=policy,
         shadow_policy=_shadow_policy(config.shadow_policy_json),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from geft.settings import EnvReader
+from geft.settings import EnvReader, read_config
 
 
 @dataclass(frozen=True)
@@ -21,8 +20,10 @@ class PreTrafficHookConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PreTrafficHookConfig:
-        source = os.environ if environ is None else environ
-        env = EnvReader(source)
+        return read_config("pre-traffic hook", environ, cls._read)
+
+    @classmethod
+    def _read(cls, env: EnvReader) -> PreTrafficHookConfig:
         config = cls(
             target_function_arn=env.text("TARGET_FUNCTION_ARN"),
             webhook_path=env.text("WEBHOOK_PATH", "/webhooks/flinks"),
@@ -35,5 +36,4 @@ class PreTrafficHookConfig:
             ipaddress.ip_address(config.probe_source_ip)
         except ValueError:
             env.problems.append(f"PROBE_SOURCE_IP must be an IP address, got {config.probe_source_ip!r}")
-        env.raise_if_invalid("pre-traffic hook")
         return config

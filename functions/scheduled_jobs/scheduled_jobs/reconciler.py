@@ -23,7 +23,7 @@ from geft.aws import AwsClients
 from geft.errors import FlinksError, FlinksSessionNotFoundError, PersistenceError, SecretError
 from geft.flinks_client import FlinksClient, client_for_secret
 from geft.flinks_metrics import FlinksCallMetrics
-from geft.models import Actor, FollowUpQueue, GuaranteeRef
+from geft.models import FollowUpQueue, GuaranteeRef
 from geft.observability import MetricUnit, logger, metrics
 from geft.repository import DYNAMODB_CLIENT_CONFIG, GuaranteeRepository
 from geft.secrets import JsonSecret
@@ -84,12 +84,7 @@ def _dependencies() -> tuple[ReconcilerConfig, GuaranteeRepository, FlinksClient
         pool_maxsize=config.workers,
         on_call=_FLINKS_CALLS.observe,
     )
-    repository = GuaranteeRepository(
-        config.table_name,
-        retention_days=config.retention_days,
-        actor=Actor.function(config.function_name),
-        client=aws,
-    )
+    repository = GuaranteeRepository.for_function(config.table, client=aws)
     return config, repository, flinks
 
 

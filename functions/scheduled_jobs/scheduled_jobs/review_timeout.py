@@ -7,29 +7,16 @@ reviews the policy asked for: a guarantee held because its recovery was uncertai
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
-from geft.aws import AwsClients
-from geft.models import Actor, FollowUpQueue, Verdict
+from geft.models import FollowUpQueue, Verdict
 from geft.observability import MetricUnit, logger, metrics
-from geft.repository import DYNAMODB_CLIENT_CONFIG, GuaranteeRepository
+from geft.repository import GuaranteeRepository
 
-from scheduled_jobs.config import ReviewTimeoutConfig
+from scheduled_jobs.config import ReviewTimeoutConfig, table_job_dependencies
 
-
-@functools.cache
-def _dependencies() -> tuple[ReviewTimeoutConfig, GuaranteeRepository]:
-    config = ReviewTimeoutConfig.from_env()
-    repository = GuaranteeRepository(
-        config.table_name,
-        retention_days=config.retention_days,
-        actor=Actor.function(config.function_name),
-        stuck_after_seconds=config.stuck_after_seconds,
-        client=AwsClients({"dynamodb": DYNAMODB_CLIENT_CONFIG}),
-    )
-    return config, repository
+_dependencies = table_job_dependencies(ReviewTimeoutConfig.from_env)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -10,17 +10,15 @@ the processor reads /details before any confirm, and counts it in ``StuckGuarant
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from geft.aws import AwsClients
-from geft.models import Actor, FollowUpQueue, GuaranteeStatus
+from geft.models import FollowUpQueue, GuaranteeStatus
 from geft.observability import MetricUnit, logger, metrics
-from geft.repository import DYNAMODB_CLIENT_CONFIG, OPERATOR_LEASE_MARGIN_MS, GuaranteeRepository
+from geft.repository import OPERATOR_LEASE_MARGIN_MS, GuaranteeRepository
 
-from scheduled_jobs.config import SweeperConfig
+from scheduled_jobs.config import SweeperConfig, table_job_dependencies
 
 _SWEPT_STATUSES = frozenset(
     {GuaranteeStatus.RECEIVED, GuaranteeStatus.REVIEWED, GuaranteeStatus.REDRIVE, GuaranteeStatus.DECIDING}
@@ -37,17 +35,7 @@ class SweepSummary:
         return {"stuck": self.stuck, "inProgress": self.in_progress, "cleared": self.cleared}
 
 
-@functools.cache
-def _dependencies() -> tuple[SweeperConfig, GuaranteeRepository]:
-    config = SweeperConfig.from_env()
-    repository = GuaranteeRepository(
-        config.table_name,
-        retention_days=config.retention_days,
-        actor=Actor.function(config.function_name),
-        stuck_after_seconds=config.stuck_after_seconds,
-        client=AwsClients({"dynamodb": DYNAMODB_CLIENT_CONFIG}),
-    )
-    return config, repository
+_dependencies = table_job_dependencies(SweeperConfig.from_env)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -15,7 +15,6 @@ from typing import Any
 
 from geft.aws import AwsClients
 from geft.errors import GeftError, PersistenceError, SecretError
-from geft.models import Actor
 from geft.observability import MetricUnit, logger, metrics
 from geft.repository import DYNAMODB_CLIENT_CONFIG, GuaranteeRepository
 from geft.secrets import JsonSecret
@@ -59,13 +58,7 @@ def _dependencies() -> tuple[SourceAllowList, WebhookReceiver]:
         secret=JsonSecret(
             config.webhook_secret_id, max_age_seconds=config.secret_max_age_seconds, client=aws
         ),
-        repository=GuaranteeRepository(
-            config.table_name,
-            retention_days=config.retention_days,
-            actor=Actor.function(config.function_name),
-            stuck_after_seconds=config.stuck_after_seconds,
-            client=aws,
-        ),
+        repository=GuaranteeRepository.for_function(config.table, client=aws),
         replay_window=ReplayWindow(config.replay_window_seconds, config.max_clock_skew_seconds),
     )
 

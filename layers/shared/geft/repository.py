@@ -52,6 +52,7 @@ from geft.models import (
     Verdict,
 )
 from geft.ports import Claim, ClaimResult, Release
+from geft.settings import TableSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -108,6 +109,20 @@ class GuaranteeRepository:
         self._actor = actor
         self._stuck_after_ms = stuck_after_seconds * 1000
         self._dynamodb = provider(client, AwsClients.dynamodb)
+
+    @classmethod
+    def for_function(
+        cls, table: TableSettings, *, client: DynamoDBClient | AwsClients | None = None
+    ) -> GuaranteeRepository:
+        """A function's repository, acting as the function; ``client`` defaults to a new container's
+        ``AwsClients`` with the DynamoDB retry settings."""
+        return cls(
+            table.table_name,
+            retention_days=table.retention_days,
+            actor=Actor.function(table.function_name),
+            stuck_after_seconds=table.stuck_after_seconds,
+            client=AwsClients({"dynamodb": DYNAMODB_CLIENT_CONFIG}) if client is None else client,
+        )
 
     # -- receiver ---------------------------------------------------------------------------------
 

@@ -6,9 +6,15 @@ missing or bad variable named, not just the first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
 from geft.errors import ConfigError
+
+_Config = TypeVar("_Config")
+_Number = TypeVar("_Number", int, float)
 
 
 class EnvReader:
@@ -25,18 +31,17 @@ class EnvReader:
             return ""
         return value.strip()
 
+    def raw(self, name: str) -> str:
+        """The variable as set (empty where unset), for a caller that parses it itself."""
+        return self._environ.get(name, "")
+
     def optional_text(self, name: str) -> str | None:
         value = self._environ.get(name, "").strip()
         return value or None
 
     def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
-        raw = self._environ.get(name)
-        if raw is None or not raw.strip():
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.problems.append(f"{name} must be an integer, got {raw!r}")
+        value = self._parsed(name, int, "an integer")
+        if value is None:
             return default
         if value < minimum or (maximum is not None and value > maximum):
             upper = f" and {maximum}" if maximum is not None else ""
@@ -44,17 +49,23 @@ class EnvReader:
         return value
 
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        raw = self._environ.get(name)
-        if raw is None or not raw.strip():
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            self.problems.append(f"{name} must be a number, got {raw!r}")
+        value = self._parsed(name, float, "a number")
+        if value is None:
             return default
         if value < minimum:
             self.problems.append(f"{name} must be at least {minimum}, got {value}")
         return value
+
+    def _parsed(self, name: str, parse: Callable[[str], _Number], kind: str) -> _Number | None:
+        """The variable parsed; None where it is unset, empty or (a problem noted) not ``kind``."""
+        raw = self._environ.get(name)
+        if raw is None or not raw.strip():
+            return None
+        try:
+            return parse(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be {kind}, got {raw!r}")
+            return None
 
     def choice(self, name: str, default: str, allowed: frozenset[str]) -> str:
         value = self._environ.get(name, default).strip() or default
@@ -65,3 +76,34 @@ class EnvReader:
     def raise_if_invalid(self, what: str) -> None:
         if self.problems:
             raise ConfigError(f"invalid {what} configuration: " + "; ".join(self.problems))
+
+
+def read_config(
+    what: str, environ: Mapping[str, str] | None, build: Callable[[EnvReader], _Config]
+) -> _Config:
+    """``build`` the ``what`` configuration from ``environ`` (the process's by default); one ConfigError
+    names every problem it met."""
+    env = EnvReader(os.environ if environ is None else environ)
+    config = build(env)
+    env.raise_if_invalid(what)
+    return config
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """The guarantees table as every function that writes it reads it (the repository's arguments)."""
+
+    table_name: str
+    retention_days: int
+    stuck_after_seconds: int
+    function_name: str
+
+    @classmethod
+    def read(cls, env: EnvReader, *, function_name: str) -> TableSettings:
+        """``function_name``: the actor's name where ``AWS_LAMBDA_FUNCTION_NAME`` is not set."""
+        return cls(
+            table_name=env.text("TABLE_NAME"),
+            retention_days=env.integer("RETENTION_DAYS", 365, minimum=1),
+            stuck_after_seconds=env.integer("STUCK_GUARANTEE_AGE_SECONDS", 900, minimum=60),
+            function_name=env.text("AWS_LAMBDA_FUNCTION_NAME", function_name),
+        )
