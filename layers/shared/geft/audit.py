@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from geft.items import Attr, Item, n, plain, s
+from geft.items import Attr, Item, constant_values, n, plain, s
 
 
 class HistoryAttr:
@@ -41,9 +41,7 @@ class HistoryAttr:
     EXPIRES_AT = "expiresAt"
 
 
-HISTORY_ATTRIBUTES: Final = frozenset(
-    value for name, value in vars(HistoryAttr).items() if not name.startswith("_") and isinstance(value, str)
-)
+HISTORY_ATTRIBUTES: Final = constant_values(HistoryAttr)
 # A history record is put only if it is not there yet: a retried batch writes nothing twice.
 HISTORY_PUT_CONDITION: Final = f"attribute_not_exists({HistoryAttr.PK})"
 _MS_PER_DAY = 86_400_000

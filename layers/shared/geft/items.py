@@ -122,9 +122,14 @@ class Attr:
     RAW_BODY_BYTES = "rawBodyBytes"
 
 
-ATTRIBUTES: Final = frozenset(
-    value for name, value in vars(Attr).items() if not name.startswith("_") and isinstance(value, str)
-)
+def constant_values(namespace: type) -> frozenset[str]:
+    """The string constants a namespace class names (its public attributes)."""
+    return frozenset(
+        value for key, value in vars(namespace).items() if not key.startswith("_") and isinstance(value, str)
+    )
+
+
+ATTRIBUTES: Final = constant_values(Attr)
 
 
 # -- keys -----------------------------------------------------------------------------------------------
@@ -341,8 +346,8 @@ def guarantee_view(item: Mapping[str, Any]) -> GuaranteeView | None:
         lease_expires_at_ms=_int(values.get(Attr.LEASE_EXPIRES_AT_MS)) or 0,
         confirm_attempted=values.get(Attr.CONFIRM_ATTEMPTED) is True,
         confirm_settles_at_ms=_int(values.get(Attr.CONFIRM_SETTLES_AT_MS)),
-        decision=_decision_view(values),
-        shadow=_shadow_view(values),
+        decision=_verdict_view(values, _DECISION_ATTRS),
+        shadow=_verdict_view(values, _SHADOW_ATTRS),
         review=_review_view(values),
         redrive_requested_at_ms=_int(values.get(Attr.REDRIVE_REQUESTED_AT_MS)),
         confirm=_confirm_view(values),
@@ -386,32 +391,55 @@ def last_change_of(item: Mapping[str, Any]) -> LastChange | None:
     return _last_change(plain(item))
 
 
-def _decision_view(values: Mapping[str, Any]) -> DecisionView | None:
-    verdict = _enum(Verdict, values.get(Attr.DECISION))
+@dataclass(frozen=True)
+class _VerdictAttrs:
+    """Where a record keeps one policy's verdict: the live policy's, or the shadow policy's."""
+
+    verdict: str
+    rule: str
+    reason: str
+    policy_name: str | None
+    policy_version: str
+    policy_hash: str
+    inputs: str | None  # the shadow policy keeps neither its inputs nor its missing facts
+    missing_facts: str | None
+
+
+_DECISION_ATTRS: Final = _VerdictAttrs(
+    Attr.DECISION,
+    Attr.DECISION_RULE,
+    Attr.DECISION_REASON,
+    Attr.POLICY_NAME,
+    Attr.POLICY_VERSION,
+    Attr.POLICY_HASH,
+    Attr.DECISION_INPUTS,
+    Attr.MISSING_FACTS,
+)
+_SHADOW_ATTRS: Final = _VerdictAttrs(
+    Attr.SHADOW_DECISION,
+    Attr.SHADOW_RULE,
+    Attr.SHADOW_REASON,
+    None,
+    Attr.SHADOW_POLICY_VERSION,
+    Attr.SHADOW_POLICY_HASH,
+    None,
+    None,
+)
+
+
+def _verdict_view(values: Mapping[str, Any], attrs: _VerdictAttrs) -> DecisionView | None:
+    verdict = _enum(Verdict, values.get(attrs.verdict))
     if verdict is None:
         return None
     return DecisionView(
         verdict=verdict,
-        rule=_text(values.get(Attr.DECISION_RULE)),
-        reason=_text(values.get(Attr.DECISION_REASON)),
-        inputs=dict(values.get(Attr.DECISION_INPUTS) or {}),
-        missing_facts=tuple(str(fact) for fact in values.get(Attr.MISSING_FACTS) or ()),
-        policy=_policy(values, Attr.POLICY_NAME, Attr.POLICY_VERSION, Attr.POLICY_HASH),
-        decided_at_ms=_int(values.get(Attr.DECIDED_AT_MS)),
-    )
-
-
-def _shadow_view(values: Mapping[str, Any]) -> DecisionView | None:
-    verdict = _enum(Verdict, values.get(Attr.SHADOW_DECISION))
-    if verdict is None:
-        return None
-    return DecisionView(
-        verdict=verdict,
-        rule=_text(values.get(Attr.SHADOW_RULE)),
-        reason=_text(values.get(Attr.SHADOW_REASON)),
-        inputs={},
-        missing_facts=(),
-        policy=_policy(values, None, Attr.SHADOW_POLICY_VERSION, Attr.SHADOW_POLICY_HASH),
+        rule=_text(values.get(attrs.rule)),
+        reason=_text(values.get(attrs.reason)),
+        inputs=dict(values.get(attrs.inputs) or {}) if attrs.inputs else {},
+        missing_facts=tuple(str(fact) for fact in values.get(attrs.missing_facts) or ())
+        if attrs.missing_facts
+        else (),
+        policy=_policy(values, attrs.policy_name, attrs.policy_version, attrs.policy_hash),
         decided_at_ms=_int(values.get(Attr.DECIDED_AT_MS)),
     )
 
