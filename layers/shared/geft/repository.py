@@ -424,23 +424,13 @@ class GuaranteeRepository:
     # -- reads ------------------------------------------------------------------------------------
 
     def get_guarantee(self, ref: GuaranteeRef) -> GuaranteeView | None:
-        response = self._dynamodb_call(
-            "get_item",
-            lambda client: client.get_item(
-                TableName=self._table_name, Key=guarantee_key(ref), ConsistentRead=True
-            ),
-        )
-        return guarantee_view(response.get("Item", {}))
+        item = self._get_item(guarantee_key(ref))
+        return guarantee_view(item)
 
     def session_status(self, session_id: str) -> SessionView | None:
         """The final status recorded for the session (by webhook or reconciliation), if any."""
-        response = self._dynamodb_call(
-            "get_item",
-            lambda client: client.get_item(
-                TableName=self._table_name, Key=session_key(session_id), ConsistentRead=True
-            ),
-        )
-        view = session_view(response.get("Item", {}))
+        item = self._get_item(session_key(session_id))
+        view = session_view(item)
         return view if view is not None and view.final_status else None
 
     def session_records(self, session_id: str) -> tuple[list[GuaranteeView], SessionView | None]:
@@ -499,13 +489,8 @@ class GuaranteeRepository:
         return sorted(views, key=lambda view: view.received_at_ms)
 
     def quarantined_body(self, digest: str) -> QuarantineView | None:
-        response = self._dynamodb_call(
-            "get_item",
-            lambda client: client.get_item(
-                TableName=self._table_name, Key=quarantine_key(digest), ConsistentRead=True
-            ),
-        )
-        return quarantine_view(response.get("Item", {}))
+        item = self._get_item(quarantine_key(digest))
+        return quarantine_view(item)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -578,6 +563,14 @@ class GuaranteeRepository:
         if old_on_condition_failure:
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return self._dynamodb_call("update_item", lambda client: client.update_item(**request))
+
+    def _get_item(self, key: Item) -> Item:
+        """The item under ``key``, read consistently (empty where there is none)."""
+        response = self._dynamodb_call(
+            "get_item",
+            lambda client: client.get_item(TableName=self._table_name, Key=key, ConsistentRead=True),
+        )
+        return response.get("Item", {})
 
     def _query(self, request: QueryInputTypeDef) -> list[Item]:
         return _every_page(request, self._query_page)
