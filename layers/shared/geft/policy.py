@@ -42,7 +42,7 @@ import json
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
 from types import MappingProxyType
@@ -241,14 +241,7 @@ class DecisionPolicy:
         policy = _parse_policy(document, problems, warnings)
         if policy is None or problems:
             raise _policy_error(problems)
-        return DecisionPolicy(
-            default=policy.default,
-            rules=policy.rules,
-            name=policy.name,
-            version=policy.version,
-            on_missing_facts=policy.on_missing_facts,
-            warnings=tuple(warnings),
-        )
+        return replace(policy, warnings=tuple(warnings))
 
     @property
     def fields_read(self) -> frozenset[str]:
