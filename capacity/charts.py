@@ -60,20 +60,12 @@ def draw(results: dict[str, Any]) -> None:
     latency_axis.legend(fontsize=8)
     latency_axis.grid(True, which="both", alpha=0.3)
 
-    cost_axis.plot(
-        rates,
-        [r["steady"]["cost"]["usd_per_million"] for r in recs],
-        "o-",
-        color="#2ca02c",
-        label="recommended",
-    )
-    cost_axis.plot(
-        rates,
-        [r["defaults"]["cost"]["usd_per_million"] for r in recs],
-        "x:",
-        color="#7f7f7f",
-        label="template defaults",
-    )
+    for settings, style, color, label in (
+        ("steady", "o-", "#2ca02c", "recommended"),
+        ("defaults", "x:", "#7f7f7f", "template defaults"),
+    ):
+        costs = [r[settings]["cost"]["usd_per_million"] for r in recs]
+        cost_axis.plot(rates, costs, style, color=color, label=label)
     cost_axis.set_xscale("log")
     cost_axis.set_ylim(bottom=0)
     cost_axis.set_xlabel("guarantees per second")
