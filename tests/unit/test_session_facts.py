@@ -49,42 +49,48 @@ LEGACY = _loads(
 )
 
 
-def test_current_shape() -> None:
-    # GIVEN a current-shape /details answer
+CURRENT_FACTS = {  # every field read, money exactly, and 100.10 - 100.1 is a zero shortfall
+    "amount": Decimal("100.10"),
+    "currency": "CAD",
+    "referenceId": "order-42",
+    "guaranteeOffered": True,
+    "highestDebitAmountToGuarantee": Decimal("100.1"),
+    "overallRiskLevel": "Low",
+    "transactionRiskLevel": "Unknown",
+    "userRiskLevel": "Low",
+    "otherRiskLevel": "Medium",
+    "availableBalance": Decimal("2500.5"),
+    "shortfall": Decimal("0.00"),
+}
+LEGACY_FACTS = {  # status and coverage map onto the current fields; no balance and no risk level
+    "amount": Decimal("250"),
+    "currency": "CAD",
+    "referenceId": "order-43",
+    "guaranteeOffered": True,
+    "highestDebitAmountToGuarantee": Decimal("200.00"),
+    "shortfall": Decimal("50.00"),
+}
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [pytest.param(CURRENT, CURRENT_FACTS, id="current"), pytest.param(LEGACY, LEGACY_FACTS, id="legacy")],
+)
+def test_documented_shape(details: dict[str, Any], expected: dict[str, Any]) -> None:
+    # GIVEN a /details answer in one of the documented shapes
     # WHEN facts are built
+    facts = facts_from_session(details)
+
+    # THEN each fact is read from where that shape keeps it
+    assert facts == expected
+
+
+def test_current_shape_is_accepted_by_the_default_policy() -> None:
+    # GIVEN the facts of a current-shape answer
     facts = facts_from_session(CURRENT)
 
-    # THEN every field is read, money exactly, and 100.10 - 100.1 is a zero shortfall
-    assert facts == {
-        "amount": Decimal("100.10"),
-        "currency": "CAD",
-        "referenceId": "order-42",
-        "guaranteeOffered": True,
-        "highestDebitAmountToGuarantee": Decimal("100.1"),
-        "overallRiskLevel": "Low",
-        "transactionRiskLevel": "Unknown",
-        "userRiskLevel": "Low",
-        "otherRiskLevel": "Medium",
-        "availableBalance": Decimal("2500.5"),
-        "shortfall": Decimal("0.00"),
-    }
+    # WHEN the default policy decides THEN it accepts
     assert DecisionPolicy.from_json(DEFAULT_POLICY_JSON).decide(facts).verdict == "accept"
-
-
-def test_legacy_shape() -> None:
-    # GIVEN a legacy-shape /details answer
-    # WHEN facts are built
-    facts = facts_from_session(LEGACY)
-
-    # THEN status and coverage map onto the current fields; there is no balance and no risk level
-    assert facts == {
-        "amount": Decimal("250"),
-        "currency": "CAD",
-        "referenceId": "order-43",
-        "guaranteeOffered": True,
-        "highestDebitAmountToGuarantee": Decimal("200.00"),
-        "shortfall": Decimal("50.00"),
-    }
 
 
 @pytest.mark.parametrize(
