@@ -220,19 +220,14 @@ def test_functions_use_their_explicit_roles_only(template: dict[str, Any]) -> No
         assert "ManagedPolicyArns" not in props(template, role_id)
 
 
-def test_receiver_role_grants_exactly(template: dict[str, Any]) -> None:
-    assert grants(deployed(template), "WebhookReceiverRole") == {
+# What each role grants beyond writing its own log group and sending traces: exactly this.
+ROLE_GRANTS = {
+    ("WebhookReceiverRole", "WebhookReceiverLogGroup"): {
         ("dynamodb:PutItem", "GuaranteesTable.Arn"),
         ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
         ("secretsmanager:GetSecretValue", "WebhookSecret"),
-        ("logs:CreateLogStream", "WebhookReceiverLogGroup.Arn"),
-        ("logs:PutLogEvents", "WebhookReceiverLogGroup.Arn"),
-        *XRAY,
-    }
-
-
-def test_processor_role_grants_exactly(template: dict[str, Any]) -> None:
-    assert grants(deployed(template), "DecisionProcessorRole") == {
+    },
+    ("DecisionProcessorRole", "DecisionProcessorLogGroup"): {
         ("dynamodb:DescribeStream", "GuaranteesTable.StreamArn"),
         ("dynamodb:GetRecords", "GuaranteesTable.StreamArn"),
         ("dynamodb:GetShardIterator", "GuaranteesTable.StreamArn"),
@@ -241,32 +236,24 @@ def test_processor_role_grants_exactly(template: dict[str, Any]) -> None:
         ("dynamodb:GetItem", "GuaranteesTable.Arn"),
         ("secretsmanager:GetSecretValue", "FlinksApiSecret"),
         ("sqs:SendMessage", "DecisionDeadLetterQueue.Arn"),
-        ("logs:CreateLogStream", "DecisionProcessorLogGroup.Arn"),
-        ("logs:PutLogEvents", "DecisionProcessorLogGroup.Arn"),
-        *XRAY,
-    }
-
-
-def test_review_timeout_role_grants_exactly(template: dict[str, Any]) -> None:
-    assert grants(deployed(template), "ReviewTimeoutRole") == {
+    },
+    ("ReviewTimeoutRole", "ReviewTimeoutLogGroup"): {
         ("dynamodb:Query", OPS_INDEX),
         ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
-        ("logs:CreateLogStream", "ReviewTimeoutLogGroup.Arn"),
-        ("logs:PutLogEvents", "ReviewTimeoutLogGroup.Arn"),
-        *XRAY,
-    }
-
-
-def test_reconciler_role_grants_exactly(template: dict[str, Any]) -> None:
-    assert grants(deployed(template), "ReconcilerRole") == {
+    },
+    ("ReconcilerRole", "ReconcilerLogGroup"): {
         ("dynamodb:Query", OPS_INDEX),
         ("dynamodb:GetItem", "GuaranteesTable.Arn"),
         ("dynamodb:UpdateItem", "GuaranteesTable.Arn"),
         ("secretsmanager:GetSecretValue", "FlinksApiSecret"),
-        ("logs:CreateLogStream", "ReconcilerLogGroup.Arn"),
-        ("logs:PutLogEvents", "ReconcilerLogGroup.Arn"),
-        *XRAY,
-    }
+    },
+}
+
+
+@pytest.mark.parametrize(("role_id", "log_group"), list(ROLE_GRANTS))
+def test_role_grants_exactly(template: dict[str, Any], role_id: str, log_group: str) -> None:
+    logs = {("logs:CreateLogStream", f"{log_group}.Arn"), ("logs:PutLogEvents", f"{log_group}.Arn")}
+    assert grants(deployed(template), role_id) == ROLE_GRANTS[(role_id, log_group)] | logs | XRAY
 
 
 VIA = {"dynamodb": "TABLE", "secretsmanager": "SECRETS", "sqs": "QUEUE"}

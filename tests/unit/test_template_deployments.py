@@ -177,26 +177,18 @@ def test_the_receiver_rolls_back_on_its_errors_the_apis_5xx_and_the_new_versions
     ]
     # the name is the alarm's own
     assert props(template, "Api5xxAlarm")["AlarmName"] == {"Fn::Sub": "${AWS::StackName}-api-5xx"}
-    assert rollback_alarms(rendered, "DecisionProcessorFunction") == [
-        {"Ref": "ProcessorErrorsAlarm"},
-        {"Ref": "ProcessorNewVersionErrorsAlarm"},
-    ]
-    assert rollback_alarms(rendered, "ReviewTimeoutFunction") == [
-        {"Ref": "ReviewTimeoutErrorsAlarm"},
-        {"Ref": "ReviewTimeoutNewVersionErrorsAlarm"},
-    ]
-    assert rollback_alarms(rendered, "ReconcilerFunction") == [
-        {"Ref": "ReconcilerErrorsAlarm"},
-        {"Ref": "ReconcilerNewVersionErrorsAlarm"},
-    ]
-    assert rollback_alarms(rendered, "SweeperFunction") == [
-        {"Ref": "SweeperErrorsAlarm"},
-        {"Ref": "SweeperNewVersionErrorsAlarm"},
-    ]
-    assert rollback_alarms(rendered, "AuditTrailFunction") == [
-        {"Ref": "AuditTrailErrorsAlarm"},
-        {"Ref": "AuditTrailNewVersionErrorsAlarm"},
-    ]
+    # every other function rolls back on its own errors and its new version's
+    for function, prefix in (
+        ("DecisionProcessorFunction", "Processor"),
+        ("ReviewTimeoutFunction", "ReviewTimeout"),
+        ("ReconcilerFunction", "Reconciler"),
+        ("SweeperFunction", "Sweeper"),
+        ("AuditTrailFunction", "AuditTrail"),
+    ):
+        assert rollback_alarms(rendered, function) == [
+            {"Ref": f"{prefix}ErrorsAlarm"},
+            {"Ref": f"{prefix}NewVersionErrorsAlarm"},
+        ], function
 
 
 def test_a_fix_can_be_deployed_while_the_service_alarms_fire(template: dict[str, Any]) -> None:
