@@ -119,6 +119,7 @@ def reconcile(
     sessions at a time (each is mostly a wait on Flinks' /status)."""
     summary = ReconcileSummary()
     now_ms = int(clock() * 1000)
+    run = _Run(repository, flinks, config, now_ms=now_ms, deadline=deadline)
     seen: set[GuaranteeRef] = set()
     with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile") as pool:
         while time.monotonic() < deadline:
@@ -132,106 +133,82 @@ def reconcile(
             if not due:
                 break
             seen.update(due)
-            attempts = pool.map(
-                lambda ref: _attempt(repository, flinks, config, ref, now_ms=now_ms, deadline=deadline), due
-            )
+            attempts = pool.map(run.attempt, due)
             for ref, (result, error) in zip(due, attempts, strict=True):
                 summary.count(result, ref, error)
     return summary
 
 
-def _attempt(
-    repository: GuaranteeRepository,
-    flinks: FlinksClient,
-    config: ReconcilerConfig,
-    ref: GuaranteeRef,
-    *,
-    now_ms: int,
-    deadline: float,
-) -> tuple[Reconciliation, str | None]:
-    if time.monotonic() >= deadline:
-        return Reconciliation.DEFERRED, None
-    try:
-        return _reconcile_one(repository, flinks, config, ref, now_ms=now_ms, deadline=deadline), None
-    except (FlinksError, SecretError) as error:
-        logger.warning("reconciliation failed; put off", session_id=ref.session_id, reason=str(error))
-        return _put_off(repository, config, ref, now_ms, f"status unreadable: {error}", error=True), str(
-            error
-        )
-    except PersistenceError as error:
-        # The table itself failed: nothing can be written now; the next run finds it still due.
-        logger.warning("reconciliation not recorded", session_id=ref.session_id, reason=str(error))
-        return Reconciliation.ERROR, str(error)
+@dataclass(frozen=True)
+class _Run:
+    """One run's reconciliation of a due session: what every step of it works with."""
 
+    repository: GuaranteeRepository
+    flinks: FlinksClient
+    config: ReconcilerConfig
+    now_ms: int
+    deadline: float
 
-def _reconcile_one(
-    repository: GuaranteeRepository,
-    flinks: FlinksClient,
-    config: ReconcilerConfig,
-    ref: GuaranteeRef,
-    *,
-    now_ms: int,
-    deadline: float,
-) -> Reconciliation:
-    if repository.session_status(ref.session_id) is not None:
-        repository.clear_follow_up(
-            ref, queue=FollowUpQueue.RECONCILE, now_ms=now_ms, reason="final status already recorded"
-        )
-        return Reconciliation.ALREADY_KNOWN
-    calls = flinks.for_session(
-        ref.session_id, deadline=min(deadline, time.monotonic() + _CALL_BUDGET_SECONDS)
-    )
-    try:
-        answer = calls.status()
-    except FlinksSessionNotFoundError:
-        repository.clear_follow_up(
-            ref, queue=FollowUpQueue.RECONCILE, now_ms=now_ms, reason="Flinks does not know the session"
-        )
-        logger.warning("session unknown to Flinks; not reconciled", session_id=ref.session_id)
-        return Reconciliation.NOT_FOUND
-    reported = reported_status(answer)
-    status = reported.status
-    if reported.final and status is not None:
-        repository.record_session_status(
-            ref.session_id,
-            status=status,
-            status_details=reported.status_details,
-            raw_body="",
-            received_at_ms=now_ms,
-            source="reconciliation",
-        )
-        repository.clear_follow_up(
-            ref, queue=FollowUpQueue.RECONCILE, now_ms=now_ms, reason=f"final status {status} recorded"
-        )
-        logger.info("session status reconciled", session_id=ref.session_id, final_status=status)
-        return Reconciliation.RECONCILED
-    return _put_off(repository, config, ref, now_ms, f"status {status} is not final", error=False)
+    def attempt(self, ref: GuaranteeRef) -> tuple[Reconciliation, str | None]:
+        if time.monotonic() >= self.deadline:
+            return Reconciliation.DEFERRED, None
+        try:
+            return self._reconcile_one(ref), None
+        except (FlinksError, SecretError) as error:
+            logger.warning("reconciliation failed; put off", session_id=ref.session_id, reason=str(error))
+            return self._put_off(ref, f"status unreadable: {error}", error=True), str(error)
+        except PersistenceError as error:
+            # The table itself failed: nothing can be written now; the next run finds it still due.
+            logger.warning("reconciliation not recorded", session_id=ref.session_id, reason=str(error))
+            return Reconciliation.ERROR, str(error)
 
-
-def _put_off(
-    repository: GuaranteeRepository,
-    config: ReconcilerConfig,
-    ref: GuaranteeRef,
-    now_ms: int,
-    reason: str,
-    *,
-    error: bool,
-) -> Reconciliation:
-    """Look again later (errors back off exponentially); give up after ReconcileMaxAttempts."""
-    current = repository.get_guarantee(ref)
-    done = current.follow_up_attempts if current is not None else 0
-    factor = min(2**done, _MAX_BACKOFF_FACTOR) if error else 1
-    attempts = repository.reschedule_follow_up(
-        ref,
-        queue=FollowUpQueue.RECONCILE,
-        due_ms=now_ms + config.retry_seconds * 1000 * factor,
-        now_ms=now_ms,
-        reason=reason,
-    )
-    if attempts is not None and attempts >= config.max_attempts:
-        repository.clear_follow_up(
-            ref, queue=FollowUpQueue.RECONCILE, now_ms=now_ms, reason=f"gave up after {attempts} attempts"
+    def _reconcile_one(self, ref: GuaranteeRef) -> Reconciliation:
+        if self.repository.session_status(ref.session_id) is not None:
+            self._done(ref, "final status already recorded")
+            return Reconciliation.ALREADY_KNOWN
+        calls = self.flinks.for_session(
+            ref.session_id, deadline=min(self.deadline, time.monotonic() + _CALL_BUDGET_SECONDS)
         )
-        logger.warning("reconciliation gave up", session_id=ref.session_id, reason=reason)
-        return Reconciliation.GAVE_UP
-    return Reconciliation.ERROR if error else Reconciliation.PENDING
+        try:
+            answer = calls.status()
+        except FlinksSessionNotFoundError:
+            self._done(ref, "Flinks does not know the session")
+            logger.warning("session unknown to Flinks; not reconciled", session_id=ref.session_id)
+            return Reconciliation.NOT_FOUND
+        reported = reported_status(answer)
+        status = reported.status
+        if reported.final and status is not None:
+            self.repository.record_session_status(
+                ref.session_id,
+                status=status,
+                status_details=reported.status_details,
+                raw_body="",
+                received_at_ms=self.now_ms,
+                source="reconciliation",
+            )
+            self._done(ref, f"final status {status} recorded")
+            logger.info("session status reconciled", session_id=ref.session_id, final_status=status)
+            return Reconciliation.RECONCILED
+        return self._put_off(ref, f"status {status} is not final", error=False)
+
+    def _put_off(self, ref: GuaranteeRef, reason: str, *, error: bool) -> Reconciliation:
+        """Look again later (errors back off exponentially); give up after ReconcileMaxAttempts."""
+        current = self.repository.get_guarantee(ref)
+        done = current.follow_up_attempts if current is not None else 0
+        factor = min(2**done, _MAX_BACKOFF_FACTOR) if error else 1
+        attempts = self.repository.reschedule_follow_up(
+            ref,
+            queue=FollowUpQueue.RECONCILE,
+            due_ms=self.now_ms + self.config.retry_seconds * 1000 * factor,
+            now_ms=self.now_ms,
+            reason=reason,
+        )
+        if attempts is not None and attempts >= self.config.max_attempts:
+            self._done(ref, f"gave up after {attempts} attempts")
+            logger.warning("reconciliation gave up", session_id=ref.session_id, reason=reason)
+            return Reconciliation.GAVE_UP
+        return Reconciliation.ERROR if error else Reconciliation.PENDING
+
+    def _done(self, ref: GuaranteeRef, reason: str) -> None:
+        """The session needs no more reconciling: out of the queue, saying why."""
+        self.repository.clear_follow_up(ref, queue=FollowUpQueue.RECONCILE, now_ms=self.now_ms, reason=reason)
