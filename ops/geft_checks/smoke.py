@@ -39,12 +39,9 @@ from typing import Any, Final
 
 from geft_ops.render import clean
 from geft_ops.resources import (
-    LOCAL_RUN_DIR,
     ResourceLookupError,
     StackResources,
-    from_local_state,
-    from_stack,
-    running_local_state,
+    locate,
 )
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -346,10 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     try:
-        if args.stack:
-            resources = from_stack(args.stack, region=args.region, profile=args.profile)
-        else:
-            resources = from_local_state(args.local_state or running_local_state(LOCAL_RUN_DIR))
+        resources = locate(args.stack, region=args.region, profile=args.profile, local_state=args.local_state)
     except ResourceLookupError as error:
         print(f"geft-check smoke: {clean(error)}", file=sys.stderr)
         return EXIT_FAILED

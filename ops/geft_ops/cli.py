@@ -23,12 +23,9 @@ from typing import Any, NoReturn
 
 from geft_ops import commands, render
 from geft_ops.resources import (
-    LOCAL_RUN_DIR,
     ResourceLookupError,
     StackResources,
-    from_local_state,
-    from_stack,
-    running_local_state,
+    locate,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -583,12 +580,10 @@ def _resources(args: argparse.Namespace) -> StackResources:
     chosen = [name for name, given in (("--stack", args.stack), ("--local", _wants_local(args))) if given]
     if len(chosen) > 1:
         raise UsageError("give --stack or --local, not both")
-    if args.stack:
-        resources = from_stack(args.stack, region=args.region, profile=args.profile)
-    elif _wants_local(args):
-        resources = from_local_state(args.local_state or running_local_state(LOCAL_RUN_DIR))
-    else:
+    if not chosen:
         raise UsageError("say where the stack is: --stack NAME (deployed) or --local (make local)")
+    local_state = getattr(args, "local_state", None)
+    resources = locate(args.stack, region=args.region, profile=args.profile, local_state=local_state)
     args._resources = resources
     return resources
 

@@ -103,6 +103,16 @@ class StackResources:
             ) from error
 
 
+def locate(
+    stack_name: str | None, *, region: str | None, profile: str | None, local_state: Path | None
+) -> StackResources:
+    """The deployed stack ``stack_name``; without one, the local stack whose state file is
+    ``local_state`` (the one running under ``LOCAL_RUN_DIR`` where that is not given either)."""
+    if stack_name:
+        return from_stack(stack_name, region=region, profile=profile)
+    return from_local_state(local_state or running_local_state(LOCAL_RUN_DIR))
+
+
 def from_stack(stack_name: str, *, region: str | None, profile: str | None) -> StackResources:
     import boto3  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
