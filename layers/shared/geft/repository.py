@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -216,15 +216,11 @@ class GuaranteeRepository:
         Never an item that records a confirm, and never before a possibly applied confirm has settled.
         """
         update = _Update()
-        status, lease = update.name(Attr.STATUS), update.name(Attr.LEASE_EXPIRES_AT_MS)
         settles = update.name(Attr.CONFIRM_SETTLES_AT_MS)
         now = update.value(n(now_ms))
-        claimable = update.values_of(sorted(CLAIMABLE_STATUSES))
         update.condition(
-            f"attribute_not_exists({update.name(Attr.CONFIRMED_AT_MS)}) "
-            f"AND (attribute_not_exists({settles}) OR {settles} <= {now}) "
-            f"AND (({status} IN ({claimable}) AND (attribute_not_exists({lease}) OR {lease} < {now})) "
-            f"OR ({status} = {update.value(s(GuaranteeStatus.DECIDING))} AND {lease} < {now}))"
+            f"{update.unconfirmed_and_unleased(CLAIMABLE_STATUSES, lapsed_before=now)} "
+            f"AND (attribute_not_exists({settles}) OR {settles} <= {now})"
         )
         update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
         update.set(Attr.STATUS, s(GuaranteeStatus.DECIDING))
@@ -333,17 +329,11 @@ class GuaranteeRepository:
         /details before any confirm. Only unfinished ones (and FAILED when asked); a DECIDING item only
         once its lease has been over for ``OPERATOR_LEASE_MARGIN_MS`` by our clock."""
         update = _Update()
-        status, lease = update.name(Attr.STATUS), update.name(Attr.LEASE_EXPIRES_AT_MS)
         statuses = set(CLAIMABLE_STATUSES)
         if include_failed:
             statuses.add(GuaranteeStatus.FAILED)
         stale = update.value(n(now_ms - OPERATOR_LEASE_MARGIN_MS))
-        update.condition(
-            f"attribute_not_exists({update.name(Attr.CONFIRMED_AT_MS)}) "
-            f"AND (({status} IN ({update.values_of(sorted(statuses))}) "
-            f"AND (attribute_not_exists({lease}) OR {lease} < {stale})) "
-            f"OR ({status} = {update.value(s(GuaranteeStatus.DECIDING))} AND {lease} < {stale}))"
-        )
+        update.condition(update.unconfirmed_and_unleased(statuses, lapsed_before=stale))
         update.set_from(Attr.PREVIOUS_STATUS, Attr.STATUS)
         update.set(Attr.STATUS, s(GuaranteeStatus.REDRIVE))
         update.set(Attr.CONFIRM_ATTEMPTED, {"BOOL": True})
@@ -660,6 +650,17 @@ class _Update:
 
     def values_of(self, statuses: Sequence[GuaranteeStatus]) -> str:
         return ", ".join(self.value(s(status)) for status in statuses)
+
+    def unconfirmed_and_unleased(self, statuses: Iterable[GuaranteeStatus], *, lapsed_before: str) -> str:
+        """A condition: no confirm recorded, and the item in one of ``statuses`` with no lease or one that
+        lapsed before ``lapsed_before`` (a value placeholder), or DECIDING under a lease that lapsed so."""
+        status, lease = self.name(Attr.STATUS), self.name(Attr.LEASE_EXPIRES_AT_MS)
+        return (
+            f"attribute_not_exists({self.name(Attr.CONFIRMED_AT_MS)}) "
+            f"AND (({status} IN ({self.values_of(sorted(statuses))}) "
+            f"AND (attribute_not_exists({lease}) OR {lease} < {lapsed_before})) "
+            f"OR ({status} = {self.value(s(GuaranteeStatus.DECIDING))} AND {lease} < {lapsed_before}))"
+        )
 
     def set(self, attribute_name: str, value: AttributeValue) -> None:
         self._sets[attribute_name] = self.value(value)
