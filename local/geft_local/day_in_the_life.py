@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,8 +47,8 @@ from geft.repository import GuaranteeRepository
 
 from geft_local.aws import EndpointSession
 from geft_local.config import make_local_environment
-from geft_local.flinks_sandbox import emit_guarantee_webhook, guarantee_webhook_body
 from geft_local.template_resources import REPO_ROOT, TEMPLATE_PATH, load_template
+from testkit.flinks import SandboxAdmin, emit_guarantee_webhook, guarantee_webhook_body
 
 OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
 README_DOC = REPO_ROOT / "README.md"
@@ -93,7 +92,7 @@ AMOUNTS = {
     MIDDAY_SESSIONS[1]: "75.00",
     AFTERNOON_SESSION: "320.00",
 }
-OUTAGE_FAULTS = 40  # 503s planned per endpoint: more than the outage's calls, cleared when Flinks recovers
+OUTAGE = ["503"] * 40  # planned per endpoint: more than the outage's calls, cleared when Flinks recovers
 REVIEW_REASON = "salary deposit verified by phone"
 
 START_TIMEOUT_S = 90.0
@@ -295,43 +294,7 @@ class StackProcess:
         return "\n".join(self.lines()[-count:])
 
 
-# -- the sandbox's admin API and the stack's tables ------------------------------------------------------
-
-
-def _json_request(method: str, url: str, document: object | None = None) -> Any:
-    data = json.dumps(document).encode() if document is not None else None
-    request = urllib.request.Request(  # noqa: S310 - a loopback URL read from the stack's own state
-        url, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-    except (OSError, ValueError) as error:  # URLError and HTTPError are OSErrors
-        raise DayError(f"the sandbox's admin API: {method} {url}: {error}") from error
-
-
-class Sandbox:
-    """The Flinks sandbox of the running stack, through its admin API (``/_sandbox/``)."""
-
-    def __init__(self, base_url: str) -> None:
-        self._admin = f"{base_url}/_sandbox"
-
-    def add_session(self, session_id: str, amount: str) -> None:
-        _json_request("POST", f"{self._admin}/sessions", {"session_id": session_id, "amount": amount})
-
-    def fail_with_503(self, session_id: str) -> None:
-        plan = ["503"] * OUTAGE_FAULTS
-        _json_request(
-            "POST", f"{self._admin}/sessions/{session_id}/faults", {"details": plan, "confirm": plan}
-        )
-
-    def recover(self, session_id: str) -> None:
-        _json_request("DELETE", f"{self._admin}/sessions/{session_id}/faults")
-
-    def session(self, session_id: str) -> dict[str, Any]:
-        state: dict[str, Any] = _json_request("GET", f"{self._admin}/sessions/{session_id}")
-        return state
+# -- the stack's tables ------------------------------------------------------------------------------------
 
 
 class Tables:
@@ -413,7 +376,7 @@ class Player:
 
     def __init__(self, stack: StackProcess) -> None:
         self.stack = stack
-        self.sandbox = Sandbox(str(stack.state["flinksBaseUrl"]))
+        self.sandbox = SandboxAdmin(str(stack.state["flinksBaseUrl"]))
         self.tables = Tables(stack.state)
         self.day = Day()
         # What --local needs, as an operator's shell would have it: the run folder, nothing of ours.
@@ -440,33 +403,21 @@ class Player:
         self.day.steps[name] = step
         return step
 
-    def deliver(self, session_id: str) -> None:
-        """Flinks' guarantee webhook for the session's offer, signed with the stack's secret."""
-        state = self.sandbox.session(session_id)
-        self._post(
-            session_id,
-            body=guarantee_webhook_body(
-                session_id, reference_id=state["referenceId"], amount=Decimal(AMOUNTS[session_id])
-            ),
-        )
-
-    def deliver_status(self, session_id: str) -> None:
-        """Flinks' ``SessionSetupStatusChanged`` webhook with the session's status as the sandbox has it."""
+    def deliver(self, session_id: str, *, status: bool = False) -> None:
+        """Flinks' guarantee webhook for the session's offer, signed with the stack's secret; with
+        ``status``, its ``SessionSetupStatusChanged`` webhook with the status the sandbox has."""
         state = self.sandbox.session(session_id)
         body = guarantee_webhook_body(
             session_id, reference_id=state["referenceId"], amount=Decimal(AMOUNTS[session_id])
         )
-        body |= {
-            "type": "SessionSetupStatusChanged",
-            "status": state["status"],
-            "statusDetails": state["statusDetails"],
-        }
-        self._post(session_id, body=body)
-
-    def _post(self, session_id: str, *, body: dict[str, Any]) -> None:
-        result = emit_guarantee_webhook(
-            str(self.stack.state["webhookUrl"]), str(self.stack.state["webhookSecret"]), session_id, body=body
-        )
+        if status:
+            body |= {
+                "type": "SessionSetupStatusChanged",
+                "status": state["status"],
+                "statusDetails": state["statusDetails"],
+            }
+        url, secret = str(self.stack.state["webhookUrl"]), str(self.stack.state["webhookSecret"])
+        result = emit_guarantee_webhook(url, secret, session_id, body=body)
         if not result.delivered:
             raise DayError(f"a webhook of {session_id} was not accepted: {result.attempts}")
 
@@ -498,14 +449,14 @@ class Player:
     def morning(self) -> None:
         sid = MORNING_SESSION
         start = self.stack.mark
-        self.sandbox.add_session(sid, AMOUNTS[sid])
+        self.sandbox.add_session({"session_id": sid, "amount": AMOUNTS[sid]})
         self.deliver(sid)
         self.stack.expect(f"decide {sid} reject", start=start)  # the review notice's last line
         self.wait_settled(sid, "REVIEW")
         self.run("review-list", "list --status REVIEW")
         self.run("decide", f'decide {sid} accept --reason "{REVIEW_REASON}" --operator m.tremblay')
         self.wait_settled(sid, "CONFIRMED")
-        self.deliver_status(sid)
+        self.deliver(sid, status=True)
         self.wait_settled(sid, "CONFIRMED", final_status=True)
         self.stack.expect(f"{sid} session final status", start=start)
         self.run("morning-show", f"show {sid}")
@@ -513,21 +464,21 @@ class Player:
     def midday(self) -> None:
         for sid in MIDDAY_SESSIONS:  # one after the other: each batch and its console lines stay apart
             start = self.stack.mark
-            self.sandbox.add_session(sid, AMOUNTS[sid])
-            self.sandbox.fail_with_503(sid)
+            self.sandbox.add_session({"session_id": sid, "amount": AMOUNTS[sid]})
+            self.sandbox.add_faults(sid, {"details": OUTAGE, "confirm": OUTAGE})
             self.deliver(sid)
             self.stack.expect("DLQ <-", start=start)
             self.stack.expect(f"{sid} attempt 2 failed", start=start)
             self.wait_settled(sid, "RECEIVED")  # released: nothing reached Flinks' confirm
         for sid in MIDDAY_SESSIONS:  # Flinks has recovered
-            self.sandbox.recover(sid)
+            self.sandbox.clear_faults(sid)
         self.run("received-list", "list --status RECEIVED")
         self.run("redrive-dry-run", "redrive --dry-run")
         start = self.stack.mark
         self.run("redrive", "redrive")
         for sid in MIDDAY_SESSIONS:
             self.wait_settled(sid, "CONFIRMED")
-            self.deliver_status(sid)
+            self.deliver(sid, status=True)
         for sid in MIDDAY_SESSIONS:
             self.wait_settled(sid, "CONFIRMED", final_status=True)
             self.stack.expect(f"{sid} session final status", start=start)
@@ -537,7 +488,7 @@ class Player:
         sid = AFTERNOON_SESSION
         with self.scene("afternoon"):
             start = self.stack.mark
-            self.sandbox.add_session(sid, AMOUNTS[sid])
+            self.sandbox.add_session({"session_id": sid, "amount": AMOUNTS[sid]})
             self.deliver(sid)
             self.wait_settled(sid, "CONFIRMED")
             self.stack.expect(f"{sid} decided accept", start=start)
@@ -684,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path, document in documents.items():
             section_of(document, path)  # both files have their markers before the day is played
         day = play_day(os.environ)
-    except DayError as error:
+    except (DayError, OSError, ValueError) as error:  # the sandbox's admin API raises URLError, bad JSON
         print(f"day-in-the-life: {error}", file=sys.stderr)
         return 1
     bodies = {path: render(day) for path, render in SECTIONS}
