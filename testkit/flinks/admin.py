@@ -54,10 +54,3 @@ class SandboxAdmin:
     @property
     def authorize_count(self) -> int:
         return sum(1 for entry in self.calls() if entry.endpoint == "authorize")
-
-    def confirms_by_session(self) -> dict[str, list[bool]]:
-        confirms: dict[str, list[bool]] = {}
-        for entry in self.calls():
-            if entry.endpoint == "confirm" and entry.decision is not None and entry.session_id:
-                confirms.setdefault(entry.session_id, []).append(entry.decision)
-        return confirms
