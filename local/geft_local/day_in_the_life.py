@@ -47,6 +47,7 @@ from geft.repository import GuaranteeRepository
 
 from geft_local.aws import EndpointSession
 from geft_local.config import make_local_environment
+from geft_local.console import Console
 from geft_local.template_resources import REPO_ROOT, TEMPLATE_PATH, load_template
 from testkit.flinks import SandboxAdmin, emit_guarantee_webhook, guarantee_webhook_body
 
@@ -214,8 +215,7 @@ class StackProcess:
     def __init__(self, run_dir: Path, environ: Mapping[str, str]) -> None:
         self.run_dir = run_dir
         self._environment = stack_environment(run_dir, environ)
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
+        self.console = Console(stream=None, keep=None)
         self._process: subprocess.Popen[str] | None = None
         self.state: dict[str, Any] = {}
 
@@ -240,32 +240,20 @@ class StackProcess:
     def _read(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            with self._changed:
-                self._lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    def lines(self, start: int = 0) -> list[str]:
-        with self._changed:
-            return self._lines[start:]
+            self.console.record(line.rstrip("\n"))
 
     @property
     def mark(self) -> int:
         """The index of the next console line (to read what a step printed)."""
-        with self._changed:
-            return len(self._lines)
+        return len(self.console.lines())
 
     def wait_for(self, text: str, *, timeout: float, start: int = 0) -> str | None:
-        """The first console line from ``start`` containing ``text``; None after ``timeout`` s."""
-        give_up_at = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self._lines[start:]:
-                    if text in line:
-                        return line
-                remaining = give_up_at - time.monotonic()
-                if remaining <= 0 or (self._process is not None and self._process.poll() is not None):
-                    return None
-                self._changed.wait(min(remaining, 0.5))
+        """The first console line from ``start`` containing ``text``; None after ``timeout`` s or once
+        the stack has exited."""
+        process = self._process
+        return self.console.wait_for(
+            text, timeout=timeout, start=start, gone=lambda: process is None or process.poll() is not None
+        )
 
     def expect(self, text: str, *, start: int) -> str:
         line = self.wait_for(text, timeout=STEP_TIMEOUT_S, start=start)
@@ -291,7 +279,7 @@ class StackProcess:
                 process.wait()
 
     def tail(self, count: int = 40) -> str:
-        return "\n".join(self.lines()[-count:])
+        return "\n".join(self.console.lines()[-count:])
 
 
 # -- the stack's tables ------------------------------------------------------------------------------------
@@ -432,7 +420,7 @@ class Player:
     def scene(self, name: str) -> Iterator[None]:
         start = self.stack.mark
         yield
-        self.day.console[name] = self.stack.lines(start)
+        self.day.console[name] = self.stack.console.lines(start)
 
     def play(self) -> Day:
         with self.scene("morning"):
