@@ -141,6 +141,12 @@ class InvokeResult:
     def function_error(self) -> bool:
         return self.error_type is not None
 
+    @classmethod
+    def failed(cls, request_id: str, error_type: str, message: str, duration_ms: float) -> InvokeResult:
+        """A function error whose payload is the error document, as Lambda answers one."""
+        document = {"errorType": error_type, "errorMessage": message}
+        return cls(request_id, document, error_type, message, duration_ms)
+
 
 class _PipeClosedError(Exception):
     """The container's reply pipe closed: the process ended."""
@@ -371,26 +377,14 @@ class FunctionWorker:
         self._append_log(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request_id} {message}")
         self._container = None
         container.end(0.0)
-        return InvokeResult(
-            request_id,
-            payload={"errorType": "Sandbox.Timedout", "errorMessage": message},
-            error_type="Sandbox.Timedout",
-            error_message=message,
-            duration_ms=duration_ms,
-        )
+        return InvokeResult.failed(request_id, "Sandbox.Timedout", message, duration_ms)
 
     def _died(self, container: _Container, request_id: str, duration_ms: float) -> InvokeResult:
         with contextlib.suppress(subprocess.TimeoutExpired):
             container.process.wait(2.0)
         message = f"RequestId: {request_id} Error: Runtime exited {_exit_text(container.process.returncode)}"
         self._container = None
-        return InvokeResult(
-            request_id,
-            payload={"errorType": "Runtime.ExitError", "errorMessage": message},
-            error_type="Runtime.ExitError",
-            error_message=message,
-            duration_ms=duration_ms,
-        )
+        return InvokeResult.failed(request_id, "Runtime.ExitError", message, duration_ms)
 
     def _watch(self, container: _Container) -> None:
         """Wait for the container to end; report it and start a new one unless we are stopping."""
