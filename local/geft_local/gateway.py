@@ -1,19 +1,6 @@
-"""API Gateway HTTP API, emulated on 127.0.0.1: the template's HttpApi routes as payload v2 events.
-
-Routes come from every ``AWS::Serverless::Function`` event of ``Type: HttpApi`` (``Method``, incl.
-``ANY``, and ``Path``, incl. ``{param}`` and ``{proxy+}``; no Method and Path is the ``$default``
-route). A request becomes the event API Gateway would send (version 2.0: ``routeKey``, ``rawPath``,
-``rawQueryString``, lower-cased headers with repeated ones comma-joined, ``cookies``,
-``requestContext.http``, the body as text when it is UTF-8 with a textual content type, else base64 with
-``isBase64Encoded``). The function's answer is mapped back (``statusCode``, ``headers``, ``cookies``,
-``body``, ``isBase64Encoded``; a bare JSON value is a 200 ``application/json`` answer).
-
-API Gateway's own answers: an unmatched route (another path, or another method than the route's) is
-``404 {"message":"Not Found"}``; a function error, a timeout or a malformed answer is
-``500 {"message":"Internal Server Error"}``; a body above 10 MB is
-``413 {"message":"Request Entity Too Large"}``. ``apigw-requestid`` is the event's request id. Not
-emulated: throttling (429), the 30 s integration timeout, authorizers, CORS, custom domains, stages other
-than ``$default``.
+"""API Gateway HTTP API, emulated on 127.0.0.1: the template's ``HttpApi`` routes, each request as the
+payload v2 event API Gateway would send, the function's answer mapped back, and API Gateway's own 404,
+413 and 500 answers. What is emulated and what is not: docs/local-stack.md.
 """
 
 from __future__ import annotations

@@ -1,28 +1,11 @@
-"""The DynamoDB event source mapping, emulated: read the stream, filter, batch, invoke, checkpoint.
-
-Every behaviour comes from the function's ``Type: DynamoDB`` event in template.yaml (``MappingSettings``):
-BatchSize, StartingPosition, MaximumBatchingWindowInSeconds, FilterCriteria, FunctionResponseTypes
-(ReportBatchItemFailures), BisectBatchOnFunctionError, MaximumRetryAttempts, MaximumRecordAgeInSeconds
-and DestinationConfig.OnFailure (SQS).
+"""The DynamoDB event source mapping, emulated: read the stream, filter, batch, invoke, checkpoint, as the
+function's ``Type: DynamoDB`` event in template.yaml says (the settings honoured, and Lambda's semantics
+for each: docs/local-stack.md).
 
 The decisions are pure and unit-tested without AWS: ``ShardBatcher`` holds one shard's unprocessed
 records and decides what to invoke next and what each outcome means (checkpoint, retry from a record,
 bisect, give up); ``on_failure_message`` builds the record Lambda sends to an OnFailure destination.
 ``StreamPump`` is the thin shell that does the I/O: GetRecords four times a second, invoke, SQS.
-
-Semantics, as Lambda documents them:
-
-* records that do not match the FilterCriteria are dropped and checkpointed, never delivered;
-* a successful invoke checkpoints through the batch's last record;
-* ``batchItemFailures`` (with ReportBatchItemFailures): checkpoint before the lowest failed record and
-  retry from it; an empty or unknown ``itemIdentifier`` fails the whole batch; without
-  ReportBatchItemFailures the response is ignored;
-* a function error (exception, timeout, crash) with BisectBatchOnFunctionError splits the batch in
-  two and invokes the halves in turn; splitting does not consume a retry attempt; a single record
-  that fails is retried;
-* after MaximumRetryAttempts retries (-1: until the record expires), or once a record is older than
-  MaximumRecordAgeInSeconds (-1: never), the records go to the OnFailure destination (if any) and
-  the mapping moves past them.
 """
 
 from __future__ import annotations
