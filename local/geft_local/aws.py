@@ -14,6 +14,11 @@ from typing import Any
 from testkit.aws import FAKE_AWS_ENVIRONMENT
 
 REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+
+
+def lambda_arn(function_name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"
 
 
 class MotoServer:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from geft_local.aws import ACCOUNT_ID
 from geft_local.console import Console
 from geft_local.workers import InvokeResult
 from testkit.http import Answer, Handler, LoopbackServer
@@ -26,7 +27,6 @@ from testkit.template import resources_of_type
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway HTTP API's request payload limit."""
 _MAX_DISCARD_BYTES = 4 * MAX_PAYLOAD_BYTES
-_ACCOUNT_ID = "123456789012"
 _API_ID = "local"
 _TEXT_TYPES = frozenset(
     {
@@ -182,7 +182,7 @@ def to_http_api_event(
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     event["requestContext"] = {
-        "accountId": _ACCOUNT_ID,
+        "accountId": ACCOUNT_ID,
         "apiId": _API_ID,
         "domainName": host,
         "domainPrefix": host.split(".", 1)[0].split(":", 1)[0],

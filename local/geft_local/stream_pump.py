@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from geft_local.aws import lambda_arn
 from geft_local.console import Console
 from geft_local.loop import Loop
 from geft_local.workers import InvokeResult
@@ -31,8 +32,6 @@ GET_RECORDS_LIMIT = 1000
 RETRY_ATTEMPTS_EXHAUSTED: Final = "RetryAttemptsExhausted"
 RECORD_AGE_EXCEEDED: Final = "RecordAgeExceeded"
 _DEFAULT_BATCH_SIZE = 100  # Lambda's default for DynamoDB streams
-_ACCOUNT_ID = "123456789012"
-_REGION = "us-east-1"
 
 Condition = Literal["RetryAttemptsExhausted", "RecordAgeExceeded"]
 
@@ -429,10 +428,6 @@ def arrival_of(record: Mapping[str, Any]) -> float:
     return float(created.timestamp()) if isinstance(created, datetime) else float(created)
 
 
-def function_arn(function_name: str) -> str:
-    return f"arn:aws:lambda:{_REGION}:{_ACCOUNT_ID}:function:{function_name}"
-
-
 def _iso(epoch: float, *, millis: bool = False) -> str:
     moment = datetime.fromtimestamp(epoch, tz=UTC)
     if millis:
@@ -469,7 +464,7 @@ class StreamPump(Loop):
     ) -> None:
         super().__init__()
         self.settings = settings
-        self._function_arn = function_arn(function_name)
+        self._function_arn = lambda_arn(function_name)
         self._streams = streams
         self._sqs = sqs
         self._invoke = invoke

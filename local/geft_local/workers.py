@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from geft_local.aws import lambda_arn
 from geft_local.console import Console
 from testkit.template import CreatedResources, resolve
 
@@ -37,7 +38,6 @@ INIT_TIMEOUT_S = 10.0
 _IPC_GRACE_S = 0.25
 _DEFAULT_TIMEOUT_S = 3.0
 _DEFAULT_MEMORY_MB = 128
-_ACCOUNT_ID = "123456789012"
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class FunctionSpec:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:{_ACCOUNT_ID}:function:{self.function_name}"
+        return lambda_arn(self.function_name)
 
     def process_environment(self, aws: Mapping[str, str]) -> dict[str, str]:
         """The whole environment of the container: the function's variables, then what Lambda itself
