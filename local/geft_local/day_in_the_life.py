@@ -1,7 +1,7 @@
-"""``make day-in-the-life``: the "A day in the life" sections of docs/operations.md and README.md, from a
-real run.
+"""``make day-in-the-life``: the generated blocks of "A day in the life" in docs/operations.md and
+README.md, from a real run (the prose around them is the docs' own).
 
-    make day-in-the-life            # play the day, then rewrite both sections between their markers
+    make day-in-the-life            # play the day, then rewrite the blocks between their markers
     make day-in-the-life CHECK=1    # play it again; exit 1 with a diff when the docs tell another story
     python -m geft_local.day_in_the_life [--write | --check]
 
@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -155,37 +155,46 @@ def console_order(line: str) -> tuple[str, str]:
     return component, session[0] if session else ""
 
 
-# -- the docs' sections ----------------------------------------------------------------------------------
+# -- the docs' generated blocks ---------------------------------------------------------------------------
 
-_SECTION = re.compile(
-    r"(?P<begin><!-- day-in-the-life:begin[^\n]*-->\n)(?P<body>.*?)(?P<end><!-- day-in-the-life:end -->)",
-    re.DOTALL,
+_BLOCK = re.compile(
+    r"<!-- day-in-the-life:begin (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- day-in-the-life:end -->", re.DOTALL
 )
 
 
-def section_of(document: str, path: Path) -> re.Match[str]:
-    matches = list(_SECTION.finditer(document))
-    if len(matches) != 1:
-        raise DayError(f"{path}: expected one day-in-the-life:begin/end pair, found {len(matches)}")
-    return matches[0]
+def blocks_of(document: str, path: Path, names: Iterable[str]) -> dict[str, re.Match[str]]:
+    """The document's generated blocks, by name: exactly ``names``, each once."""
+    found: dict[str, list[re.Match[str]]] = {}
+    for match in _BLOCK.finditer(document):
+        found.setdefault(match["name"], []).append(match)
+    wanted = list(names)
+    if sorted(found) != sorted(wanted) or any(len(matches) != 1 for matches in found.values()):
+        counts = {name: len(matches) for name, matches in found.items()}
+        raise DayError(f"{path}: expected one day-in-the-life block each of {wanted}, found {counts}")
+    return {name: found[name][0] for name in wanted}
 
 
-def replace_section(document: str, path: Path, body: str) -> str:
-    match = section_of(document, path)
-    return document[: match.start("body")] + body + document[match.end("body") :]
+def replace_blocks(document: str, path: Path, bodies: Mapping[str, str]) -> str:
+    """``document`` with each named block's body replaced (the text around the blocks is left alone)."""
+    matches = blocks_of(document, path, bodies)
+    for name in sorted(bodies, key=lambda name: matches[name].start(), reverse=True):
+        match = matches[name]
+        document = document[: match.start("body")] + bodies[name] + document[match.end("body") :]
+    return document
 
 
-def section_diff(document: str, path: Path, body: str) -> str:
-    """A unified diff of the normalized section (committed -> this run); empty when they agree."""
-    committed = normalize(section_of(document, path)["body"]).splitlines(keepends=True)
-    generated = normalize(body).splitlines(keepends=True)
+def blocks_diff(document: str, path: Path, bodies: Mapping[str, str]) -> str:
+    """A unified diff of the normalized blocks (committed -> this run); empty when they agree."""
+    matches = blocks_of(document, path, bodies)
+
+    def lines(body_of: Callable[[str], str]) -> list[str]:
+        return [
+            line for name in bodies for line in [f"[{name}]\n", *normalize(body_of(name)).splitlines(True)]
+        ]
+
+    committed, generated = lines(lambda name: matches[name]["body"]), lines(lambda name: bodies[name])
     name = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
     return "".join(difflib.unified_diff(committed, generated, f"{name} (committed)", f"{name} (this run)"))
-
-
-def differences(documents: Mapping[Path, str], bodies: Mapping[Path, str]) -> str:
-    """Every section's normalized diff (committed -> this run), concatenated; empty when all agree."""
-    return "".join(section_diff(documents[path], path, body) for path, body in bodies.items())
 
 
 # -- the stack, as make local runs it ---------------------------------------------------------------------
@@ -500,81 +509,30 @@ def play_day(environ: Mapping[str, str]) -> Day:
             stack.stop()
 
 
-# -- rendering --------------------------------------------------------------------------------------------
+# -- rendering the blocks ---------------------------------------------------------------------------------
 
 
-def _console(*steps: Step) -> str:
-    return "```console\n" + "\n\n".join(step.transcript() for step in steps) + "\n```"
-
-
-def _excerpt(day: Day, scene: str) -> str:
-    return "```\n" + day.console_excerpt(scene) + "\n```"
-
-
-def _settings() -> str:
+def _settings(day: Day) -> str:
     policy = (
         f"- `DECISION_POLICY`: the template's default policy, named `{POLICY_NAME}` version"
         f" `{POLICY_VERSION}`, plus\n  `{json.dumps(LARGE_AMOUNT_RULE)}`"
     )
-    return "\n".join([policy, *(f"- `{name}={value}`: {why}" for name, value, why in STACK_SETTINGS)])
+    return "\n".join([policy, *(f"- `{name}={value}`: {why}" for name, value, why in STACK_SETTINGS)]) + "\n"
 
 
-def render_operations(day: Day) -> str:
-    steps = day.steps
-    return f"""\
-Real output of one day on the local stack, written by `make day-in-the-life` and checked against a new
-run by a test (tests/e2e/test_day_in_the_life.py): every command below ran exactly as shown and printed
-exactly this, times, durations and sequence numbers aside (and the console's threads may interleave
-their lines differently). The stack was `make local` with these settings, and Flinks was the sandbox:
-
-{_settings()}
-
-Against a deployed stack, use `--stack <name>` where it says `--local`.
-
-**Morning: a large guarantee goes to review.** Flinks' webhook for a 2,500.00 guarantee arrives and the
-`large-amount` rule sends it to a person. The review team is told at once (the review topic; `make local`
-prints the notice on its console) with the facts, the deadline after which the fallback applies and
-the command to decide. The operator accepts, with a reason; the processor confirms the decision with
-Flinks, and Flinks' status webhook brings the session's final status.
-
-{_excerpt(day, "morning")}
-
-{_console(steps["review-list"], steps["decide"])}
-
-`show` is the whole story: the webhook, the decision with the facts the policy saw and its version, the
-review (the operator's verified AWS identity, with `--operator` as a note beside it), the confirm, every
-history record from the audit trail, and the final status with its source.
-
-{_console(steps["morning-show"])}
-
-**Midday: Flinks answers 503 for a while.** Two guarantees arrive during the outage. Each uses up the
-processor's retries of `/details` on both of the stream's invocations and is dead-lettered (in AWS the
-[DeadLetters](#deadletters) alarm fires). No confirm reached Flinks, so their claims were released and
-they wait in `RECEIVED`. Once Flinks has recovered, the operator looks first, then redrives: each is
-decided and confirmed once.
-
-{_excerpt(day, "midday")}
-
-{_console(steps["received-list"], steps["redrive-dry-run"], steps["redrive"], steps["since-list"])}
-
-**Afternoon: a status webhook never comes.** Flinks sends `SessionSetupStatusChanged` once, without
-retries, and never for `Expired`. For this session it never came:
-
-{_excerpt(day, "afternoon")}
-
-{_console(steps["afternoon-before"])}
-
-The reconciler's next run (every 5 minutes; here the `kill -USR1`) asks `GET /status` for every answered
-session without a final status and records it, with its source; the sessions whose webhook came are
-only taken off its list.
-
-{_excerpt(day, "reconciler")}
-
-{_console(steps["afternoon-after"])}
-"""
+def _steps(*names: str) -> Callable[[Day], str]:
+    """The steps' transcripts, as one console block."""
+    return lambda day: (
+        "```console\n" + "\n\n".join(day.steps[name].transcript() for name in names) + "\n```\n"
+    )
 
 
-def render_readme(day: Day) -> str:
+def _scene(scene: str) -> Callable[[Day], str]:
+    """The scene's console excerpt."""
+    return lambda day: "```\n" + day.console_excerpt(scene) + "\n```\n"
+
+
+def _readme(day: Day) -> str:
     steps = day.steps
     blocks = [
         "# morning: the policy sent a 2,500.00 guarantee to review; an operator decides it",
@@ -588,22 +546,25 @@ def render_readme(day: Day) -> str:
         "# afternoon: a session's status webhook never came; the reconciler asked Flinks",
         steps["afternoon-after"].transcript(),
     ]
-    body = "\n".join(blocks)
-    return f"""\
-Real output against `make local` (with a `large-amount → review` rule added to the policy), written by
-`make day-in-the-life` and checked against a new run by a test; the whole day, with the console, is in
-[docs/operations.md](docs/operations.md#a-day-in-the-life).
-
-```console
-{body}
-```
-"""
+    return "```console\n" + "\n".join(blocks) + "\n```\n"
 
 
-SECTIONS: tuple[tuple[Path, Callable[[Day], str]], ...] = (
-    (OPERATIONS_DOC, render_operations),
-    (README_DOC, render_readme),
-)
+# Each document's generated blocks, in order: what the day printed (the prose around them is the docs').
+BLOCKS: dict[Path, dict[str, Callable[[Day], str]]] = {
+    OPERATIONS_DOC: {
+        "settings": _settings,
+        "morning-console": _scene("morning"),
+        "morning-review": _steps("review-list", "decide"),
+        "morning-show": _steps("morning-show"),
+        "midday-console": _scene("midday"),
+        "midday-redrive": _steps("received-list", "redrive-dry-run", "redrive", "since-list"),
+        "afternoon-console": _scene("afternoon"),
+        "afternoon-before": _steps("afternoon-before"),
+        "reconciler-console": _scene("reconciler"),
+        "afternoon-after": _steps("afternoon-after"),
+    },
+    README_DOC: {"readme-day": _readme},
+}
 
 
 # -- the command line -------------------------------------------------------------------------------------
@@ -614,22 +575,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m geft_local.day_in_the_life", description=__doc__.splitlines()[0]
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="rewrite both sections (the default)")
+    mode.add_argument("--write", action="store_true", help="rewrite the generated blocks (the default)")
     mode.add_argument("--check", action="store_true", help="exit 1 with a diff when the docs differ")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    documents = {path: path.read_text(encoding="utf-8") for path, _render in SECTIONS}
+    documents = {path: path.read_text(encoding="utf-8") for path in BLOCKS}
     try:
         for path, document in documents.items():
-            section_of(document, path)  # both files have their markers before the day is played
+            blocks_of(document, path, BLOCKS[path])  # both files have their markers before the day is played
         day = play_day(os.environ)
     except (DayError, OSError, ValueError) as error:  # the sandbox's admin API raises URLError, bad JSON
         print(f"day-in-the-life: {error}", file=sys.stderr)
         return 1
-    bodies = {path: render(day) for path, render in SECTIONS}
+    bodies = {
+        path: {name: render(day) for name, render in renders.items()} for path, renders in BLOCKS.items()
+    }
     elapsed = f"{time.monotonic() - started:.0f} s"
     if args.check:
-        diffs = differences(documents, bodies)
+        diffs = "".join(blocks_diff(documents[path], path, blocks) for path, blocks in bodies.items())
         if diffs:
             sys.stderr.write(diffs)
             print(
@@ -640,9 +603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"day-in-the-life: docs/operations.md and README.md tell the day as it ran ({elapsed})")
         return 0
-    for path, body in bodies.items():
-        path.write_text(replace_section(documents[path], path, body), encoding="utf-8")
-    print(f"day-in-the-life: rewrote the sections of docs/operations.md and README.md ({elapsed})")
+    for path, blocks in bodies.items():
+        path.write_text(replace_blocks(documents[path], path, blocks), encoding="utf-8")
+    print(f"day-in-the-life: rewrote the blocks of docs/operations.md and README.md ({elapsed})")
     return 0
 
 
