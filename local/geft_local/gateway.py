@@ -273,7 +273,7 @@ def _header_value(value: Any) -> str:
 FunctionInvoker = Callable[[str, dict[str, Any]], InvokeResult]
 
 
-class HttpApiGateway:
+class HttpApiGateway(LoopbackServer["HttpApiGateway"]):
     """The HTTP server. Binds in the constructor, so a taken port fails before anything else starts."""
 
     def __init__(
@@ -289,26 +289,11 @@ class HttpApiGateway:
         self.invoke = invoke
         self.console = console
         try:
-            self._server = LoopbackServer((host, port), _Handler, self, name="gateway")
+            super().__init__((host, port), _Handler, self, name="gateway")
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise PortInUseError(errno.EADDRINUSE, f"port {port} on {host} is already in use") from None
             raise
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    def start(self) -> None:
-        self._server.start(poll_interval=0.05)
-
-    def stop(self) -> None:
-        """Stop accepting, close open connections and free the port."""
-        self._server.stop()
 
     def handle(self, request: HttpRequest) -> tuple[HttpResponse, str]:
         """Answer one request; also returns what the access line says about it."""
