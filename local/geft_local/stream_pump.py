@@ -105,16 +105,6 @@ class MappingSettings:
             enabled=_truthy(value("Enabled", True)),
         )
 
-    def describe(self) -> str:
-        retries = "unlimited" if self.maximum_retry_attempts < 0 else str(self.maximum_retry_attempts)
-        age = "unlimited" if self.maximum_record_age_s < 0 else f"{self.maximum_record_age_s}s"
-        return (
-            f"batch {self.batch_size}, {self.starting_position}, retries {retries}, max age {age}, "
-            f"bisect {'on' if self.bisect_on_function_error else 'off'}, "
-            f"partial failures {'on' if self.report_batch_item_failures else 'off'}, "
-            f"{len(self.filters)} filter(s)"
-        )
-
 
 def dynamodb_event_sources(
     template: Mapping[str, Any], created: CreatedResources, parameters: Mapping[str, str]
@@ -474,7 +464,6 @@ class StreamPump(Loop):
         self.thread_name = f"stream-pump-{settings.function_logical_id}"
         self._shards: list[_Shard] = []
         self._queue_url: str | None = None
-        self.dead_lettered = 0
 
     def start(self) -> None:
         description = self._streams.describe_stream(StreamArn=self.settings.stream_arn)["StreamDescription"]
@@ -558,7 +547,6 @@ class StreamPump(Loop):
         return verdict.action in ("bisect", "give-up")
 
     def _give_up(self, shard: _Shard, failed: FailedRecords, detail: str) -> None:
-        self.dead_lettered += len(failed.records)
         span = f"{sequence_of(failed.records[0])}..{sequence_of(failed.records[-1])}"
         if self._queue_url is None:
             self._console.emit(

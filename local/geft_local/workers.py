@@ -251,7 +251,6 @@ class FunctionWorker:
         self._live: set[_Container] = set()
         self._container: _Container | None = None
         self._watchers: list[threading.Thread] = []
-        self.containers_started = 0
 
     @property
     def name(self) -> str:
@@ -346,7 +345,6 @@ class FunctionWorker:
         finally:
             os.close(write_fd)
             log.close()
-        self.containers_started += 1
         self._container = container
         watcher = threading.Thread(
             target=self._watch, args=(container,), name=f"watch-{self.name}", daemon=True
