@@ -6,7 +6,6 @@ import math
 import os
 import platform
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,8 @@ STACK_NAME = "geft-bench"
 BENCH_SECRET = "bench-webhook-secret"
 # Flinks latency per call for the headline figures: a call from AWS to Flinks; 50 ms is optimistic.
 HEADLINE_FLINKS_MS = 150
-# Where a Lambda layer and CodeUri land, as pytest's pythonpath mirrors them.
+# Where the receiver's CodeUri and layer land, as pytest's pythonpath mirrors them.
 RECEIVER_PATH = [REPO / "functions" / "webhook_receiver", REPO / "layers" / "shared"]
-PROCESSOR_PATH = [REPO / "functions" / "decision_processor", REPO / "layers" / "shared"]
 
 
 def machine() -> dict[str, Any]:
@@ -86,10 +84,6 @@ def rounded(value: Any, digits: int = 3) -> Any:
     return value
 
 
-def pythonpath(paths: Sequence[Path], extra: Sequence[Path] = ()) -> str:
-    return os.pathsep.join(str(path) for path in [*paths, *extra])
-
-
 def function_env(logical_id: str, refs: Mapping[str, str], **overrides: str) -> dict[str, str]:
     """The environment the template gives a function (Globals + its own, parameter defaults), with
     ``refs`` standing in for the physical ids of the template's resources."""
@@ -114,11 +108,7 @@ def child_env(paths: Sequence[Path], environment: Mapping[str, str]) -> dict[str
         **keep,
         **FAKE_AWS_ENVIRONMENT,  # nothing here may ever reach AWS
         **environment,
-        "PYTHONPATH": pythonpath(paths),
+        "PYTHONPATH": os.pathsep.join(str(path) for path in paths),
         "PYTHONDONTWRITEBYTECODE": "",
         "PYTHONHASHSEED": "0",
     }
-
-
-def python() -> str:
-    return sys.executable

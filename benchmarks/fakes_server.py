@@ -16,25 +16,19 @@ import sys
 def main() -> None:
     latency_ms, username, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     with_moto = sys.argv[4:] != ["sandbox-only"]
-    import logging
-
-    from moto.server import ThreadedMotoServer
+    from geft_local.aws import MotoServer
 
     from testkit.aws import make_conditional_writes_atomic
     from testkit.flinks import FlinksSandbox
 
-    moto_url = ""
-    if with_moto:
+    moto = MotoServer() if with_moto else None
+    if moto is not None:
         make_conditional_writes_atomic()
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
-        host, port = moto.get_host_and_port()
-        moto_url = f"http://{host}:{port}"
     with FlinksSandbox(username=username, password=password, latency_ms=latency_ms) as sandbox:
-        print(json.dumps({"moto": moto_url, "sandbox": sandbox.base_url}), flush=True)
+        print(json.dumps({"moto": moto.url if moto else "", "sandbox": sandbox.base_url}), flush=True)
         sys.stdin.read()  # until the parent closes our stdin (or exits)
-    if with_moto:
+    if moto is not None:
         moto.stop()
 
 

@@ -17,13 +17,13 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from geft.flinks_client import CallObservation, FlinksClient, FlinksCredentials
 
 from benchmarks.paths import REPO
+from testkit.flinks import SandboxAdmin
 
 USERNAME, PASSWORD = "bench-user", "bench-password"
 
@@ -67,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
     with sandbox_process() as base_url:
-        import requests
-
-        session_id = str(uuid.uuid4())
-        requests.post(f"{base_url}/_sandbox/sessions", json={"session_id": session_id}, timeout=5)
+        session_id = SandboxAdmin(base_url).add_session()
         samples: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(args.rounds):
             for trust_env in (False, True):

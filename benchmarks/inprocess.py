@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from benchmarks.common import BENCH_SECRET, STACK_NAME
 from testkit.aws import AwsCalls, use_fake_aws
@@ -32,14 +32,6 @@ def process_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-class _StackSecrets(TypedDict):
-    """What the bench stack's secrets hold (keyword arguments of ``InProcessStack``)."""
-
-    webhook_secret: str
-    flinks_username: str
-    flinks_password: str
 
 
 class BenchStack:
@@ -103,14 +95,21 @@ class BenchStack:
             sandbox = SandboxAdmin(sandbox_url)
         self.sandbox = sandbox
         session = boto3.Session(region_name="us-east-1")
-        credentials = _StackSecrets(
-            webhook_secret=BENCH_SECRET, flinks_username=FLINKS_USERNAME, flinks_password=FLINKS_PASSWORD
-        )
+
+        def deploy() -> InProcessStack:
+            return InProcessStack(
+                session,
+                stack_name=STACK_NAME,
+                webhook_secret=BENCH_SECRET,
+                flinks_username=FLINKS_USERNAME,
+                flinks_password=FLINKS_PASSWORD,
+            )
+
         if self.fakes == "memory":
             from benchmarks import aws_stub
 
             with mock_aws():  # only to learn the names and ARNs CloudFormation would give
-                self.stack = InProcessStack(session, stack_name=STACK_NAME, **credentials)
+                self.stack = deploy()
             aws_stub.install()
             aws_stub.remember_items()
             self._exits.append(aws_stub.uninstall)
@@ -120,7 +119,7 @@ class BenchStack:
             )
             self._feed = None
         else:
-            self.stack = InProcessStack(session, stack_name=STACK_NAME, **credentials)
+            self.stack = deploy()
             self._feed = self.stack.feed()
         self._apply_environment()
         if self._count_aws_calls:
@@ -271,12 +270,10 @@ class BenchStack:
         return sessions, event
 
     def check_confirmed(self, sessions: list[str]) -> None:
-        from testkit.flinks import SandboxAdmin
-
-        if isinstance(self.sandbox, SandboxAdmin):
-            confirms = self.sandbox.confirms_by_session()
-        else:
-            confirms = {sid: self.sandbox.confirms_for(sid) for sid in sessions}
+        confirms: dict[str, list[bool]] = {}
+        for entry in self.sandbox.calls():
+            if entry.endpoint == "confirm" and entry.decision is not None and entry.session_id:
+                confirms.setdefault(entry.session_id, []).append(entry.decision)
         if self.fakes != "memory":  # the memory fakes have no table to read back
             wanted = set(sessions)
             statuses = {

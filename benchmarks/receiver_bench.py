@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -20,7 +21,6 @@ from benchmarks.common import (
     STACK_NAME,
     child_env,
     function_env,
-    python,
     summary,
 )
 from benchmarks.paths import BENCH_DIR, REPO
@@ -57,7 +57,7 @@ def _run_cold(variant: str, env: dict[str, str], event_file: Path, directory: Pa
     result_file = directory / f"cold-{variant}.json"
     spawned_at = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes on Linux
     subprocess.run(
-        [python(), str(CHILD), "cold", variant, str(event_file), str(result_file), repr(spawned_at)],
+        [sys.executable, str(CHILD), "cold", variant, str(event_file), str(result_file), repr(spawned_at)],
         env=env,
         stdout=subprocess.DEVNULL,
         check=True,
@@ -72,8 +72,9 @@ def _run_cold(variant: str, env: dict[str, str], event_file: Path, directory: Pa
 def import_profile(variant: str, env: dict[str, str], event_file: Path, directory: Path) -> dict[str, Any]:
     """One cold start under ``-X importtime``: what the import and the first request load, and cost."""
     result_file = directory / f"importtime-{variant}.json"
+    arguments = ["cold", variant, str(event_file), str(result_file), "0"]
     completed = subprocess.run(
-        [python(), "-X", "importtime", str(CHILD), "cold", variant, str(event_file), str(result_file), "0"],
+        [sys.executable, "-X", "importtime", str(CHILD), *arguments],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -174,7 +175,7 @@ def warm_path(requests: int) -> dict[str, Any]:
         event_file = _event_file(directory)
         result_file = directory / "warm.json"
         subprocess.run(
-            [python(), str(CHILD), "warm", "both", str(event_file), str(result_file), str(requests)],
+            [sys.executable, str(CHILD), "warm", "both", str(event_file), str(result_file), str(requests)],
             env=env,
             stdout=subprocess.DEVNULL,  # the receiver's log lines and EMF metrics are still written
             check=True,

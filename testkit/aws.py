@@ -50,8 +50,15 @@ _moto_lock = threading.RLock()
 
 
 def use_fake_aws(environ: MutableMapping[str, str] = os.environ) -> None:
-    """Fake credentials and a fixed region; no profile, endpoint or config file of the developer's."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    """Fake credentials and a fixed region; no profile, endpoint or config file of the developer's (an
+    empty AWS_PROFILE, as make's TEST_ENV sets it, would break boto3 sessions)."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ):
         environ.pop(name, None)
     environ.update(FAKE_AWS_ENVIRONMENT)
 

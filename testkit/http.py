@@ -16,9 +16,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 IDLE_CONNECTION_TIMEOUT_S = 10.0
@@ -162,40 +161,27 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-@dataclass
-class RecordingServer:
+class RecordingServer(LoopbackServer["RecordingServer"]):
     """``with RecordingServer(answer) as server:`` every request is kept in ``requests`` and answered
     with ``answer(request)`` (by default an empty 200)."""
 
-    answer: Callable[[Request], Answer] = lambda request: Answer(200)
-    requests: list[Request] = field(default_factory=list)
+    quiet_errors = True  # a client refusing to talk (TLS to plain HTTP) is a test's point
 
-    def __post_init__(self) -> None:
-        self._server = LoopbackServer(("127.0.0.1", 0), _RecordingHandler, self, name="recording-server")
-        self._server.quiet_errors = True  # a client refusing to talk (TLS to plain HTTP) is a test's point
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
-    def url(self) -> str:
-        return self._server.url
+    def __init__(self, answer: Callable[[Request], Answer] = lambda request: Answer(200)) -> None:
+        self.answer = answer
+        self.requests: list[Request] = []
+        super().__init__(("127.0.0.1", 0), _RecordingHandler, self, name="recording-server")
 
     def serve_tls(self, context: ssl.SSLContext) -> None:
         """Speak HTTPS with ``context`` (call before entering); the handshake happens per connection."""
-        self._server.socket = context.wrap_socket(
-            self._server.socket, server_side=True, do_handshake_on_connect=False
-        )
+        self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def __enter__(self) -> Self:
-        self._server.start()
+        self.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.stop()
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 class _RecordingHandler(Handler):

@@ -1,32 +1,24 @@
 """AWS on 127.0.0.1: moto in server mode, and boto3 sessions that talk to it and nothing else.
 
-The server runs in this process (``ThreadedMotoServer``), so ``moto_atomic``'s patch makes its
-DynamoDB conditional writes atomic for every client, the function containers included.
+The server runs in this process (``ThreadedMotoServer``), so ``make_conditional_writes_atomic``
+(testkit.aws) makes its DynamoDB conditional writes atomic for every client, the containers included.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
+from testkit.aws import FAKE_AWS_ENVIRONMENT
+
 REGION = "us-east-1"
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
+ACCOUNT_ID = "123456789012"  # moto's default account
 
 
-def isolate_from_real_aws(environ: MutableMapping[str, str]) -> None:
-    """For the local stack's own process: fake credentials, and no profile, endpoint or config file of
-    the developer's (moto builds boto3 sessions from the environment, and an empty AWS_PROFILE, as
-    make's TEST_ENV sets it, would break them)."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
-        environ.pop(name, None)
-    environ.update(FAKE_CREDENTIALS)
-    environ.update(AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION)
+def lambda_arn(function_name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"
 
 
 class MotoServer:
@@ -64,13 +56,7 @@ class MotoServer:
 
     def environment(self) -> dict[str, str]:
         """What a process needs to reach this server through boto3, and only this server."""
-        return {
-            "AWS_ENDPOINT_URL": self.url,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-            **FAKE_CREDENTIALS,
-        }
+        return {"AWS_ENDPOINT_URL": self.url, **FAKE_AWS_ENVIRONMENT}
 
 
 class EndpointSession:
@@ -89,9 +75,9 @@ class EndpointSession:
         core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
         self._session = boto3.Session(
             botocore_session=core,
-            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            aws_access_key_id=FAKE_AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_AWS_ENVIRONMENT["AWS_SESSION_TOKEN"],
             region_name=region,
         )
 

@@ -12,13 +12,14 @@ from typing import TextIO
 
 
 class Console:
-    """Thread-safe line sink. ``stream=None`` keeps the lines without printing them."""
+    """Thread-safe line sink. ``stream=None`` keeps the lines without printing them; ``keep=None`` keeps
+    them all."""
 
     def __init__(
         self,
         stream: TextIO | None = sys.stdout,
         *,
-        keep: int = 5000,
+        keep: int | None = 5000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._stream = stream
@@ -28,7 +29,10 @@ class Console:
 
     def emit(self, component: str, message: str) -> None:
         stamp = datetime.fromtimestamp(self._clock()).strftime("%H:%M:%S.%f")[:-3]
-        line = f"{stamp} {component:<8} {message}"
+        self.record(f"{stamp} {component:<8} {message}")
+
+    def record(self, line: str) -> None:
+        """Keep (and print) a line as it is: another process's console, read line by line."""
         with self._changed:
             self._lines.append(line)
             if self._stream is not None:
@@ -36,12 +40,15 @@ class Console:
                 self._stream.flush()
             self._changed.notify_all()
 
-    def lines(self) -> list[str]:
+    def lines(self, start: int = 0) -> list[str]:
         with self._changed:
-            return list(self._lines)
+            return list(self._lines)[start:]
 
-    def wait_for(self, text: str, *, timeout: float, start: int = 0) -> str | None:
-        """The first kept line (from index ``start``) containing ``text``; None after ``timeout`` s."""
+    def wait_for(
+        self, text: str, *, timeout: float, start: int = 0, gone: Callable[[], bool] = lambda: False
+    ) -> str | None:
+        """The first kept line (from index ``start``) containing ``text``; None after ``timeout`` s, or
+        once ``gone()`` says no such line can come (asked twice a second)."""
         give_up_at = time.monotonic() + timeout
         with self._changed:
             while True:
@@ -49,6 +56,6 @@ class Console:
                     if text in line:
                         return line
                 remaining = give_up_at - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or gone():
                     return None
-                self._changed.wait(remaining)
+                self._changed.wait(min(remaining, 0.5))

@@ -1,7 +1,7 @@
-"""``make day-in-the-life``: the "A day in the life" sections of docs/operations.md and README.md, from a
-real run.
+"""``make day-in-the-life``: the generated blocks of "A day in the life" in docs/operations.md and
+README.md, from a real run (the prose around them is the docs' own).
 
-    make day-in-the-life            # play the day, then rewrite both sections between their markers
+    make day-in-the-life            # play the day, then rewrite the blocks between their markers
     make day-in-the-life CHECK=1    # play it again; exit 1 with a diff when the docs tell another story
     python -m geft_local.day_in_the_life [--write | --check]
 
@@ -33,8 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -48,8 +47,9 @@ from geft.repository import GuaranteeRepository
 
 from geft_local.aws import EndpointSession
 from geft_local.config import make_local_environment
-from geft_local.flinks_sandbox import emit_guarantee_webhook, guarantee_webhook_body
+from geft_local.console import Console
 from geft_local.template_resources import REPO_ROOT, TEMPLATE_PATH, load_template
+from testkit.flinks import SandboxAdmin, emit_guarantee_webhook, guarantee_webhook_body
 
 OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
 README_DOC = REPO_ROOT / "README.md"
@@ -93,7 +93,7 @@ AMOUNTS = {
     MIDDAY_SESSIONS[1]: "75.00",
     AFTERNOON_SESSION: "320.00",
 }
-OUTAGE_FAULTS = 40  # 503s planned per endpoint: more than the outage's calls, cleared when Flinks recovers
+OUTAGE = ["503"] * 40  # planned per endpoint: more than the outage's calls, cleared when Flinks recovers
 REVIEW_REASON = "salary deposit verified by phone"
 
 START_TIMEOUT_S = 90.0
@@ -155,37 +155,46 @@ def console_order(line: str) -> tuple[str, str]:
     return component, session[0] if session else ""
 
 
-# -- the docs' sections ----------------------------------------------------------------------------------
+# -- the docs' generated blocks ---------------------------------------------------------------------------
 
-_SECTION = re.compile(
-    r"(?P<begin><!-- day-in-the-life:begin[^\n]*-->\n)(?P<body>.*?)(?P<end><!-- day-in-the-life:end -->)",
-    re.DOTALL,
+_BLOCK = re.compile(
+    r"<!-- day-in-the-life:begin (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- day-in-the-life:end -->", re.DOTALL
 )
 
 
-def section_of(document: str, path: Path) -> re.Match[str]:
-    matches = list(_SECTION.finditer(document))
-    if len(matches) != 1:
-        raise DayError(f"{path}: expected one day-in-the-life:begin/end pair, found {len(matches)}")
-    return matches[0]
+def blocks_of(document: str, path: Path, names: Iterable[str]) -> dict[str, re.Match[str]]:
+    """The document's generated blocks, by name: exactly ``names``, each once."""
+    found: dict[str, list[re.Match[str]]] = {}
+    for match in _BLOCK.finditer(document):
+        found.setdefault(match["name"], []).append(match)
+    wanted = list(names)
+    if sorted(found) != sorted(wanted) or any(len(matches) != 1 for matches in found.values()):
+        counts = {name: len(matches) for name, matches in found.items()}
+        raise DayError(f"{path}: expected one day-in-the-life block each of {wanted}, found {counts}")
+    return {name: found[name][0] for name in wanted}
 
 
-def replace_section(document: str, path: Path, body: str) -> str:
-    match = section_of(document, path)
-    return document[: match.start("body")] + body + document[match.end("body") :]
+def replace_blocks(document: str, path: Path, bodies: Mapping[str, str]) -> str:
+    """``document`` with each named block's body replaced (the text around the blocks is left alone)."""
+    matches = blocks_of(document, path, bodies)
+    for name in sorted(bodies, key=lambda name: matches[name].start(), reverse=True):
+        match = matches[name]
+        document = document[: match.start("body")] + bodies[name] + document[match.end("body") :]
+    return document
 
 
-def section_diff(document: str, path: Path, body: str) -> str:
-    """A unified diff of the normalized section (committed -> this run); empty when they agree."""
-    committed = normalize(section_of(document, path)["body"]).splitlines(keepends=True)
-    generated = normalize(body).splitlines(keepends=True)
+def blocks_diff(document: str, path: Path, bodies: Mapping[str, str]) -> str:
+    """A unified diff of the normalized blocks (committed -> this run); empty when they agree."""
+    matches = blocks_of(document, path, bodies)
+
+    def lines(body_of: Callable[[str], str]) -> list[str]:
+        return [
+            line for name in bodies for line in [f"[{name}]\n", *normalize(body_of(name)).splitlines(True)]
+        ]
+
+    committed, generated = lines(lambda name: matches[name]["body"]), lines(lambda name: bodies[name])
     name = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
     return "".join(difflib.unified_diff(committed, generated, f"{name} (committed)", f"{name} (this run)"))
-
-
-def differences(documents: Mapping[Path, str], bodies: Mapping[Path, str]) -> str:
-    """Every section's normalized diff (committed -> this run), concatenated; empty when all agree."""
-    return "".join(section_diff(documents[path], path, body) for path, body in bodies.items())
 
 
 # -- the stack, as make local runs it ---------------------------------------------------------------------
@@ -215,8 +224,7 @@ class StackProcess:
     def __init__(self, run_dir: Path, environ: Mapping[str, str]) -> None:
         self.run_dir = run_dir
         self._environment = stack_environment(run_dir, environ)
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
+        self.console = Console(stream=None, keep=None)
         self._process: subprocess.Popen[str] | None = None
         self.state: dict[str, Any] = {}
 
@@ -241,32 +249,20 @@ class StackProcess:
     def _read(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            with self._changed:
-                self._lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    def lines(self, start: int = 0) -> list[str]:
-        with self._changed:
-            return self._lines[start:]
+            self.console.record(line.rstrip("\n"))
 
     @property
     def mark(self) -> int:
         """The index of the next console line (to read what a step printed)."""
-        with self._changed:
-            return len(self._lines)
+        return len(self.console.lines())
 
     def wait_for(self, text: str, *, timeout: float, start: int = 0) -> str | None:
-        """The first console line from ``start`` containing ``text``; None after ``timeout`` s."""
-        give_up_at = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self._lines[start:]:
-                    if text in line:
-                        return line
-                remaining = give_up_at - time.monotonic()
-                if remaining <= 0 or (self._process is not None and self._process.poll() is not None):
-                    return None
-                self._changed.wait(min(remaining, 0.5))
+        """The first console line from ``start`` containing ``text``; None after ``timeout`` s or once
+        the stack has exited."""
+        process = self._process
+        return self.console.wait_for(
+            text, timeout=timeout, start=start, gone=lambda: process is None or process.poll() is not None
+        )
 
     def expect(self, text: str, *, start: int) -> str:
         line = self.wait_for(text, timeout=STEP_TIMEOUT_S, start=start)
@@ -292,46 +288,10 @@ class StackProcess:
                 process.wait()
 
     def tail(self, count: int = 40) -> str:
-        return "\n".join(self.lines()[-count:])
+        return "\n".join(self.console.lines()[-count:])
 
 
-# -- the sandbox's admin API and the stack's tables ------------------------------------------------------
-
-
-def _json_request(method: str, url: str, document: object | None = None) -> Any:
-    data = json.dumps(document).encode() if document is not None else None
-    request = urllib.request.Request(  # noqa: S310 - a loopback URL read from the stack's own state
-        url, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-    except (OSError, ValueError) as error:  # URLError and HTTPError are OSErrors
-        raise DayError(f"the sandbox's admin API: {method} {url}: {error}") from error
-
-
-class Sandbox:
-    """The Flinks sandbox of the running stack, through its admin API (``/_sandbox/``)."""
-
-    def __init__(self, base_url: str) -> None:
-        self._admin = f"{base_url}/_sandbox"
-
-    def add_session(self, session_id: str, amount: str) -> None:
-        _json_request("POST", f"{self._admin}/sessions", {"session_id": session_id, "amount": amount})
-
-    def fail_with_503(self, session_id: str) -> None:
-        plan = ["503"] * OUTAGE_FAULTS
-        _json_request(
-            "POST", f"{self._admin}/sessions/{session_id}/faults", {"details": plan, "confirm": plan}
-        )
-
-    def recover(self, session_id: str) -> None:
-        _json_request("DELETE", f"{self._admin}/sessions/{session_id}/faults")
-
-    def session(self, session_id: str) -> dict[str, Any]:
-        state: dict[str, Any] = _json_request("GET", f"{self._admin}/sessions/{session_id}")
-        return state
+# -- the stack's tables ------------------------------------------------------------------------------------
 
 
 class Tables:
@@ -413,7 +373,7 @@ class Player:
 
     def __init__(self, stack: StackProcess) -> None:
         self.stack = stack
-        self.sandbox = Sandbox(str(stack.state["flinksBaseUrl"]))
+        self.sandbox = SandboxAdmin(str(stack.state["flinksBaseUrl"]))
         self.tables = Tables(stack.state)
         self.day = Day()
         # What --local needs, as an operator's shell would have it: the run folder, nothing of ours.
@@ -440,33 +400,21 @@ class Player:
         self.day.steps[name] = step
         return step
 
-    def deliver(self, session_id: str) -> None:
-        """Flinks' guarantee webhook for the session's offer, signed with the stack's secret."""
-        state = self.sandbox.session(session_id)
-        self._post(
-            session_id,
-            body=guarantee_webhook_body(
-                session_id, reference_id=state["referenceId"], amount=Decimal(AMOUNTS[session_id])
-            ),
-        )
-
-    def deliver_status(self, session_id: str) -> None:
-        """Flinks' ``SessionSetupStatusChanged`` webhook with the session's status as the sandbox has it."""
+    def deliver(self, session_id: str, *, status: bool = False) -> None:
+        """Flinks' guarantee webhook for the session's offer, signed with the stack's secret; with
+        ``status``, its ``SessionSetupStatusChanged`` webhook with the status the sandbox has."""
         state = self.sandbox.session(session_id)
         body = guarantee_webhook_body(
             session_id, reference_id=state["referenceId"], amount=Decimal(AMOUNTS[session_id])
         )
-        body |= {
-            "type": "SessionSetupStatusChanged",
-            "status": state["status"],
-            "statusDetails": state["statusDetails"],
-        }
-        self._post(session_id, body=body)
-
-    def _post(self, session_id: str, *, body: dict[str, Any]) -> None:
-        result = emit_guarantee_webhook(
-            str(self.stack.state["webhookUrl"]), str(self.stack.state["webhookSecret"]), session_id, body=body
-        )
+        if status:
+            body |= {
+                "type": "SessionSetupStatusChanged",
+                "status": state["status"],
+                "statusDetails": state["statusDetails"],
+            }
+        url, secret = str(self.stack.state["webhookUrl"]), str(self.stack.state["webhookSecret"])
+        result = emit_guarantee_webhook(url, secret, session_id, body=body)
         if not result.delivered:
             raise DayError(f"a webhook of {session_id} was not accepted: {result.attempts}")
 
@@ -481,7 +429,7 @@ class Player:
     def scene(self, name: str) -> Iterator[None]:
         start = self.stack.mark
         yield
-        self.day.console[name] = self.stack.lines(start)
+        self.day.console[name] = self.stack.console.lines(start)
 
     def play(self) -> Day:
         with self.scene("morning"):
@@ -498,14 +446,14 @@ class Player:
     def morning(self) -> None:
         sid = MORNING_SESSION
         start = self.stack.mark
-        self.sandbox.add_session(sid, AMOUNTS[sid])
+        self.sandbox.add_session({"session_id": sid, "amount": AMOUNTS[sid]})
         self.deliver(sid)
         self.stack.expect(f"decide {sid} reject", start=start)  # the review notice's last line
         self.wait_settled(sid, "REVIEW")
         self.run("review-list", "list --status REVIEW")
         self.run("decide", f'decide {sid} accept --reason "{REVIEW_REASON}" --operator m.tremblay')
         self.wait_settled(sid, "CONFIRMED")
-        self.deliver_status(sid)
+        self.deliver(sid, status=True)
         self.wait_settled(sid, "CONFIRMED", final_status=True)
         self.stack.expect(f"{sid} session final status", start=start)
         self.run("morning-show", f"show {sid}")
@@ -513,21 +461,21 @@ class Player:
     def midday(self) -> None:
         for sid in MIDDAY_SESSIONS:  # one after the other: each batch and its console lines stay apart
             start = self.stack.mark
-            self.sandbox.add_session(sid, AMOUNTS[sid])
-            self.sandbox.fail_with_503(sid)
+            self.sandbox.add_session({"session_id": sid, "amount": AMOUNTS[sid]})
+            self.sandbox.add_faults(sid, {"details": OUTAGE, "confirm": OUTAGE})
             self.deliver(sid)
             self.stack.expect("DLQ <-", start=start)
             self.stack.expect(f"{sid} attempt 2 failed", start=start)
             self.wait_settled(sid, "RECEIVED")  # released: nothing reached Flinks' confirm
         for sid in MIDDAY_SESSIONS:  # Flinks has recovered
-            self.sandbox.recover(sid)
+            self.sandbox.clear_faults(sid)
         self.run("received-list", "list --status RECEIVED")
         self.run("redrive-dry-run", "redrive --dry-run")
         start = self.stack.mark
         self.run("redrive", "redrive")
         for sid in MIDDAY_SESSIONS:
             self.wait_settled(sid, "CONFIRMED")
-            self.deliver_status(sid)
+            self.deliver(sid, status=True)
         for sid in MIDDAY_SESSIONS:
             self.wait_settled(sid, "CONFIRMED", final_status=True)
             self.stack.expect(f"{sid} session final status", start=start)
@@ -537,7 +485,7 @@ class Player:
         sid = AFTERNOON_SESSION
         with self.scene("afternoon"):
             start = self.stack.mark
-            self.sandbox.add_session(sid, AMOUNTS[sid])
+            self.sandbox.add_session({"session_id": sid, "amount": AMOUNTS[sid]})
             self.deliver(sid)
             self.wait_settled(sid, "CONFIRMED")
             self.stack.expect(f"{sid} decided accept", start=start)
@@ -561,81 +509,30 @@ def play_day(environ: Mapping[str, str]) -> Day:
             stack.stop()
 
 
-# -- rendering --------------------------------------------------------------------------------------------
+# -- rendering the blocks ---------------------------------------------------------------------------------
 
 
-def _console(*steps: Step) -> str:
-    return "```console\n" + "\n\n".join(step.transcript() for step in steps) + "\n```"
-
-
-def _excerpt(day: Day, scene: str) -> str:
-    return "```\n" + day.console_excerpt(scene) + "\n```"
-
-
-def _settings() -> str:
+def _settings(day: Day) -> str:
     policy = (
         f"- `DECISION_POLICY`: the template's default policy, named `{POLICY_NAME}` version"
         f" `{POLICY_VERSION}`, plus\n  `{json.dumps(LARGE_AMOUNT_RULE)}`"
     )
-    return "\n".join([policy, *(f"- `{name}={value}`: {why}" for name, value, why in STACK_SETTINGS)])
+    return "\n".join([policy, *(f"- `{name}={value}`: {why}" for name, value, why in STACK_SETTINGS)]) + "\n"
 
 
-def render_operations(day: Day) -> str:
-    steps = day.steps
-    return f"""\
-Real output of one day on the local stack, written by `make day-in-the-life` and checked against a new
-run by a test (tests/e2e/test_day_in_the_life.py): every command below ran exactly as shown and printed
-exactly this, times, durations and sequence numbers aside (and the console's threads may interleave
-their lines differently). The stack was `make local` with these settings, and Flinks was the sandbox:
-
-{_settings()}
-
-Against a deployed stack, use `--stack <name>` where it says `--local`.
-
-**Morning: a large guarantee goes to review.** Flinks' webhook for a 2,500.00 guarantee arrives and the
-`large-amount` rule sends it to a person. The review team is told at once (the review topic; `make local`
-prints the notice on its console) with the facts, the deadline after which the fallback applies and
-the command to decide. The operator accepts, with a reason; the processor confirms the decision with
-Flinks, and Flinks' status webhook brings the session's final status.
-
-{_excerpt(day, "morning")}
-
-{_console(steps["review-list"], steps["decide"])}
-
-`show` is the whole story: the webhook, the decision with the facts the policy saw and its version, the
-review (the operator's verified AWS identity, with `--operator` as a note beside it), the confirm, every
-history record from the audit trail, and the final status with its source.
-
-{_console(steps["morning-show"])}
-
-**Midday: Flinks answers 503 for a while.** Two guarantees arrive during the outage. Each uses up the
-processor's retries of `/details` on both of the stream's invocations and is dead-lettered (in AWS the
-[DeadLetters](#deadletters) alarm fires). No confirm reached Flinks, so their claims were released and
-they wait in `RECEIVED`. Once Flinks has recovered, the operator looks first, then redrives: each is
-decided and confirmed once.
-
-{_excerpt(day, "midday")}
-
-{_console(steps["received-list"], steps["redrive-dry-run"], steps["redrive"], steps["since-list"])}
-
-**Afternoon: a status webhook never comes.** Flinks sends `SessionSetupStatusChanged` once, without
-retries, and never for `Expired`. For this session it never came:
-
-{_excerpt(day, "afternoon")}
-
-{_console(steps["afternoon-before"])}
-
-The reconciler's next run (every 5 minutes; here the `kill -USR1`) asks `GET /status` for every answered
-session without a final status and records it, with its source; the sessions whose webhook came are
-only taken off its list.
-
-{_excerpt(day, "reconciler")}
-
-{_console(steps["afternoon-after"])}
-"""
+def _steps(*names: str) -> Callable[[Day], str]:
+    """The steps' transcripts, as one console block."""
+    return lambda day: (
+        "```console\n" + "\n\n".join(day.steps[name].transcript() for name in names) + "\n```\n"
+    )
 
 
-def render_readme(day: Day) -> str:
+def _scene(scene: str) -> Callable[[Day], str]:
+    """The scene's console excerpt."""
+    return lambda day: "```\n" + day.console_excerpt(scene) + "\n```\n"
+
+
+def _readme(day: Day) -> str:
     steps = day.steps
     blocks = [
         "# morning: the policy sent a 2,500.00 guarantee to review; an operator decides it",
@@ -649,22 +546,25 @@ def render_readme(day: Day) -> str:
         "# afternoon: a session's status webhook never came; the reconciler asked Flinks",
         steps["afternoon-after"].transcript(),
     ]
-    body = "\n".join(blocks)
-    return f"""\
-Real output against `make local` (with a `large-amount → review` rule added to the policy), written by
-`make day-in-the-life` and checked against a new run by a test; the whole day, with the console, is in
-[docs/operations.md](docs/operations.md#a-day-in-the-life).
-
-```console
-{body}
-```
-"""
+    return "```console\n" + "\n".join(blocks) + "\n```\n"
 
 
-SECTIONS: tuple[tuple[Path, Callable[[Day], str]], ...] = (
-    (OPERATIONS_DOC, render_operations),
-    (README_DOC, render_readme),
-)
+# Each document's generated blocks, in order: what the day printed (the prose around them is the docs').
+BLOCKS: dict[Path, dict[str, Callable[[Day], str]]] = {
+    OPERATIONS_DOC: {
+        "settings": _settings,
+        "morning-console": _scene("morning"),
+        "morning-review": _steps("review-list", "decide"),
+        "morning-show": _steps("morning-show"),
+        "midday-console": _scene("midday"),
+        "midday-redrive": _steps("received-list", "redrive-dry-run", "redrive", "since-list"),
+        "afternoon-console": _scene("afternoon"),
+        "afternoon-before": _steps("afternoon-before"),
+        "reconciler-console": _scene("reconciler"),
+        "afternoon-after": _steps("afternoon-after"),
+    },
+    README_DOC: {"readme-day": _readme},
+}
 
 
 # -- the command line -------------------------------------------------------------------------------------
@@ -675,22 +575,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m geft_local.day_in_the_life", description=__doc__.splitlines()[0]
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="rewrite both sections (the default)")
+    mode.add_argument("--write", action="store_true", help="rewrite the generated blocks (the default)")
     mode.add_argument("--check", action="store_true", help="exit 1 with a diff when the docs differ")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    documents = {path: path.read_text(encoding="utf-8") for path, _render in SECTIONS}
+    documents = {path: path.read_text(encoding="utf-8") for path in BLOCKS}
     try:
         for path, document in documents.items():
-            section_of(document, path)  # both files have their markers before the day is played
+            blocks_of(document, path, BLOCKS[path])  # both files have their markers before the day is played
         day = play_day(os.environ)
-    except DayError as error:
+    except (DayError, OSError, ValueError) as error:  # the sandbox's admin API raises URLError, bad JSON
         print(f"day-in-the-life: {error}", file=sys.stderr)
         return 1
-    bodies = {path: render(day) for path, render in SECTIONS}
+    bodies = {
+        path: {name: render(day) for name, render in renders.items()} for path, renders in BLOCKS.items()
+    }
     elapsed = f"{time.monotonic() - started:.0f} s"
     if args.check:
-        diffs = differences(documents, bodies)
+        diffs = "".join(blocks_diff(documents[path], path, blocks) for path, blocks in bodies.items())
         if diffs:
             sys.stderr.write(diffs)
             print(
@@ -701,9 +603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"day-in-the-life: docs/operations.md and README.md tell the day as it ran ({elapsed})")
         return 0
-    for path, body in bodies.items():
-        path.write_text(replace_section(documents[path], path, body), encoding="utf-8")
-    print(f"day-in-the-life: rewrote the sections of docs/operations.md and README.md ({elapsed})")
+    for path, blocks in bodies.items():
+        path.write_text(replace_blocks(documents[path], path, blocks), encoding="utf-8")
+    print(f"day-in-the-life: rewrote the blocks of docs/operations.md and README.md ({elapsed})")
     return 0
 
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from geft.items import GuaranteeView, guarantee_view
 
-from geft_local.aws import isolate_from_real_aws
 from geft_local.config import LocalConfig, LocalConfigError
 from geft_local.console import Console
 from geft_local.stack import LocalStack, LocalStackError
+from testkit.aws import use_fake_aws
 from testkit.flinks import DeliveryResult, FlinksSandbox, Scenario
 
 WAIT_BUDGET_S = 30.0
@@ -165,7 +165,7 @@ def main() -> int:
     except LocalConfigError as error:
         print(f"geft-demo: {error}", file=sys.stderr)
         return 2
-    isolate_from_real_aws(os.environ)
+    use_fake_aws()
     if base.flinks_base_url:
         print(
             "geft-demo: the demo plays Flinks with the built-in sandbox; unset FLINKS_BASE_URL",

@@ -14,28 +14,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from testkit.flinks import (
-    DEFAULT_PASSWORD,
-    DEFAULT_USERNAME,
-    DeliveryResult,
-    FlinksSandbox,
-    Scenario,
-    emit_guarantee_webhook,
-    guarantee_webhook_body,
-)
+from testkit.flinks import DEFAULT_PASSWORD, DEFAULT_USERNAME, FlinksSandbox
 from testkit.flinks.sandbox import Transport
-
-# The names the local stack's modules import from here (the sandbox itself is testkit.flinks).
-__all__ = [
-    "DEFAULT_PASSWORD",
-    "DEFAULT_USERNAME",
-    "DeliveryResult",
-    "FlinksSandbox",
-    "Scenario",
-    "emit_guarantee_webhook",
-    "guarantee_webhook_body",
-    "main",
-]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,19 +1,6 @@
-"""API Gateway HTTP API, emulated on 127.0.0.1: the template's HttpApi routes as payload v2 events.
-
-Routes come from every ``AWS::Serverless::Function`` event of ``Type: HttpApi`` (``Method``, incl.
-``ANY``, and ``Path``, incl. ``{param}`` and ``{proxy+}``; no Method and Path is the ``$default``
-route). A request becomes the event API Gateway would send (version 2.0: ``routeKey``, ``rawPath``,
-``rawQueryString``, lower-cased headers with repeated ones comma-joined, ``cookies``,
-``requestContext.http``, the body as text when it is UTF-8 with a textual content type, else base64 with
-``isBase64Encoded``). The function's answer is mapped back (``statusCode``, ``headers``, ``cookies``,
-``body``, ``isBase64Encoded``; a bare JSON value is a 200 ``application/json`` answer).
-
-API Gateway's own answers: an unmatched route (another path, or another method than the route's) is
-``404 {"message":"Not Found"}``; a function error, a timeout or a malformed answer is
-``500 {"message":"Internal Server Error"}``; a body above 10 MB is
-``413 {"message":"Request Entity Too Large"}``. ``apigw-requestid`` is the event's request id. Not
-emulated: throttling (429), the 30 s integration timeout, authorizers, CORS, custom domains, stages other
-than ``$default``.
+"""API Gateway HTTP API, emulated on 127.0.0.1: the template's ``HttpApi`` routes, each request as the
+payload v2 event API Gateway would send, the function's answer mapped back, and API Gateway's own 404,
+413 and 500 answers. What is emulated and what is not: docs/local-stack.md.
 """
 
 from __future__ import annotations
@@ -31,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from geft_local.aws import ACCOUNT_ID
 from geft_local.console import Console
 from geft_local.workers import InvokeResult
 from testkit.http import Answer, Handler, LoopbackServer
@@ -39,7 +27,6 @@ from testkit.template import resources_of_type
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway HTTP API's request payload limit."""
 _MAX_DISCARD_BYTES = 4 * MAX_PAYLOAD_BYTES
-_ACCOUNT_ID = "123456789012"
 _API_ID = "local"
 _TEXT_TYPES = frozenset(
     {
@@ -195,7 +182,7 @@ def to_http_api_event(
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     event["requestContext"] = {
-        "accountId": _ACCOUNT_ID,
+        "accountId": ACCOUNT_ID,
         "apiId": _API_ID,
         "domainName": host,
         "domainPrefix": host.split(".", 1)[0].split(":", 1)[0],
@@ -286,7 +273,7 @@ def _header_value(value: Any) -> str:
 FunctionInvoker = Callable[[str, dict[str, Any]], InvokeResult]
 
 
-class HttpApiGateway:
+class HttpApiGateway(LoopbackServer["HttpApiGateway"]):
     """The HTTP server. Binds in the constructor, so a taken port fails before anything else starts."""
 
     def __init__(
@@ -302,26 +289,11 @@ class HttpApiGateway:
         self.invoke = invoke
         self.console = console
         try:
-            self._server = LoopbackServer((host, port), _Handler, self, name="gateway")
+            super().__init__((host, port), _Handler, self, name="gateway")
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise PortInUseError(errno.EADDRINUSE, f"port {port} on {host} is already in use") from None
             raise
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    def start(self) -> None:
-        self._server.start(poll_interval=0.05)
-
-    def stop(self) -> None:
-        """Stop accepting, close open connections and free the port."""
-        self._server.stop()
 
     def handle(self, request: HttpRequest) -> tuple[HttpResponse, str]:
         """Answer one request; also returns what the access line says about it."""

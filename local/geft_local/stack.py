@@ -41,7 +41,7 @@ from typing import Any, Self, TypeVar
 from geft.items import guarantee_view, ref_of_keys
 from geft.models import TERMINAL_STATUSES
 
-from geft_local.aws import EndpointSession, MotoServer, isolate_from_real_aws
+from geft_local.aws import EndpointSession, MotoServer
 from geft_local.config import LocalConfig, LocalConfigError
 from geft_local.console import Console
 from geft_local.control_plane import StackResource, data_plane_resources, describe_control_plane
@@ -51,7 +51,7 @@ from geft_local.schedules import Scheduler, schedule_rules
 from geft_local.stream_pump import MappingSettings, StreamPump, dynamodb_event_sources
 from geft_local.topics import TopicMonitor
 from geft_local.workers import FunctionWorker, InvokeResult, function_spec
-from testkit.aws import make_conditional_writes_atomic
+from testkit.aws import make_conditional_writes_atomic, use_fake_aws
 from testkit.flinks import FlinksSandbox
 from testkit.streams import streams_client
 from testkit.template import (
@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     except LocalConfigError as error:
         print(f"geft-local: {error}", file=sys.stderr)
         return 2
-    isolate_from_real_aws(os.environ)
+    use_fake_aws()
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

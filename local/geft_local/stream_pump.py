@@ -1,28 +1,11 @@
-"""The DynamoDB event source mapping, emulated: read the stream, filter, batch, invoke, checkpoint.
-
-Every behaviour comes from the function's ``Type: DynamoDB`` event in template.yaml (``MappingSettings``):
-BatchSize, StartingPosition, MaximumBatchingWindowInSeconds, FilterCriteria, FunctionResponseTypes
-(ReportBatchItemFailures), BisectBatchOnFunctionError, MaximumRetryAttempts, MaximumRecordAgeInSeconds
-and DestinationConfig.OnFailure (SQS).
+"""The DynamoDB event source mapping, emulated: read the stream, filter, batch, invoke, checkpoint, as the
+function's ``Type: DynamoDB`` event in template.yaml says (the settings honoured, and Lambda's semantics
+for each: docs/local-stack.md).
 
 The decisions are pure and unit-tested without AWS: ``ShardBatcher`` holds one shard's unprocessed
 records and decides what to invoke next and what each outcome means (checkpoint, retry from a record,
 bisect, give up); ``on_failure_message`` builds the record Lambda sends to an OnFailure destination.
 ``StreamPump`` is the thin shell that does the I/O: GetRecords four times a second, invoke, SQS.
-
-Semantics, as Lambda documents them:
-
-* records that do not match the FilterCriteria are dropped and checkpointed, never delivered;
-* a successful invoke checkpoints through the batch's last record;
-* ``batchItemFailures`` (with ReportBatchItemFailures): checkpoint before the lowest failed record and
-  retry from it; an empty or unknown ``itemIdentifier`` fails the whole batch; without
-  ReportBatchItemFailures the response is ignored;
-* a function error (exception, timeout, crash) with BisectBatchOnFunctionError splits the batch in
-  two and invokes the halves in turn; splitting does not consume a retry attempt; a single record
-  that fails is retried;
-* after MaximumRetryAttempts retries (-1: until the record expires), or once a record is older than
-  MaximumRecordAgeInSeconds (-1: never), the records go to the OnFailure destination (if any) and
-  the mapping moves past them.
 """
 
 from __future__ import annotations
@@ -35,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from geft_local.aws import lambda_arn
 from geft_local.console import Console
 from geft_local.loop import Loop
 from geft_local.workers import InvokeResult
@@ -48,8 +32,6 @@ GET_RECORDS_LIMIT = 1000
 RETRY_ATTEMPTS_EXHAUSTED: Final = "RetryAttemptsExhausted"
 RECORD_AGE_EXCEEDED: Final = "RecordAgeExceeded"
 _DEFAULT_BATCH_SIZE = 100  # Lambda's default for DynamoDB streams
-_ACCOUNT_ID = "123456789012"
-_REGION = "us-east-1"
 
 Condition = Literal["RetryAttemptsExhausted", "RecordAgeExceeded"]
 
@@ -121,16 +103,6 @@ class MappingSettings:
             on_failure_destination=destination,
             filters=tuple(filter_patterns(properties)),
             enabled=_truthy(value("Enabled", True)),
-        )
-
-    def describe(self) -> str:
-        retries = "unlimited" if self.maximum_retry_attempts < 0 else str(self.maximum_retry_attempts)
-        age = "unlimited" if self.maximum_record_age_s < 0 else f"{self.maximum_record_age_s}s"
-        return (
-            f"batch {self.batch_size}, {self.starting_position}, retries {retries}, max age {age}, "
-            f"bisect {'on' if self.bisect_on_function_error else 'off'}, "
-            f"partial failures {'on' if self.report_batch_item_failures else 'off'}, "
-            f"{len(self.filters)} filter(s)"
         )
 
 
@@ -446,10 +418,6 @@ def arrival_of(record: Mapping[str, Any]) -> float:
     return float(created.timestamp()) if isinstance(created, datetime) else float(created)
 
 
-def function_arn(function_name: str) -> str:
-    return f"arn:aws:lambda:{_REGION}:{_ACCOUNT_ID}:function:{function_name}"
-
-
 def _iso(epoch: float, *, millis: bool = False) -> str:
     moment = datetime.fromtimestamp(epoch, tz=UTC)
     if millis:
@@ -486,7 +454,7 @@ class StreamPump(Loop):
     ) -> None:
         super().__init__()
         self.settings = settings
-        self._function_arn = function_arn(function_name)
+        self._function_arn = lambda_arn(function_name)
         self._streams = streams
         self._sqs = sqs
         self._invoke = invoke
@@ -496,7 +464,6 @@ class StreamPump(Loop):
         self.thread_name = f"stream-pump-{settings.function_logical_id}"
         self._shards: list[_Shard] = []
         self._queue_url: str | None = None
-        self.dead_lettered = 0
 
     def start(self) -> None:
         description = self._streams.describe_stream(StreamArn=self.settings.stream_arn)["StreamDescription"]
@@ -580,7 +547,6 @@ class StreamPump(Loop):
         return verdict.action in ("bisect", "give-up")
 
     def _give_up(self, shard: _Shard, failed: FailedRecords, detail: str) -> None:
-        self.dead_lettered += len(failed.records)
         span = f"{sequence_of(failed.records[0])}..{sequence_of(failed.records[-1])}"
         if self._queue_url is None:
             self._console.emit(

@@ -28,11 +28,9 @@ import os
 import random
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,10 +38,9 @@ from typing import Any, TypeVar
 from geft.items import GuaranteeView, guarantee_view
 from geft.models import Actor, GuaranteeStatus, Verdict
 from geft.repository import GuaranteeRepository
-from geft.signature import compute_signature
 
 from geft_local.aws import EndpointSession
-from testkit.flinks import SandboxAdmin
+from testkit.flinks import SandboxAdmin, emit_guarantee_webhook, guarantee_webhook_body
 
 DEFAULT_RUN_DIR = Path(".local")
 REVIEWERS = ("m.tremblay", "a.roy", "j.singh")
@@ -208,7 +205,6 @@ class Flinks:
     def __init__(self, state: LocalStackState) -> None:
         self._state = state
         self.sandbox = _sent(lambda: SandboxAdmin(state.sandbox_url, timeout=HTTP_TIMEOUT_S), "the sandbox")
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
 
     def register(self, scenario: Mapping[str, Any]) -> str:
         return _sent(lambda: self.sandbox.add_session(scenario), "register a session")
@@ -216,41 +212,19 @@ class Flinks:
     def end_session(self, session_id: str, status: str, details: str | None) -> None:
         _sent(lambda: self.sandbox.set_status(session_id, status, details), f"end session {session_id}")
 
-    def guarantee_webhook(self, session_id: str, planned: Planned) -> None:
-        self._webhook(
-            {
-                "type": "GuaranteeEmitted",
-                "when": _now_iso(),
-                "sessionId": session_id,
-                "referenceId": planned.scenario["reference_id"],
-                "amount": float(planned.amount),
-            }
-        )
-
-    def status_webhook(self, session_id: str, planned: Planned, status: str, details: str) -> None:
-        self._webhook(
-            {
-                "type": "SessionSetupStatusChanged",
-                "when": _now_iso(),
-                "sessionId": session_id,
-                "referenceId": planned.scenario["reference_id"],
-                "amount": float(planned.amount),
-                "status": status,
-                "statusDetails": details,
-            }
-        )
-
-    def _webhook(self, document: Mapping[str, Any]) -> None:
+    def webhook(self, session_id: str, planned: Planned, status: tuple[str, str] | None = None) -> None:
+        """The session's signed guarantee webhook; with ``status``, its ``SessionSetupStatusChanged``."""
         url = self._state.webhook_url
         if not url.startswith("http://127.0.0.1"):
             raise TrafficError(f"refusing to send traffic anywhere but 127.0.0.1: {url}")
-        body = json.dumps(document, separators=(",", ":")).encode()
-        headers = {
-            "content-type": "application/json; charset=utf-8",
-            "x-webhook-signature": compute_signature(body, self._state.webhook_secret),
-        }
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
-        _sent(lambda: self._opener.open(request, timeout=HTTP_TIMEOUT_S).close(), f"POST {url}")
+        reference_id = planned.scenario["reference_id"]
+        body = guarantee_webhook_body(session_id, reference_id=reference_id, amount=float(planned.amount))
+        if status is not None:
+            body |= {"type": "SessionSetupStatusChanged", "status": status[0], "statusDetails": status[1]}
+        secret, timeout = self._state.webhook_secret, HTTP_TIMEOUT_S
+        result = emit_guarantee_webhook(url, secret, session_id, body=body, attempts=1, timeout=timeout)
+        if not result.delivered:
+            raise TrafficError(f"POST {url}: answered {result.attempts[0][0] or 'nothing'}")
 
 
 def _sent(call: Callable[[], _T], what: str) -> _T:
@@ -295,7 +269,7 @@ def play(
     run = _Run(state)
     played = [Played(entry, run.flinks.register(entry.scenario)) for entry in planned]
     for entry in played:
-        run.flinks.guarantee_webhook(entry.session_id, entry.planned)
+        run.flinks.webhook(entry.session_id, entry.planned)
     say(f"sent {len(played)} guarantee webhooks; answering reviews and ending sessions as they are decided")
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -347,7 +321,7 @@ class _Run:
             status, details = planned.final
             self.flinks.end_session(entry.session_id, status, details)
             if planned.final_by_webhook:
-                self.flinks.status_webhook(entry.session_id, planned, status, details)
+                self.flinks.webhook(entry.session_id, planned, (status, details))
                 self.tally.by_webhook[status] += 1
             else:
                 self.tally.for_reconciler[status] += 1
@@ -429,10 +403,6 @@ def summary(planned: Sequence[Planned], tally: Tally) -> str:
 
 def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{status} {count}" for status, count in sorted(counter.items())) or "none"
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from geft_local.aws import lambda_arn
 from geft_local.console import Console
 from testkit.template import CreatedResources, resolve
 
@@ -37,7 +38,6 @@ INIT_TIMEOUT_S = 10.0
 _IPC_GRACE_S = 0.25
 _DEFAULT_TIMEOUT_S = 3.0
 _DEFAULT_MEMORY_MB = 128
-_ACCOUNT_ID = "123456789012"
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class FunctionSpec:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:{_ACCOUNT_ID}:function:{self.function_name}"
+        return lambda_arn(self.function_name)
 
     def process_environment(self, aws: Mapping[str, str]) -> dict[str, str]:
         """The whole environment of the container: the function's variables, then what Lambda itself
@@ -140,6 +140,12 @@ class InvokeResult:
     @property
     def function_error(self) -> bool:
         return self.error_type is not None
+
+    @classmethod
+    def failed(cls, request_id: str, error_type: str, message: str, duration_ms: float) -> InvokeResult:
+        """A function error whose payload is the error document, as Lambda answers one."""
+        document = {"errorType": error_type, "errorMessage": message}
+        return cls(request_id, document, error_type, message, duration_ms)
 
 
 class _PipeClosedError(Exception):
@@ -245,7 +251,6 @@ class FunctionWorker:
         self._live: set[_Container] = set()
         self._container: _Container | None = None
         self._watchers: list[threading.Thread] = []
-        self.containers_started = 0
 
     @property
     def name(self) -> str:
@@ -340,7 +345,6 @@ class FunctionWorker:
         finally:
             os.close(write_fd)
             log.close()
-        self.containers_started += 1
         self._container = container
         watcher = threading.Thread(
             target=self._watch, args=(container,), name=f"watch-{self.name}", daemon=True
@@ -371,26 +375,14 @@ class FunctionWorker:
         self._append_log(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request_id} {message}")
         self._container = None
         container.end(0.0)
-        return InvokeResult(
-            request_id,
-            payload={"errorType": "Sandbox.Timedout", "errorMessage": message},
-            error_type="Sandbox.Timedout",
-            error_message=message,
-            duration_ms=duration_ms,
-        )
+        return InvokeResult.failed(request_id, "Sandbox.Timedout", message, duration_ms)
 
     def _died(self, container: _Container, request_id: str, duration_ms: float) -> InvokeResult:
         with contextlib.suppress(subprocess.TimeoutExpired):
             container.process.wait(2.0)
         message = f"RequestId: {request_id} Error: Runtime exited {_exit_text(container.process.returncode)}"
         self._container = None
-        return InvokeResult(
-            request_id,
-            payload={"errorType": "Runtime.ExitError", "errorMessage": message},
-            error_type="Runtime.ExitError",
-            error_message=message,
-            duration_ms=duration_ms,
-        )
+        return InvokeResult.failed(request_id, "Runtime.ExitError", message, duration_ms)
 
     def _watch(self, container: _Container) -> None:
         """Wait for the container to end; report it and start a new one unless we are stopping."""

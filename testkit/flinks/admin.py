@@ -11,7 +11,7 @@ from testkit.flinks.sandbox import JournalEntry
 
 
 class SandboxAdmin:
-    """What tests, benchmarks and the traffic generator ask of a sandbox that runs elsewhere."""
+    """What tests, benchmarks and the local stack's tools ask of a sandbox that runs elsewhere."""
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
         if not base_url.startswith("http://127.0.0.1"):
@@ -32,9 +32,21 @@ class SandboxAdmin:
         """A session in a scenario (admin-API JSON: field names, optional ``preset``); its id."""
         return str(self.call("POST", "/_sandbox/sessions", dict(scenario or {}))["sessionId"])
 
+    def session(self, session_id: str) -> dict[str, Any]:
+        """The session's state: referenceId, status, offers, confirms, calls (the admin API's GET)."""
+        state: dict[str, Any] = self.call("GET", f"/_sandbox/sessions/{session_id}")
+        return state
+
     def set_status(self, session_id: str, status: str, details: str | None) -> None:
         document = {"status": status, "statusDetails": details}
         self.call("POST", f"/_sandbox/sessions/{session_id}/status", document)
+
+    def add_faults(self, session_id: str, plan: Mapping[str, list[str]]) -> None:
+        self.call("POST", f"/_sandbox/sessions/{session_id}/faults", dict(plan))
+
+    def clear_faults(self, session_id: str) -> None:
+        """Flinks has recovered: the session's planned faults are forgotten."""
+        self.call("DELETE", f"/_sandbox/sessions/{session_id}/faults")
 
     def calls(self) -> list[JournalEntry]:
         return [JournalEntry(**entry) for entry in self.call("GET", "/_sandbox/calls")["calls"]]
@@ -42,10 +54,3 @@ class SandboxAdmin:
     @property
     def authorize_count(self) -> int:
         return sum(1 for entry in self.calls() if entry.endpoint == "authorize")
-
-    def confirms_by_session(self) -> dict[str, list[bool]]:
-        confirms: dict[str, list[bool]] = {}
-        for entry in self.calls():
-            if entry.endpoint == "confirm" and entry.decision is not None and entry.session_id:
-                confirms.setdefault(entry.session_id, []).append(entry.decision)
-        return confirms

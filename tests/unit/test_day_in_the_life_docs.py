@@ -1,6 +1,6 @@
 """``make day-in-the-life --check``'s comparison, without a run: what changes from run to run (times,
 durations, sequence numbers, the console threads' interleaving) passes; a renamed column or state, a
-missing history line or a reordered story fails. The committed sections serve as "a run"."""
+missing history line or a reordered story fails. The committed blocks serve as "a run"."""
 
 from __future__ import annotations
 
@@ -12,25 +12,39 @@ import pytest
 from geft.models import Verdict
 from geft.policy import DecisionPolicy
 from geft_local.day_in_the_life import (
+    BLOCKS,
     OPERATIONS_DOC,
     README_DOC,
     SESSIONS,
     DayError,
+    blocks_diff,
+    blocks_of,
     day_policy,
     normalize,
-    replace_section,
-    section_diff,
-    section_of,
+    replace_blocks,
 )
 
 OPERATIONS = OPERATIONS_DOC.read_text(encoding="utf-8")
 README = README_DOC.read_text(encoding="utf-8")
-COMMITTED = section_of(OPERATIONS, OPERATIONS_DOC)["body"]
+COMMITTED = {
+    name: match["body"]
+    for name, match in blocks_of(OPERATIONS, OPERATIONS_DOC, BLOCKS[OPERATIONS_DOC]).items()
+}
+MORNING = "morning-console"  # the excerpt whose threads interleave, and where the first session's story is
 
 
-def another_run(body: str) -> str:
-    """``body`` as a later run would print it: other times, durations and sequence numbers, and the
-    console's threads interleaved the other way round where two neighbours come from different ones."""
+def section_diff(blocks: dict[str, str]) -> str:
+    return blocks_diff(OPERATIONS, OPERATIONS_DOC, blocks)
+
+
+def another_run(blocks: dict[str, str]) -> dict[str, str]:
+    """Every block as a later run would print it; the morning's console interleaved otherwise too."""
+    later = {name: shifted_run(body) for name, body in blocks.items()}
+    return later | {MORNING: swap_first_neighbours(later[MORNING], "gateway", "flow")}
+
+
+def shifted_run(body: str) -> str:
+    """``body`` as a later run would print it: other times, durations and sequence numbers."""
 
     def shifted(match: re.Match[str]) -> str:
         return "".join(str((int(ch) + 7) % 10) if ch.isdigit() else ch for ch in match[0])
@@ -39,8 +53,7 @@ def another_run(body: str) -> str:
     body = re.sub(r"^\d\d:\d\d:\d\d\.\d{3}", shifted, body, flags=re.MULTILINE)
     body = re.sub(r"\d+ ms\b", shifted, body)
     body = re.sub(r"\d{15,}", shifted, body)
-    body = re.sub(r"(?<=  )\d+$", "98765", body, flags=re.MULTILINE)
-    return swap_first_neighbours(body, "gateway", "flow")
+    return re.sub(r"(?<=  )\d+$", "98765", body, flags=re.MULTILINE)
 
 
 def swap_first_neighbours(body: str, first: str, second: str) -> str:
@@ -56,7 +69,7 @@ def test_what_changes_from_run_to_run_passes() -> None:
     later = another_run(COMMITTED)
 
     assert later != COMMITTED
-    assert section_diff(OPERATIONS, OPERATIONS_DOC, later) == ""
+    assert section_diff(later) == ""
 
 
 @pytest.mark.parametrize(
@@ -73,14 +86,14 @@ def test_what_changes_from_run_to_run_passes() -> None:
 def test_a_changed_story_fails(change: str, old: str, new: str | None) -> None:
     # GIVEN a later run that differs from the committed docs in one meaningful way
     later = another_run(COMMITTED)
-    assert old in later, change
+    name = next(name for name, body in later.items() if old in body)
     if new is None:
-        later = "\n".join(line for line in later.split("\n") if old not in line)
+        later[name] = "\n".join(line for line in later[name].split("\n") if old not in line)
     else:
-        later = later.replace(old, new, 1)
+        later[name] = later[name].replace(old, new, 1)
 
     # WHEN the docs are checked against it
-    diff = section_diff(OPERATIONS, OPERATIONS_DOC, later)
+    diff = section_diff(later)
 
     # THEN the check fails with a diff naming what changed
     assert diff.startswith("--- docs/operations.md (committed)\n+++ docs/operations.md (this run)\n"), change
@@ -89,30 +102,34 @@ def test_a_changed_story_fails(change: str, old: str, new: str | None) -> None:
 
 
 def test_one_session_telling_its_story_in_another_order_fails() -> None:
-    lines = COMMITTED.split("\n")
+    lines = COMMITTED[MORNING].split("\n")
     story = [i for i, line in enumerate(lines) if " flow " in line[:22] and SESSIONS[0] in line]
     first, second = story[0], story[1]
     lines[first], lines[second] = lines[second], lines[first]
 
-    assert section_diff(OPERATIONS, OPERATIONS_DOC, "\n".join(lines)) != ""
+    assert section_diff(COMMITTED | {MORNING: "\n".join(lines)}) != ""
 
 
-def test_a_new_section_replaces_only_what_is_between_the_markers() -> None:
-    section = section_of(README, README_DOC)
+def test_a_new_block_replaces_only_what_is_between_the_markers() -> None:
+    block = blocks_of(README, README_DOC, ["readme-day"])["readme-day"]
 
-    rewritten = replace_section(README, README_DOC, "new body\n")
+    rewritten = replace_blocks(README, README_DOC, {"readme-day": "new body\n"})
 
-    assert rewritten == README[: section.start("body")] + "new body\n" + README[section.end("body") :]
-    assert section_of(rewritten, README_DOC)["body"] == "new body\n"
+    assert rewritten == README[: block.start("body")] + "new body\n" + README[block.end("body") :]
+    assert blocks_of(rewritten, README_DOC, ["readme-day"])["readme-day"]["body"] == "new body\n"
 
 
 @pytest.mark.parametrize(
     "document",
-    ["no markers at all\n", 2 * "<!-- day-in-the-life:begin -->\nx\n<!-- day-in-the-life:end -->\n"],
+    [
+        "no markers at all\n",
+        2 * "<!-- day-in-the-life:begin readme-day -->\nx\n<!-- day-in-the-life:end -->\n",
+        "<!-- day-in-the-life:begin another -->\nx\n<!-- day-in-the-life:end -->\n",
+    ],
 )
-def test_a_document_without_exactly_one_section_is_refused(document: str) -> None:
-    with pytest.raises(DayError, match="expected one day-in-the-life:begin/end pair"):
-        section_of(document, README_DOC)
+def test_a_document_without_exactly_its_blocks_is_refused(document: str) -> None:
+    with pytest.raises(DayError, match="expected one day-in-the-life block each of"):
+        blocks_of(document, README_DOC, ["readme-day"])
 
 
 def test_the_day_policy_is_the_template_default_plus_large_amount_review() -> None:
