@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -45,15 +46,24 @@ class Console:
             return list(self._lines)[start:]
 
     def wait_for(
-        self, text: str, *, timeout: float, start: int = 0, gone: Callable[[], bool] = lambda: False
+        self,
+        text: str | re.Pattern[str],
+        *,
+        timeout: float,
+        start: int = 0,
+        gone: Callable[[], bool] = lambda: False,
     ) -> str | None:
-        """The first kept line (from index ``start``) containing ``text``; None after ``timeout`` s, or
-        once ``gone()`` says no such line can come (asked twice a second)."""
+        """The first kept line (from index ``start``) containing ``text`` (or matching it, a pattern);
+        None after ``timeout`` s, or once ``gone()`` says no such line can come (asked twice a second)."""
+
+        def found(line: str) -> bool:
+            return bool(text.search(line)) if isinstance(text, re.Pattern) else text in line
+
         give_up_at = time.monotonic() + timeout
         with self._changed:
             while True:
                 for line in list(self._lines)[start:]:
-                    if text in line:
+                    if found(line):
                         return line
                 remaining = give_up_at - time.monotonic()
                 if remaining <= 0 or gone():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -159,6 +160,11 @@ def table(runs: Sequence[Run]) -> str:
     return "\n".join(lines)
 
 
+def outcome_line(session_id: str) -> re.Pattern[str]:
+    """The console line that ends a session's story: ``<sid> ... -> CONFIRMED`` (or FAILED, REVIEW)."""
+    return re.compile(rf"{re.escape(session_id)} (.* )?-> [A-Z]")
+
+
 def main() -> int:
     try:
         base = LocalConfig.from_env(os.environ)
@@ -191,9 +197,9 @@ def main() -> int:
         deadline = time.monotonic() + WAIT_BUDGET_S
         for run in runs:
             settle(stack, sandbox, run, deadline)
-        for run in runs:  # let the console's flow lines catch up with the table (bounded)
+        for run in runs:  # let each session's outcome line ("<sid> ... -> STATE") reach the console
             if run.guarantee is not None:
-                stack.console.wait_for(f"{run.session_id} received ->", timeout=2.0)
+                stack.console.wait_for(outcome_line(run.session_id), timeout=2.0)
     finally:
         stack.stop()
     print()

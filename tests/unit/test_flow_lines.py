@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from geft_local.demo import outcome_line
 from geft_local.flow import describe_change
 
 SESSION = "aadd08f2-83ce-456d-84ed-c68cfed4ee7b"
@@ -61,3 +62,20 @@ def test_session_record_lines() -> None:
     assert describe_change(_image("SESSION", None, recordType="SESSION")) is None
     line = describe_change(_image("SESSION", "final-status", recordType="SESSION", finalStatus="Completed"))
     assert line == f"{SESSION} session final status Completed"
+
+
+def test_the_demo_waits_for_the_line_that_ends_a_story_not_the_first() -> None:
+    received = describe_change(_guarantee("received", "RECEIVED"))
+    confirmed = describe_change(
+        _guarantee("confirmed", "CONFIRMED", decision="reject", decisionRule="high-risk", confirmedAtMs=5)
+    )
+    held = describe_change(_guarantee("held", "REVIEW", changeReason="no fallback"))
+    ending = outcome_line(SESSION)
+
+    assert received is not None
+    assert confirmed is not None
+    assert held is not None
+    assert not ending.search(received)
+    assert ending.search(confirmed)
+    assert ending.search(held)
+    assert not outcome_line("another-session").search(confirmed)
