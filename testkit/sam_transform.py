@@ -67,7 +67,7 @@ def transformed(
 ) -> dict[str, Any]:
     """``template`` (as ``load_template`` reads it) deployed with ``parameters`` (every one of them, as
     strings): the CloudFormation resources, outputs and parameters SAM's transform gives CloudFormation."""
-    source = json.dumps(template, sort_keys=True, default=str)
+    source = json.dumps(template, default=str)  # template order: functions, mappings, routes as written
     key = json.dumps([sorted(parameters.items()), stack_name, region, str(template_dir)])
     return dict(json.loads(_transformed(source, key, artifact_uri)))
 
