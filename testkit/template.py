@@ -236,12 +236,11 @@ def _reference(name: str, created: CreatedResources, parameters: Mapping[str, st
 
 
 def _attribute(logical_id: str, attribute: str, created: CreatedResources, placeholder: bool) -> str:
-    if (logical_id, attribute) in created.attributes or not placeholder:
-        try:
-            return created.get_att(logical_id, attribute)
-        except KeyError:
-            raise ValueError(f"cannot resolve Fn::GetAtt {logical_id}.{attribute} locally") from None
-    return f"{created.stack_name}-{logical_id}-{attribute}"
+    if (logical_id, attribute) in created.attributes:
+        return created.attributes[(logical_id, attribute)]
+    if placeholder:
+        return f"{created.stack_name}-{logical_id}-{attribute}"
+    raise ValueError(f"cannot resolve Fn::GetAtt {logical_id}.{attribute} locally")
 
 
 def secret_referenced_by(template: Mapping[str, Any], variable: str) -> str | None:

@@ -23,12 +23,10 @@ from typing import Any
 
 from geft_local.console import Console
 from geft_local.workers import InvokeResult
-from testkit.template import CreatedResources, function_behind, resolve, resources_of_type
+from testkit.template import ACCOUNT_ID, REGION, CreatedResources, function_behind, resolve, resources_of_type
 
 _RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
 _SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
-_ACCOUNT_ID = "123456789012"
-_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class ScheduleRule:
 
     @property
     def rule_arn(self) -> str:
-        return f"arn:aws:events:{_REGION}:{_ACCOUNT_ID}:rule/{self.function_logical_id}-{self.event_name}"
+        return f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{self.function_logical_id}-{self.event_name}"
 
 
 def parse_rate(expression: str) -> float | None:
@@ -85,9 +83,9 @@ def scheduled_event(rule: ScheduleRule, now: float) -> dict[str, Any]:
         "id": str(uuid.uuid4()),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
-        "account": _ACCOUNT_ID,
+        "account": ACCOUNT_ID,
         "time": datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": _REGION,
+        "region": REGION,
         "resources": [rule.rule_arn],
         "detail": {},
     }
