@@ -6,8 +6,7 @@ refuses the change set); what AWS::LanguageExtensions resolves before SAM runs i
 the SAM transform runs (aws-sam-translator, what `sam validate` and CloudFormation use), so Globals,
 Layers, events, aliases and versions mean what they mean in AWS; resources whose condition is false
 are dropped. Local CodeUri/ContentUri folders become S3 locations first, as `sam package` uploads them:
-the key is the folder itself (``local_artifact``: the local stack reads the code from there) or, for
-``make validate``, a digest of its files (``digest_artifact``: a code change shows as a new version).
+by default the key is the folder itself (``local_artifact``: the local stack reads the code from there).
 
 One transform takes about 0.2 s, so the result is cached per template and parameter set (the tests
 build a deployment per test); callers get their own copy.
@@ -16,7 +15,6 @@ build a deployment per test); callers get their own copy.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -41,19 +39,6 @@ class DeploymentError(ValueError):
 
 def local_artifact(template_dir: Path, location: str) -> str:
     return f"s3://{LOCAL_BUCKET}/{location.strip('/')}"
-
-
-def folder_digest(folder: Path) -> str:
-    """A digest of every file under ``folder`` (names and bytes), caches excluded."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:32]
-
-
-def digest_artifact(template_dir: Path, location: str) -> str:
-    return f"s3://sam-render-artifacts/{location.strip('/')}/{folder_digest(template_dir / location)}"
 
 
 def transformed(

@@ -13,8 +13,9 @@ from typing import Any
 
 from geft_local.stack import FLINKS_BASE_URL_VARIABLE, OPS_CLI_TARGET_VARIABLE, LocalStack
 
-from testkit.sam_transform import digest_artifact, transformed
+from testkit.sam_transform import transformed
 from testkit.template import REPO_ROOT, load_template, resolve, resources_of_type
+from tests.support.sam_render import digest_artifact
 
 # What the local stack sets on purpose (its own sandbox, its own CLI), not what the template says.
 LOCAL_VARIABLES = {FLINKS_BASE_URL_VARIABLE, OPS_CLI_TARGET_VARIABLE}

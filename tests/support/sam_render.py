@@ -13,15 +13,30 @@ SAM generates (aliases, deployment groups, event source mappings).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tomllib
 from pathlib import Path
 
-from testkit.sam_transform import DeploymentError, digest_artifact, transformed
+from testkit.sam_transform import DeploymentError, transformed
 from testkit.template import load_template, parameter_values
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def folder_digest(folder: Path) -> str:
+    """A digest of every file under ``folder`` (names and bytes), caches excluded."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+def digest_artifact(template_dir: Path, location: str) -> str:
+    """The S3 location `sam package` gives a code folder: a code change shows as a new Lambda version."""
+    return f"s3://sam-render-artifacts/{location.strip('/')}/{folder_digest(template_dir / location)}"
 
 
 def samconfig_environment(config_env: str, samconfig: Path) -> tuple[str, str | None, dict[str, str]]:
