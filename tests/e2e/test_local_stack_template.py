@@ -11,14 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from geft_local.stack import FLINKS_BASE_URL_VARIABLE, OPS_CLI_TARGET_VARIABLE, LocalStack
 
 from testkit.sam_transform import transformed
 from testkit.template import REPO_ROOT, load_template, resolve, resources_of_type
+from tests.e2e.conftest import StartStack
 from tests.support.sam_render import digest_artifact
 
 # What the local stack sets on purpose (its own sandbox, its own CLI), not what the template says.
 LOCAL_VARIABLES = {FLINKS_BASE_URL_VARIABLE, OPS_CLI_TARGET_VARIABLE}
+
+
+@pytest.fixture(scope="module")
+def stack(start_stack: StartStack) -> LocalStack:
+    """Its own stack name: moto's backends outlive a module's stack (conftest's docstring)."""
+    return start_stack("template-reading")
 
 
 def rendered(stack: LocalStack) -> dict[str, Any]:
