@@ -66,7 +66,7 @@ typecheck: $(VENV)/.installed ## mypy (strict) on the functions, the layer, the 
 		benchmarks capacity
 
 # The prod configuration is also rendered as CloudFormation deploys it (Rules checked, parameters and
-# conditions resolved, SAM transform applied; tests/support/sam_render.py) and linted and scanned as such:
+# conditions resolved, SAM transform applied: testkit/sam_transform.py) and linted and scanned as such:
 # the template alone passes checkov because checkov accepts either branch of an !If.
 RENDERED_PROD := .aws-sam/rendered/prod.json
 
@@ -75,8 +75,7 @@ validate: $(VENV)/.installed $(VENV_SAM)/.installed $(VENV_CHECKOV)/.installed #
 	$(VENV_SAM)/bin/sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV_CHECKOV)/bin/checkov --config-file .checkov.yaml --file template.yaml
-	PYTHONPATH=. $(VENV_SAM)/bin/python tests/support/sam_render.py --config-env prod \
-		--output $(RENDERED_PROD) 2>&1 | { grep -v "not available in Feature Toggle Config" || true; }
+	PYTHONPATH=. $(PY) tests/support/sam_render.py --config-env prod --output $(RENDERED_PROD)
 	@# W2001: a rendered template has every parameter already substituted, so none is "used"
 	$(VENV)/bin/cfn-lint --ignore-checks W2001 -- $(RENDERED_PROD)
 	$(VENV_CHECKOV)/bin/checkov --config-file .checkov.yaml --file $(RENDERED_PROD)

@@ -221,8 +221,8 @@ class BenchStack:
         from benchmarks import aws_stub
         from testkit.streams import filter_patterns, matches_any
 
-        properties = self.stack.deployment.template["Resources"]["DecisionProcessorFunction"]["Properties"]
-        patterns = filter_patterns(properties["Events"]["GuaranteeStream"]["Properties"])
+        mapping = self.stack.deployment.template["Resources"]["DecisionProcessorFunctionGuaranteeStream"]
+        patterns = filter_patterns(mapping["Properties"])
         records = []
         for (pk, sk), item in list((aws_stub.items or {}).items()):
             if f"{pk}/{sk}" in self._seen:

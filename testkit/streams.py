@@ -67,9 +67,10 @@ class StreamFeed:
         function: str = "DecisionProcessorFunction",
         event: str = "GuaranteeStream",
     ) -> StreamFeed:
-        """The stream of ``function``'s ``event`` (a DynamoDB event), read through its FilterCriteria."""
-        properties = deployment.template["Resources"][function]["Properties"]["Events"][event]["Properties"]
-        stream_arn = resolve(properties["Stream"], deployment.created, deployment.parameters)
+        """The stream of ``function``'s ``event`` (the event source mapping SAM makes of a DynamoDB event),
+        read through its FilterCriteria."""
+        properties = deployment.template["Resources"][function + event]["Properties"]
+        stream_arn = resolve(properties["EventSourceArn"], deployment.created, deployment.parameters)
         return cls(streams_client(session), stream_arn, filter_patterns(properties))
 
     def next_event(self) -> dict[str, Any]:

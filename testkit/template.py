@@ -1,11 +1,13 @@
 """The stack as deployed from template.yaml, once for the tests, the benchmarks and the local stack.
 
-``Deployment.of`` reads the template with one set of parameter values as CloudFormation would (its
-Rules checked, false conditions dropped, known intrinsics resolved: ``template_render``);
+``Deployment.of`` turns the template, with one set of parameter values, into the CloudFormation a
+deployment creates (``sam_transform``: Rules checked, what AWS::LanguageExtensions resolves resolved,
+SAM's own transform, false conditions dropped): ``template`` holds ``AWS::Lambda::Function`` with Globals
+merged by SAM, its versions and aliases, the event source mappings and schedule rules SAM generates.
 ``Deployment.create`` creates its stateful resources (tables and streams, queues, topics, secrets)
-through a boto3 session pointed at moto, and ``environment`` is the environment SAM gives a function,
-references resolved to what was created. The template is the single source of truth: nothing here
-declares a table twice.
+through a boto3 session pointed at moto and names the functions, aliases, versions and layers;
+``environment`` is a function's environment, references resolved to what was created. The template is
+the single source of truth: nothing here declares a table twice or merges Globals.
 """
 
 from __future__ import annotations
@@ -19,19 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testkit.template_render import failed_rules, resolve_known
+from testkit.sam_transform import ACCOUNT_ID, REGION, DeploymentError, transformed
+from testkit.template_render import EVALUATED
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 _TABLE_PROPERTIES = ("KeySchema", "AttributeDefinitions", "BillingMode", "GlobalSecondaryIndexes")
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
+_PLACEHOLDER = re.compile(r"\$\{([^}!][^}]*)\}")
 WEBHOOK_SECRET_VARIABLE = "WEBHOOK_SECRET_ARN"  # noqa: S105 - a variable's name, not a secret
 FLINKS_CREDENTIALS_VARIABLE = "FLINKS_CREDENTIALS_SECRET_ARN"
-
-
-class DeploymentError(ValueError):
-    """CloudFormation would refuse these parameters (a template Rule fails)."""
+__all__ = ["ACCOUNT_ID", "REGION", "DeploymentError"]
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
@@ -150,71 +149,105 @@ def _generated_secret(properties: Mapping[str, Any]) -> dict[str, Any]:
     return dict(document)
 
 
-def function_environment(
-    template: Mapping[str, Any],
-    function_logical_id: str,
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+
+
+def function_behind(template: Mapping[str, Any], reference: Any) -> str | None:
+    """The logical id of the ``AWS::Lambda::Function`` a ``Ref``/``Fn::GetAtt`` (or a name in an
+    ``Fn::Sub``) points at, through the alias or version SAM put in between."""
+    if isinstance(reference, Mapping):
+        reference = reference.get("Ref") or reference.get("Fn::GetAtt")
+    if isinstance(reference, list):
+        reference = reference[0]
+    resource = template.get("Resources", {}).get(str(reference).split(".", 1)[0], {})
+    if resource.get("Type") in ("AWS::Lambda::Alias", "AWS::Lambda::Version"):
+        return function_behind(template, resource["Properties"]["FunctionName"])
+    return str(reference).split(".", 1)[0] if resource.get("Type") == "AWS::Lambda::Function" else None
+
+
+def resolved(
+    node: Any,
     created: CreatedResources,
-    parameters: Mapping[str, str],
-) -> dict[str, str]:
-    """The environment SAM gives a function: Globals, then the function's own, references resolved."""
-    global_variables = (
-        template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-    )
-    function = template["Resources"][function_logical_id]["Properties"]
-    own_variables = function.get("Environment", {}).get("Variables", {})
-    merged = {**global_variables, **own_variables}
-    return {name: resolve(value, created, parameters) for name, value in merged.items()}
+    parameters: Mapping[str, str] | None = None,
+    *,
+    placeholder: bool = False,
+) -> Any:
+    """``node`` with every intrinsic function resolved to what was created (and ``parameters``). With
+    ``placeholder``, a resource the local stack does not create (the HTTP API, a KMS key) resolves to
+    ``<stack>-<LogicalId>[-<Attribute>]``, inert where nothing reaches it."""
 
-
-def resolve(value: Any, created: CreatedResources, parameters: Mapping[str, str]) -> str:  # noqa: PLR0911
-    """Resolve the intrinsic functions the template uses in environments: Ref, Fn::GetAtt, Fn::Sub."""
-    if isinstance(value, str | int | float | bool):
-        return str(value).lower() if isinstance(value, bool) else str(value)
-    if isinstance(value, Mapping) and len(value) == 1:
-        ((function, argument),) = value.items()
+    def walk(node: Any) -> Any:
+        if not isinstance(node, Mapping):
+            return [walk(child) for child in node] if isinstance(node, list) else node
+        function = next(iter(node), "")
+        if len(node) != 1 or (function != "Ref" and not function.startswith("Fn::")):
+            return {key: walk(child) for key, child in node.items()}
+        argument = node[function]
         if function == "Ref":
-            if argument in parameters:
-                return parameters[argument]
-            if argument in created.refs:
-                return created.refs[argument]
-            base, _, attribute = str(argument).partition(".")
-            if attribute in ("Version", "Alias") and base in created.refs:
-                # SAM's function.Version / function.Alias: locally every invoke runs $LATEST.
-                return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{created.refs[base]}:$LATEST"
-            pseudo = {
-                "AWS::Region": REGION,
-                "AWS::AccountId": ACCOUNT_ID,
-                "AWS::Partition": "aws",
-                "AWS::StackName": created.stack_name,
-            }
-            if argument in pseudo:
-                return pseudo[argument]
+            return _reference(str(argument), created, parameters or {}, placeholder)
         if function == "Fn::GetAtt":
             logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
-            return created.get_att(logical_id, attribute)
-        if function == "Fn::Sub" and isinstance(argument, str):
-            return re.sub(
-                r"\$\{([^}]+)\}",
-                lambda match: resolve(
-                    {"Fn::GetAtt": match[1]}
-                    if "." in match[1] and not match[1].startswith("AWS::")
-                    else {"Ref": match[1]},
-                    created,
-                    parameters,
-                ),
-                argument,
-            )
-    raise ValueError(f"cannot resolve {value!r} locally")
+            return _attribute(logical_id, attribute, created, placeholder)
+        if function == "Fn::Sub":
+            return _substitute(argument, walk)
+        if function not in EVALUATED:
+            raise ValueError(f"{function} cannot be resolved locally")
+        return EVALUATED[function](*walk(argument))
+
+    return walk(node)
+
+
+def _substitute(argument: Any, walk: Any) -> str:
+    text, variables = (argument, {}) if isinstance(argument, str) else argument
+    values = {name: walk(value) for name, value in variables.items()}
+
+    def one(match: re.Match[str]) -> str:
+        name = match[1]
+        if name in values:
+            return str(values[name])
+        if "." in name and not name.startswith("AWS::"):
+            return str(walk({"Fn::GetAtt": name.split(".", 1)}))
+        return str(walk({"Ref": name}))
+
+    return _PLACEHOLDER.sub(one, str(text))
+
+
+def resolve(value: Any, created: CreatedResources, parameters: Mapping[str, str] | None = None) -> str:
+    """``value`` resolved as an environment variable holds it (a string; booleans as JSON has them)."""
+    value = resolved(value, created, parameters)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _reference(name: str, created: CreatedResources, parameters: Mapping[str, str], placeholder: bool) -> str:
+    pseudo = {
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+        "AWS::StackName": created.stack_name,
+    }
+    for known in (parameters, created.refs, pseudo):
+        if name in known:
+            return str(known[name])
+    if placeholder:
+        return f"{created.stack_name}-{name}"
+    raise ValueError(f"cannot resolve Ref {name} locally")
+
+
+def _attribute(logical_id: str, attribute: str, created: CreatedResources, placeholder: bool) -> str:
+    if (logical_id, attribute) in created.attributes:
+        return created.attributes[(logical_id, attribute)]
+    if placeholder:
+        return f"{created.stack_name}-{logical_id}-{attribute}"
+    raise ValueError(f"cannot resolve Fn::GetAtt {logical_id}.{attribute} locally")
 
 
 def secret_referenced_by(template: Mapping[str, Any], variable: str) -> str | None:
     """The logical id of the ``AWS::SecretsManager::Secret`` a function's ``variable`` refers to."""
     secret_ids = resources_of_type(template, "AWS::SecretsManager::Secret")
-    sources = [template.get("Globals", {}).get("Function", {})]
-    functions = resources_of_type(template, "AWS::Serverless::Function").values()
-    sources += [resource.get("Properties", {}) for resource in functions]
-    for properties in sources:
-        value = properties.get("Environment", {}).get("Variables", {}).get(variable)
+    for function in resources_of_type(template, "AWS::Lambda::Function").values():
+        value = function["Properties"].get("Environment", {}).get("Variables", {}).get(variable)
         if isinstance(value, Mapping) and value.get("Ref") in secret_ids:
             return str(value["Ref"])
     return None
@@ -222,7 +255,7 @@ def secret_referenced_by(template: Mapping[str, Any], variable: str) -> str | No
 
 @dataclass
 class Deployment:
-    """One stack: the template as CloudFormation deploys it with ``parameters``, and what was created."""
+    """One stack: the CloudFormation SAM makes of the template with ``parameters``, and what was created."""
 
     template: dict[str, Any]
     parameters: dict[str, str]
@@ -231,21 +264,25 @@ class Deployment:
 
     @classmethod
     def of(
-        cls, template: Mapping[str, Any], parameters: Mapping[str, str] | None = None, *, stack_name: str
+        cls,
+        template: Mapping[str, Any],
+        parameters: Mapping[str, str] | None = None,
+        *,
+        stack_name: str,
+        template_dir: Path = REPO_ROOT,
     ) -> Deployment:
-        """``template`` (as ``load_template`` reads it) with ``parameters`` (default: the defaults)."""
-        values = dict(parameters) if parameters is not None else parameter_values(template)
-        broken = failed_rules(template, values)
-        if broken:
-            raise DeploymentError("template rules refuse these parameters: " + "; ".join(broken))
-        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": stack_name}
-        return cls(resolve_known(template, values, pseudo), values, stack_name)
+        """``template`` (as ``load_template`` reads it) with ``parameters`` (default: the defaults); the
+        code folders are read relative to ``template_dir``. ``DeploymentError`` when a Rule refuses."""
+        values = parameter_values(template) | dict(parameters or {})
+        cloudformation = transformed(template, values, stack_name=stack_name, template_dir=template_dir)
+        return cls(cloudformation, values, stack_name, CreatedResources(stack_name=stack_name))
 
     def create(
         self, session: Any, *, webhook_secret: str, flinks_username: str, flinks_password: str
     ) -> CreatedResources:
         """Create the resources through ``session``, the secrets shaped as deployed (``{"current": ...}``,
-        ``{"username", "password"}``); functions are named first (one's environment may name another)."""
+        ``{"username", "password"}``); functions, their versions, aliases and layers are named first
+        (one's environment may name another; ``control_plane`` replaces them with moto's)."""
         values: dict[str, dict[str, Any]] = {}
         if webhook := secret_referenced_by(self.template, WEBHOOK_SECRET_VARIABLE):
             values[webhook] = {"current": webhook_secret}
@@ -254,15 +291,41 @@ class Deployment:
         self.created = create_resources(
             self.template, session=session, stack_name=self.stack_name, secret_values=values
         )
-        for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
-            self.created.refs.setdefault(logical_id, self.function_name(logical_id))
+        self.name_functions()
         return self.created
+
+    def name_functions(self) -> None:
+        """What ``Ref``/``Fn::GetAtt`` give for the functions, their first version, aliases and layers."""
+        refs, attributes = self.created.refs, self.created.attributes
+        for logical_id in resources_of_type(self.template, "AWS::Lambda::Function"):
+            refs.setdefault(logical_id, self.function_name(logical_id))
+            attributes.setdefault((logical_id, "Arn"), function_arn(self.function_name(logical_id)))
+        for kind, suffix in (("AWS::Lambda::Version", "1"), ("AWS::Lambda::Alias", None)):
+            for logical_id, resource in resources_of_type(self.template, kind).items():
+                properties = resource["Properties"]
+                function = function_behind(self.template, properties["FunctionName"])
+                qualifier = suffix or properties["Name"]
+                refs.setdefault(logical_id, f"{function_arn(self.function_name(str(function)))}:{qualifier}")
+                attributes.setdefault((logical_id, "Version"), "1")
+        for logical_id, resource in resources_of_type(self.template, "AWS::Lambda::LayerVersion").items():
+            name = resource["Properties"].get("LayerName", logical_id)
+            refs.setdefault(logical_id, f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{name}:1")
 
     def function_name(self, logical_id: str) -> str:
         return f"{self.stack_name}-{logical_id}"
 
+    def function(self, logical_id: str) -> dict[str, Any]:
+        """The ``AWS::Lambda::Function``'s properties as SAM generated them (Globals merged)."""
+        resource = self.template["Resources"][logical_id]
+        if resource["Type"] != "AWS::Lambda::Function":
+            raise KeyError(f"{logical_id} is a {resource['Type']}, not a function")
+        return dict(resource["Properties"])
+
     def environment(self, logical_id: str, **overrides: str) -> dict[str, str]:
-        return function_environment(self.template, logical_id, self.created, self.parameters) | overrides
+        variables = self.function(logical_id).get("Environment", {}).get("Variables", {})
+        return {
+            name: resolve(value, self.created, self.parameters) for name, value in variables.items()
+        } | overrides
 
     def ref(self, logical_id: str) -> str:
         return self.created.ref(logical_id)

@@ -11,8 +11,7 @@ becomes its value, Number parameters as numbers;
 and an ``Fn::Sub`` that still names a resource keeps the rest for CloudFormation.
 
 ``failed_rules`` evaluates the template's ``Rules`` the way CloudFormation does before it changes
-anything. Pure standard library, so the local stack, the tests and the SAM-side renderer
-(``tests/support/sam_render.py``, run by .venv-sam) share it.
+anything. Pure standard library; ``sam_transform`` runs it before SAM's transform.
 """
 
 from __future__ import annotations

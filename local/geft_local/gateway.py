@@ -22,7 +22,7 @@ from geft_local.aws import ACCOUNT_ID
 from geft_local.console import Console
 from geft_local.workers import InvokeResult
 from testkit.http import Answer, Handler, LoopbackServer
-from testkit.template import resources_of_type
+from testkit.template import function_behind, resources_of_type
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway HTTP API's request payload limit."""
@@ -98,18 +98,18 @@ class Route:
 
 
 def http_api_routes(template: Mapping[str, Any]) -> list[Route]:
-    """Every HttpApi event of every serverless function, most specific first."""
+    """Every route of the deployed template's HTTP APIs (the OpenAPI body SAM makes of the functions'
+    HttpApi events), most specific first."""
     routes = []
-    for logical_id, function in resources_of_type(template, "AWS::Serverless::Function").items():
-        for event in function.get("Properties", {}).get("Events", {}).values():
-            if event.get("Type") != "HttpApi":
-                continue
-            properties = event.get("Properties") or {}
-            path, method = properties.get("Path"), properties.get("Method")
-            if path is None and method is None:
-                routes.append(Route(logical_id, "ANY", "$default"))
-            else:
-                routes.append(Route(logical_id, str(method or "ANY").upper(), str(path or "/")))
+    for api in resources_of_type(template, "AWS::ApiGatewayV2::Api").values():
+        for path, operations in api["Properties"].get("Body", {}).get("paths", {}).items():
+            for method, operation in operations.items():
+                uri = operation.get("x-amazon-apigateway-integration", {}).get("uri", {}).get("Fn::Sub", "")
+                names = [name.split(".", 1)[0] for name in re.findall(r"\$\{([^}]+)\}", str(uri))]
+                targets = [function_behind(template, name) for name in names if not name.startswith("AWS::")]
+                if targets and targets[0] is not None:
+                    verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+                    routes.append(Route(targets[0], verb, "$default" if path == "/$default" else path))
     return sorted(routes, key=Route.specificity)
 
 

@@ -1,4 +1,4 @@
-"""EventBridge schedules, emulated: ``Type: Schedule`` events with ``rate(...)`` expressions.
+"""EventBridge schedules, emulated: the rules SAM makes of ``Type: Schedule`` events, ``rate(...)`` run.
 
 Each rule invokes its function with the event EventBridge sends ("Scheduled Event"), first one interval
 after the start (as a new rule fires), then every interval. ``cron(...)`` expressions are listed but not
@@ -23,8 +23,8 @@ from typing import Any
 
 from geft_local.aws import ACCOUNT_ID, REGION
 from geft_local.console import Console
-from geft_local.template_resources import CreatedResources, resolve, resources_of_type
 from geft_local.workers import InvokeResult
+from testkit.template import ACCOUNT_ID, REGION, CreatedResources, function_behind, resolve, resources_of_type
 
 _RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
 _SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -55,24 +55,25 @@ def parse_rate(expression: str) -> float | None:
 def schedule_rules(
     template: Mapping[str, Any], created: CreatedResources, parameters: Mapping[str, str]
 ) -> list[ScheduleRule]:
+    """Every scheduled ``AWS::Events::Rule`` of the deployed template that targets one of its functions
+    (what SAM makes of a function's ``Type: Schedule`` event: ``<Function><Event>``, ``State`` from its
+    ``Enabled``)."""
     rules = []
-    for logical_id, function in resources_of_type(template, "AWS::Serverless::Function").items():
-        for event_name, event in function.get("Properties", {}).get("Events", {}).items():
-            if event.get("Type") != "Schedule":
-                continue
-            properties = event.get("Properties", {})
-            expression = resolve(properties.get("Schedule", ""), created, parameters)
-            enabled = properties.get("Enabled", True)
-            state = str(properties.get("State", "ENABLED")).upper()
-            rules.append(
-                ScheduleRule(
-                    function_logical_id=logical_id,
-                    event_name=event_name,
-                    expression=expression,
-                    interval_s=parse_rate(expression),
-                    enabled=enabled is not False and str(enabled).lower() != "false" and state == "ENABLED",
-                )
+    for rule_id, rule in resources_of_type(template, "AWS::Events::Rule").items():
+        properties = rule["Properties"]
+        targets = [function_behind(template, target["Arn"]) for target in properties.get("Targets", [])]
+        if "ScheduleExpression" not in properties or not targets or targets[0] is None:
+            continue
+        expression = resolve(properties["ScheduleExpression"], created, parameters)
+        rules.append(
+            ScheduleRule(
+                function_logical_id=targets[0],
+                event_name=rule_id.removeprefix(targets[0]),
+                expression=expression,
+                interval_s=parse_rate(expression),
+                enabled=str(properties.get("State", "ENABLED")).upper() == "ENABLED",
             )
+        )
     return rules
 
 

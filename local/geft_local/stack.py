@@ -3,8 +3,8 @@
 ``LocalStack`` starts, from template.yaml itself:
 
 * AWS: moto in server mode on 127.0.0.1, with the template's tables (and streams), queues and secrets;
-* one warm container (``workers.FunctionWorker``) per ``AWS::Serverless::Function``, with the
-  environment SAM would give it, pointed at moto;
+* one warm container (``workers.FunctionWorker``) per ``AWS::Lambda::Function`` SAM's transform makes
+  of the template (``testkit.template.Deployment``), with its environment and layers, pointed at moto;
 * the HTTP API (``gateway.HttpApiGateway``) serving the HttpApi routes;
 * one ``stream_pump.StreamPump`` per DynamoDB event source mapping;
 * a ``schedules.Scheduler`` running the ``rate(...)`` Schedule events (``LOCAL_SCHEDULE_SECONDS`` compresses
@@ -120,8 +120,13 @@ class LocalStack:
         config = self.config
         template = load_template(config.template_path)
         self.parameters = config.parameters(template)
-        try:  # what CloudFormation deploys: rules checked, false conditions dropped, parameters resolved
-            self.deployment = Deployment.of(template, self.parameters, stack_name=config.stack_name)
+        try:  # what CloudFormation deploys: rules checked, SAM's transform, false conditions dropped
+            self.deployment = Deployment.of(
+                template,
+                self.parameters,
+                stack_name=config.stack_name,
+                template_dir=config.template_path.parent,
+            )
         except DeploymentError as error:
             raise LocalStackError(str(error)) from None
         self.template = self.deployment.template
@@ -160,7 +165,7 @@ class LocalStack:
             self._start_workers()
             plane = describing.result()
         self.control_plane = plane.resources
-        self.created.refs.update(plane.alias_refs)
+        self.created.refs.update(plane.refs)
         streams = streams_client(self._aws)
         sqs = self._aws.client("sqs")
         for settings in self.mappings:
@@ -221,7 +226,7 @@ class LocalStack:
         log_dir = self.stack_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         template_dir = self.config.template_path.parent
-        for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
+        for logical_id in resources_of_type(self.template, "AWS::Lambda::Function"):
             environment = self.deployment.environment(logical_id)
             if FLINKS_BASE_URL_VARIABLE in environment:
                 environment[FLINKS_BASE_URL_VARIABLE] = self.flinks_base_url
@@ -232,8 +237,6 @@ class LocalStack:
                 logical_id,
                 function_name=self.deployment.function_name(logical_id),
                 environment=environment,
-                created=self.created,
-                parameters=self.parameters,
                 template_dir=template_dir,
             )
             log_path = log_dir / f"{logical_id}.log"

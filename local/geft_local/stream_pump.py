@@ -23,7 +23,7 @@ from geft_local.console import Console
 from geft_local.loop import Loop
 from geft_local.workers import InvokeResult
 from testkit.streams import filter_patterns, matches_any, to_lambda_record
-from testkit.template import CreatedResources, resolve, resources_of_type
+from testkit.template import CreatedResources, function_behind, resolve, resources_of_type
 
 POLL_INTERVAL_S = 0.25
 """Lambda polls each shard of a DynamoDB stream four times a second."""
@@ -109,16 +109,17 @@ class MappingSettings:
 def dynamodb_event_sources(
     template: Mapping[str, Any], created: CreatedResources, parameters: Mapping[str, str]
 ) -> list[MappingSettings]:
-    """Every ``Type: DynamoDB`` event of every ``AWS::Serverless::Function`` in the template."""
+    """Every DynamoDB stream ``AWS::Lambda::EventSourceMapping`` of the deployed template (what SAM makes
+    of a function's ``Type: DynamoDB`` event: ``<Function><Event>``)."""
     mappings = []
-    for logical_id, function in resources_of_type(template, "AWS::Serverless::Function").items():
-        for event_name, event in function.get("Properties", {}).get("Events", {}).items():
-            if event.get("Type") == "DynamoDB":
-                mappings.append(
-                    MappingSettings.from_event(
-                        logical_id, event_name, event.get("Properties", {}), created, parameters
-                    )
-                )
+    for mapping_id, mapping in resources_of_type(template, "AWS::Lambda::EventSourceMapping").items():
+        properties = mapping["Properties"]
+        source = properties["EventSourceArn"].get("Fn::GetAtt", [None, None])
+        logical_id = function_behind(template, properties["FunctionName"])
+        if logical_id is not None and list(source)[1:] == ["StreamArn"]:
+            event = {**properties, "Stream": properties["EventSourceArn"]}
+            event_name = mapping_id.removeprefix(logical_id)
+            mappings.append(MappingSettings.from_event(logical_id, event_name, event, created, parameters))
     return mappings
 
 

@@ -30,7 +30,6 @@ from typing import Any
 
 from geft_local.aws import lambda_arn
 from geft_local.console import Console
-from testkit.template import CreatedResources, resolve
 
 RUNTIME_SCRIPT = Path(__file__).resolve().with_name("lambda_runtime.py")
 INIT_TIMEOUT_S = 10.0
@@ -91,38 +90,26 @@ def function_spec(
     *,
     function_name: str,
     environment: Mapping[str, str],
-    created: CreatedResources,
-    parameters: Mapping[str, str],
     template_dir: Path,
 ) -> FunctionSpec:
-    """Read one ``AWS::Serverless::Function`` (falling back to ``Globals.Function`` like SAM)."""
-    globals_ = template.get("Globals", {}).get("Function", {})
-    properties = template["Resources"][logical_id].get("Properties", {})
-
-    def setting(name: str, default: Any) -> Any:
-        value = properties.get(name, globals_.get(name, default))
-        return resolve(value, created, parameters)
-
-    code_uri = properties.get("CodeUri", globals_.get("CodeUri"))
-    if not isinstance(code_uri, str):
-        raise ValueError(f"{logical_id}: only a local CodeUri folder can run locally")
+    """Read one ``AWS::Lambda::Function`` as SAM generated it (``testkit.template.Deployment``: Globals
+    merged, layers joined); its code and layers are the local folders their S3 keys name."""
+    properties = template["Resources"][logical_id]["Properties"]
     layers = []
-    for layer in properties.get("Layers", globals_.get("Layers", [])):
-        layer_id = layer.get("Ref") if isinstance(layer, Mapping) else None
-        resource = template["Resources"].get(layer_id, {}) if isinstance(layer_id, str) else {}
-        content_uri = resource.get("Properties", {}).get("ContentUri")
-        if resource.get("Type") != "AWS::Serverless::LayerVersion" or not isinstance(content_uri, str):
-            raise ValueError(f"{logical_id}: layer {layer!r} is not a local AWS::Serverless::LayerVersion")
-        layers.append((template_dir / content_uri).resolve())
+    for layer in properties.get("Layers", []):
+        resource = template["Resources"].get(layer.get("Ref") if isinstance(layer, Mapping) else None, {})
+        if resource.get("Type") != "AWS::Lambda::LayerVersion":
+            raise ValueError(f"{logical_id}: layer {layer!r} is not one of the template's layers")
+        layers.append((template_dir / resource["Properties"]["Content"]["S3Key"]).resolve())
     return FunctionSpec(
         logical_id=logical_id,
         function_name=function_name,
-        handler=str(properties.get("Handler", globals_.get("Handler"))),
-        code_uri=(template_dir / code_uri).resolve(),
+        handler=str(properties["Handler"]),
+        code_uri=(template_dir / properties["Code"]["S3Key"]).resolve(),
         layer_paths=tuple(layers),
-        timeout_s=float(setting("Timeout", _DEFAULT_TIMEOUT_S)),
-        memory_mb=int(setting("MemorySize", _DEFAULT_MEMORY_MB)),
-        runtime=str(setting("Runtime", "python3")),
+        timeout_s=float(properties.get("Timeout", _DEFAULT_TIMEOUT_S)),
+        memory_mb=int(properties.get("MemorySize", _DEFAULT_MEMORY_MB)),
+        runtime=str(properties.get("Runtime", "python3")),
         environment=dict(environment),
     )
 

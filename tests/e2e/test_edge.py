@@ -50,9 +50,16 @@ def test_prod_parameters_start_the_hook_and_the_rules_hold(start_stack: StartSta
     # GIVEN prod's edge: the pre-traffic hook is on (auto), logs kept a year
     stack = start_stack("prod-like", Environment="prod", LogRetentionDays="365")
 
-    # THEN its container starts with the version it would probe, and the API still answers
+    # THEN its container starts with the version it would probe (the one SAM publishes, as moto has it),
+    # and the API still answers
     hook = stack.workers["ReceiverPreTrafficHookFunction"]
-    assert hook.spec.environment["TARGET_FUNCTION_ARN"].endswith("-WebhookReceiverFunction:$LATEST")
+    version = stack.aws.client("lambda").get_alias(
+        FunctionName=stack.created.ref("WebhookReceiverFunction"), Name="live"
+    )
+    assert (
+        hook.spec.environment["TARGET_FUNCTION_ARN"]
+        == version["AliasArn"].removesuffix(":live") + ":" + version["FunctionVersion"]
+    )
     assert requests.post(stack.webhook_url, data=b"{}", timeout=TIMEOUT_S).status_code == 401
 
 

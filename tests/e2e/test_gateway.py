@@ -14,6 +14,8 @@ from geft_local.console import Console
 from geft_local.gateway import HttpApiGateway, Route, http_api_routes
 from geft_local.workers import InvokeResult
 
+from testkit.template import Deployment
+
 pytestmark = pytest.mark.e2e
 
 Answer = Callable[[dict[str, Any]], InvokeResult]
@@ -75,7 +77,7 @@ def request(
 
 
 def test_routes_are_read_from_the_templates_http_api_events(template: dict[str, Any]) -> None:
-    routes = http_api_routes(template)
+    routes = http_api_routes(Deployment.of(template, stack_name="geft-test").template)
 
     assert [route.route_key for route in routes] == ["POST /webhooks/flinks"]
     assert routes[0].function_logical_id == "WebhookReceiverFunction"

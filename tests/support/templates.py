@@ -1,9 +1,8 @@
 """template.yaml as deployed: with a samconfig environment's parameters, resolved, or through SAM itself.
 
 ``deployed`` is pure (what AWS::LanguageExtensions resolves before SAM: parameters, conditions);
-``sam_rendered`` runs tests/support/sam_render.py in .venv-sam, the SAM transform included, for what
-SAM generates (aliases, versions, deployment groups, event source mappings). Tests that need it skip
-when .venv-sam is missing (make setup creates it; make test always has it).
+``sam_rendered`` runs tests/support/sam_render.py (the command `make validate` runs), the SAM transform
+included, for what SAM generates (aliases, versions, deployment groups, event source mappings).
 """
 
 from __future__ import annotations
@@ -12,17 +11,15 @@ import functools
 import json
 import os
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from testkit.template import parameter_values
 from testkit.template_render import failed_rules, resolve_known
 
 REPO = Path(__file__).resolve().parents[2]
-SAM_PYTHON = REPO / ".venv-sam" / "bin" / "python"
 PSEUDO = {"AWS::Region": "ca-central-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
 # Customer managed keys an operator could bring (obviously fake ARNs).
 OPERATOR_KEYS = {
@@ -61,8 +58,6 @@ def deployed(template: dict[str, Any], environment: str = "default", **overrides
 
 def sam_rendered(config_env: str = "default", **overrides: str) -> dict[str, Any]:
     """The transformed CloudFormation template (SAM applied) for ``config_env`` plus ``overrides``."""
-    if not SAM_PYTHON.exists():
-        pytest.skip("needs .venv-sam (make setup creates it)")
     return json.loads(_render(config_env, tuple(sorted(overrides.items()))))
 
 
@@ -76,13 +71,11 @@ def _render(config_env: str, overrides: tuple[tuple[str, str], ...]) -> str:
 
 def render_failure(config_env: str = "default", **overrides: str) -> subprocess.CompletedProcess[str]:
     """Run the renderer where it should refuse (a template rule): the completed process."""
-    if not SAM_PYTHON.exists():
-        pytest.skip("needs .venv-sam (make setup creates it)")
     return _run(config_env, tuple(sorted(overrides.items())))
 
 
 def _run(config_env: str, overrides: tuple[tuple[str, str], ...]) -> subprocess.CompletedProcess[str]:
-    command = [str(SAM_PYTHON), "tests/support/sam_render.py", "--config-env", config_env]
+    command = [sys.executable, "tests/support/sam_render.py", "--config-env", config_env]
     for name, value in overrides:
         command += ["--set", f"{name}={value}"]
     environment = {**os.environ, "PYTHONPATH": str(REPO), "AWS_DEFAULT_REGION": "us-east-1"}

@@ -20,7 +20,7 @@ from geft_local.stream_pump import (
 )
 from geft_local.workers import InvokeResult
 
-from testkit.template import CreatedResources, parameter_values
+from testkit.template import CreatedResources, Deployment, parameter_values
 
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-11-23T00:00:00.000"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:dlq"
@@ -119,7 +119,8 @@ def test_settings_are_read_from_the_templates_event_not_hard_coded(template: dic
     )
 
     # WHEN the DynamoDB event sources are read (the processor's, and the audit trail's on the same stream)
-    mappings = dynamodb_event_sources(template, created, parameters)
+    deployed = Deployment.of(template, parameters, stack_name="geft-test").template
+    mappings = dynamodb_event_sources(deployed, created, parameters)
     assert sorted(m.function_logical_id for m in mappings) == [
         "AuditTrailFunction",
         "DecisionProcessorFunction",

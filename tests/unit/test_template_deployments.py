@@ -1,8 +1,8 @@
 """Safe deployments and scale knobs in template.yaml: aliases, CodeDeploy, the hook, rules, samconfig.
 
 What SAM generates (versions, aliases, deployment groups, what the stream mapping and schedules
-invoke) is read from the transformed template (``sam_rendered``: aws-sam-translator in .venv-sam);
-what the parameters choose, from the template as deployed (``deployed``).
+invoke) is read from the transformed template (``sam_rendered``: aws-sam-translator, through
+tests/support/sam_render.py); what the parameters choose, from the template as deployed (``deployed``).
 """
 
 from __future__ import annotations
