@@ -12,9 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from testkit.aws import FAKE_AWS_ENVIRONMENT
-
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"  # moto's default account
+from testkit.template import ACCOUNT_ID, REGION
 
 
 def lambda_arn(function_name: str) -> str:
@@ -63,7 +61,7 @@ class EndpointSession:
     """A boto3 Session whose every client goes to ``endpoint_url`` with fake credentials.
 
     Quacks like ``boto3.Session`` for ``client()``/``resource()``, which is all
-    ``template_resources.create_resources`` and ``streams.streams_client`` use.
+    ``testkit.template.create_resources`` and ``streams.streams_client`` use.
     """
 
     def __init__(self, endpoint_url: str, region: str = REGION) -> None:

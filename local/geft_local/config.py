@@ -24,8 +24,8 @@ from typing import Any
 from geft.errors import PolicyError
 from geft.policy import DecisionPolicy
 
-from geft_local.template_resources import REPO_ROOT, TEMPLATE_PATH, parameter_values
 from testkit.flinks import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from testkit.template import REPO_ROOT, TEMPLATE_PATH, parameter_values
 
 DEFAULT_PORT = 3000
 DEFAULT_WEBHOOK_SECRET = "local-dev-webhook-secret"  # noqa: S105 - the local stack's well-known test value

@@ -48,8 +48,8 @@ from geft.repository import GuaranteeRepository
 from geft_local.aws import EndpointSession
 from geft_local.config import make_local_environment
 from geft_local.console import Console
-from geft_local.template_resources import REPO_ROOT, TEMPLATE_PATH, load_template
 from testkit.flinks import SandboxAdmin, emit_guarantee_webhook, guarantee_webhook_body
+from testkit.template import REPO_ROOT, TEMPLATE_PATH, load_template
 
 OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
 README_DOC = REPO_ROOT / "README.md"

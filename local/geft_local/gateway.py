@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from geft_local.aws import ACCOUNT_ID
 from geft_local.console import Console
 from geft_local.workers import InvokeResult
 from testkit.http import Answer, Handler, LoopbackServer
-from testkit.template import function_behind, resources_of_type
+from testkit.template import ACCOUNT_ID, function_behind, resources_of_type
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway HTTP API's request payload limit."""

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from geft_local.aws import ACCOUNT_ID, REGION
 from geft_local.console import Console
 from geft_local.workers import InvokeResult
 from testkit.template import ACCOUNT_ID, REGION, CreatedResources, function_behind, resolve, resources_of_type
