@@ -31,7 +31,9 @@ PROCESSOR_TIMEOUTS = {
 
 
 @pytest.fixture(scope="package")
-def deployed(_boto3_session: Any, template: dict[str, Any]) -> Iterator[tuple[InProcessStack, MotoSnapshot]]:
+def moto_deployment(
+    _boto3_session: Any, template: dict[str, Any]
+) -> Iterator[tuple[InProcessStack, MotoSnapshot]]:
     """template.yaml deployed in moto (its tables, queues, topics and secrets) once for the tier, and
     moto's state right after; moto stops with the tier, before e2e's local stacks or unit tests run."""
     with mock_aws():
@@ -46,17 +48,17 @@ def deployed(_boto3_session: Any, template: dict[str, Any]) -> Iterator[tuple[In
 
 
 @pytest.fixture
-def aws(deployed: tuple[InProcessStack, MotoSnapshot], _boto3_session: Any) -> Any:
+def aws(moto_deployment: tuple[InProcessStack, MotoSnapshot], _boto3_session: Any) -> Any:
     """moto exactly as the deployment left it (nothing an earlier test did is visible), and the session
     the test's own clients come from."""
-    deployed[1].restore()
+    moto_deployment[1].restore()
     return _boto3_session
 
 
 @pytest.fixture
-def stack(aws: Any, deployed: tuple[InProcessStack, MotoSnapshot]) -> InProcessStack:
+def stack(aws: Any, moto_deployment: tuple[InProcessStack, MotoSnapshot]) -> InProcessStack:
     """template.yaml deployed in moto, both functions in-process."""
-    return deployed[0]
+    return moto_deployment[0]
 
 
 @pytest.fixture

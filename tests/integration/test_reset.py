@@ -72,7 +72,7 @@ def _assert_as_deployed(stack: InProcessStack, aws: Any, invoke_receiver: Invoke
     assert not any(arn.endswith(":left-topic") for arn in topics)
     assert sorted(topics) == sorted(stack.deployment.created.topics.values())
     dynamodb.scan(TableName=stack.ref("GuaranteesTable"))  # no planned fault left to raise
-    # and the receiver still stores a delivery, in the deployed table
+    # and the receiver still stores a delivery, in the moto_deployment table
     session_id = str(uuid.uuid4())
     stack.cold_containers()  # the secret is read again
     assert invoke_receiver(stack.webhook(session_id))["statusCode"] == 200
@@ -84,13 +84,13 @@ def test_a_restore_puts_back_the_deployment_whatever_was_changed(
     aws: Any,
     sandbox: FlinksSandbox,
     invoke_receiver: Invoke,
-    deployed: tuple[InProcessStack, MotoSnapshot],
+    moto_deployment: tuple[InProcessStack, MotoSnapshot],
 ) -> None:
     # GIVEN a test that changed everything it could
     _leave_everything(stack, aws, sandbox, invoke_receiver)
 
     # WHEN moto is put back
-    deployed[1].restore()
+    moto_deployment[1].restore()
 
     # THEN it is the deployment again
     _assert_as_deployed(stack, aws, invoke_receiver)
