@@ -20,12 +20,14 @@ from tests.support.constants import TEST_FLINKS_CREDENTIALS, TEST_WEBHOOK_SECRET
 from tests.support.flinks_calls import CallRecorder
 from tests.support.pipeline import Cli, Invoke, Pipeline
 
-# The processor's timeouts here: a loaded CI machine must not time out a normal answer (read 1.5 s),
-# the settle delay twice the read timeout as the template's default is twice its own.
+# The processor's timeouts here: the shortest that a loaded CI machine cannot mistake a normal answer
+# for (read 1 s, as tests/integration/test_flinks_client.py chose; a normal answer takes milliseconds);
+# the settle delay twice the read timeout, as the template's default is twice its own. Every wait a
+# fault makes a test sit through (a read timeout, a settle) is one of these.
 PROCESSOR_TIMEOUTS = {
     "HTTP_CONNECT_TIMEOUT_SECONDS": "1.0",
-    "HTTP_READ_TIMEOUT_SECONDS": "1.5",
-    "CONFIRM_SETTLE_SECONDS": "3",
+    "HTTP_READ_TIMEOUT_SECONDS": "1.0",
+    "CONFIRM_SETTLE_SECONDS": "2",
     "FINISH_RESERVE_SECONDS": "0.5",
 }
 

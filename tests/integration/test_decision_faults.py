@@ -77,7 +77,7 @@ FAULT_CASES = {
     "confirm-504": FaultCase("confirm", ["504"], "DECIDING", "CONFIRMED", [True]),
     "confirm-reset": FaultCase("confirm", ["reset"], "DECIDING", "CONFIRMED", [True]),
     "confirm-lost": FaultCase("confirm", ["lost"], "DECIDING", "CONFIRMED", [True]),
-    "confirm-slow-apply": FaultCase("confirm", ["slow-apply:2.5"], "DECIDING", "CONFIRMED", [True]),
+    "confirm-slow-apply": FaultCase("confirm", ["slow-apply:1.5"], "DECIDING", "CONFIRMED", [True]),
     # Refused before Flinks' handling: sent again within the invocation.
     "confirm-429-retry-after": FaultCase("confirm", ["429:retry-after=1"], "CONFIRMED", "CONFIRMED", [True]),
     "confirm-408": FaultCase("confirm", ["408"], "CONFIRMED", "CONFIRMED", [True]),

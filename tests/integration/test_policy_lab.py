@@ -39,6 +39,7 @@ from geft_ops.resources import StackResources
 from testkit.emf import metric_data, metric_names, metric_values
 from testkit.flinks import Scenario
 from testkit.inprocess import InProcessStack
+from testkit.reset import MotoSnapshot
 from tests.support.pipeline import Cli, Invoke, Pipeline
 
 DAY_MS = 86_400_000
@@ -219,12 +220,15 @@ class Seeded:
     table: str
 
 
-@pytest.fixture
-def seeded(aws: Any, stack: InProcessStack) -> Seeded:
+@pytest.fixture(scope="module")
+def _seeded_once(moto_deployment: tuple[InProcessStack, MotoSnapshot]) -> tuple[Seeded, MotoSnapshot]:
     """Seventeen guarantees in the last 30 days (and one older), each with a known backtest answer
-    against TIGHTENED (the live policy plus ``availableBalance < 500 -> reject``)."""
+    against TIGHTENED (the live policy plus ``availableBalance < 500 -> reject``), written once for the
+    module; moto's state then, for each test to start from."""
+    stack, deployment = moto_deployment
+    deployment.restore()
     table = stack.ref("GuaranteesTable")
-    seed = Seeder(aws.client("dynamodb"), table)
+    seed = Seeder(stack.session.client("dynamodb"), table)
     low_risk_review = {"risk": "Unknown"}
     sessions = {
         "accepted": seed.decided(facts(), final="Completed", shadow=TIGHTENED),
@@ -265,7 +269,15 @@ def seeded(aws: Any, stack: InProcessStack) -> Seeded:
         "legacy": seed.decided(None, decision=Decision(Verdict.ACCEPT, "default", {})),
         "old": seed.decided(facts(balance="100.00"), days_ago=40, final="Failed"),
     }
-    return Seeded(sessions, table)
+    return Seeded(sessions, table), MotoSnapshot.take()
+
+
+@pytest.fixture
+def seeded(aws: Any, _seeded_once: tuple[Seeded, MotoSnapshot]) -> Seeded:
+    """The seeded table, as written (whatever an earlier test did to it)."""
+    seeded, state = _seeded_once
+    state.restore()
+    return seeded
 
 
 @pytest.fixture
