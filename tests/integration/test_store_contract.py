@@ -6,7 +6,6 @@ moto needs testkit.aws.make_conditional_writes_atomic for the races here (tests/
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +27,7 @@ from geft.repository import OPERATOR_LEASE_MARGIN_MS, GuaranteeRepository
 
 from testkit.fakes import FakeGuaranteeStore
 from testkit.template import CreatedResources
+from tests.support.concurrency import all_at_once
 
 NOW = 1_800_000_000_000
 OPERATOR = Actor.operator("arn:aws:iam::123456789012:user/ops", "ops")
@@ -94,27 +94,11 @@ def _confirmed() -> GuaranteeOutcome:
     )
 
 
-def _race(count: int, action: Callable[[], Any]) -> list[Any]:
-    results: list[Any] = []
-    start = threading.Barrier(count)
-
-    def run() -> None:
-        start.wait()
-        results.append(action())
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
-
-
 def test_concurrent_claims_have_exactly_one_winner(store: Store) -> None:
     for _ in range(10):  # races are probabilistic: without atomic writes about 1 in 5 rounds double-claims
         ref = _ref()
         store.seed(ref)
-        claims = _race(
+        claims = all_at_once(
             8,
             lambda ref=ref: store.claim(
                 ref, claim_id=str(uuid.uuid4()), now_ms=NOW, lease_until_ms=NOW + 60_000
@@ -304,7 +288,7 @@ def test_concurrent_inserts_of_one_guarantee_store_it_once(aws: Any, stack: Crea
     )
     ref = _ref()
 
-    results = _race(
+    results = all_at_once(
         16,
         lambda: repository.insert_guarantee(
             ref, raw_body="{}", content_sha256="abc", received_at_ms=1, event_when=None

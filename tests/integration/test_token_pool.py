@@ -19,6 +19,7 @@ import pytest
 from geft.flinks_client import FlinksClient, FlinksCredentials, TokenPoolCounters
 
 from testkit.flinks import FlinksSandbox
+from tests.support.concurrency import all_at_once
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
 from tests.support.flinks_calls import CallRecorder
 from tests.support.ledger import audit
@@ -267,27 +268,12 @@ def test_many_threads_never_get_the_same_token(
     client = make_client(token_pool_size=8)
     run_session(client, sandbox)
     wait_until(lambda: client.token_pool_counters().minted == 8)
-    errors: list[BaseException] = []
-    start = threading.Barrier(16)
-
-    def work() -> None:
-        try:
-            start.wait(10)
-            run_session(client, sandbox)
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, name=f"session-{index}") for index in range(16)]
 
     # WHEN
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    all_at_once(16, lambda: run_session(client, sandbox))
 
     # THEN every session was served, none with a token another had used (the sandbox would 401 it);
     # the pool's refills may still be in flight (unanswered yet): the journal is read once they are
-    assert errors == []
     wait_until(lambda: all(entry.response_status is not None for entry in sandbox.calls()))
     assert all(entry.response_status == 200 for entry in sandbox.calls())
     authorized_inline = {
