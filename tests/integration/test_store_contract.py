@@ -6,6 +6,7 @@ moto needs testkit.aws.make_conditional_writes_atomic for the races here (tests/
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -94,16 +95,16 @@ def _confirmed() -> GuaranteeOutcome:
     )
 
 
+def _with_a_new_claim_id(claim: Callable[..., Any]) -> Any:
+    return claim(claim_id=str(uuid.uuid4()))
+
+
 def test_concurrent_claims_have_exactly_one_winner(store: Store) -> None:
     for _ in range(10):  # races are probabilistic: without atomic writes about 1 in 5 rounds double-claims
         ref = _ref()
         store.seed(ref)
-        claims = all_at_once(
-            8,
-            lambda ref=ref: store.claim(
-                ref, claim_id=str(uuid.uuid4()), now_ms=NOW, lease_until_ms=NOW + 60_000
-            ),
-        )
+        claim = functools.partial(store.claim, ref, now_ms=NOW, lease_until_ms=NOW + 60_000)
+        claims = all_at_once(8, functools.partial(_with_a_new_claim_id, claim))
         assert sorted(claim.result.value for claim in claims) == ["claimed"] + ["held"] * 7
 
 
