@@ -77,9 +77,8 @@ FAULT_CASES = {
     # tests/unit/test_processor_state_machine.py what the processor does with one.
     "confirm-lost": FaultCase("confirm", ["lost"], "DECIDING", "CONFIRMED", [True]),
     "confirm-slow-apply": FaultCase("confirm", ["slow-apply:1.5"], "DECIDING", "CONFIRMED", [True]),
-    # Refused before Flinks' handling: sent again within the invocation.
+    # Refused before Flinks' handling: sent again within the invocation (a 408 too: test_flinks_client.py).
     "confirm-429-retry-after": FaultCase("confirm", ["429:retry-after=1"], "CONFIRMED", "CONFIRMED", [True]),
-    "confirm-408": FaultCase("confirm", ["408"], "CONFIRMED", "CONFIRMED", [True]),
     "confirm-500-outage-then-recovery": FaultCase(
         "confirm", ["500"] * 30, "DECIDING", "CONFIRMED", [True], first_timeout=3.0
     ),
