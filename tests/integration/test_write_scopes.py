@@ -9,15 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from geft.models import (
-    Actor,
-    ChangeKind,
-    FollowUp,
-    FollowUpQueue,
-    GuaranteeOutcome,
-    GuaranteeRef,
-    GuaranteeStatus,
-)
+from geft import models
 from geft.repository import GuaranteeRepository
 
 from testkit.aws import AwsCalls, aws_calls_recorded
@@ -51,25 +43,29 @@ def _finished(
     aws: Any,
     stack: CreatedResources,
     session_id: str,
-    status: GuaranteeStatus,
-    queue: FollowUpQueue,
+    status: models.GuaranteeStatus,
+    queue: models.FollowUpQueue,
     due_ms: int,
-) -> GuaranteeRef:
+) -> models.GuaranteeRef:
     """A guarantee the processor finished (REVIEW or CONFIRMED), waiting in ``queue``."""
     repository = GuaranteeRepository(
         stack.ref("GuaranteesTable"),
         retention_days=1,
-        actor=Actor.function("p"),
+        actor=models.Actor.function("p"),
         client=aws.client("dynamodb"),
     )
-    ref = GuaranteeRef(session_id, "amount:250.00")
+    ref = models.GuaranteeRef(session_id, "amount:250.00")
     now = int(time.time() * 1000)
     repository.insert_guarantee(ref, raw_body="{}", content_sha256="c", received_at_ms=now, event_when=None)
     repository.claim(ref, claim_id="c", now_ms=now, lease_until_ms=now + 60_000)
-    change = ChangeKind.REVIEW_REQUESTED if status is GuaranteeStatus.REVIEW else ChangeKind.CONFIRMED
-    confirmed = now if status is GuaranteeStatus.CONFIRMED else None
-    outcome = GuaranteeOutcome(
-        status=status, change=change, confirmed_at_ms=confirmed, follow_up=FollowUp(queue, due_ms)
+    change = (
+        models.ChangeKind.REVIEW_REQUESTED
+        if status is models.GuaranteeStatus.REVIEW
+        else models.ChangeKind.CONFIRMED
+    )
+    confirmed = now if status is models.GuaranteeStatus.CONFIRMED else None
+    outcome = models.GuaranteeOutcome(
+        status=status, change=change, confirmed_at_ms=confirmed, follow_up=models.FollowUp(queue, due_ms)
     )
     assert repository.finish(ref, claim_id="c", outcome=outcome, now_ms=now)
     return ref
@@ -99,7 +95,7 @@ def test_the_review_timeout_writes_only_what_its_role_allows(
 ) -> None:
     from scheduled_jobs import review_timeout
 
-    _finished(aws, stack, str(uuid.uuid4()), GuaranteeStatus.REVIEW, FollowUpQueue.REVIEW, 0)
+    _finished(aws, stack, str(uuid.uuid4()), models.GuaranteeStatus.REVIEW, models.FollowUpQueue.REVIEW, 0)
     function_env("ReviewTimeoutFunction")
     review_timeout._dependencies.cache_clear()
     config, repository = review_timeout._dependencies()
@@ -124,10 +120,10 @@ def test_the_sweeper_writes_only_what_its_role_allows(
     repository = GuaranteeRepository(
         stack.ref("GuaranteesTable"),
         retention_days=1,
-        actor=Actor.function("r"),
+        actor=models.Actor.function("r"),
         client=aws.client("dynamodb"),
     )
-    stuck, live = (GuaranteeRef(str(uuid.uuid4()), "single") for _ in range(2))
+    stuck, live = (models.GuaranteeRef(str(uuid.uuid4()), "single") for _ in range(2))
     for ref in (stuck, live):
         repository.insert_guarantee(ref, raw_body="{}", content_sha256="c", received_at_ms=0, event_when=None)
     repository.claim(live, claim_id="live", now_ms=FAR_FUTURE_MS, lease_until_ms=FAR_FUTURE_MS + 60_000)
@@ -159,7 +155,7 @@ def test_the_reconciler_writes_only_what_its_role_allows(
     sandbox.set_status(final, "Completed", "EFT0301")
     sandbox.add_faults(broken, "status", ["400"] * 5)
     for session_id in (final, pending, broken):
-        _finished(aws, stack, session_id, GuaranteeStatus.CONFIRMED, FollowUpQueue.RECONCILE, 0)
+        _finished(aws, stack, session_id, models.GuaranteeStatus.CONFIRMED, models.FollowUpQueue.RECONCILE, 0)
     function_env("ReconcilerFunction", FLINKS_BASE_URL=sandbox.base_url)
     reconciler._dependencies.cache_clear()
     config, repository, flinks = reconciler._dependencies()
