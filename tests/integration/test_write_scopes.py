@@ -17,8 +17,7 @@ from testkit.flinks import FlinksSandbox, Scenario
 from testkit.template import CreatedResources
 from testkit.webhooks import guarantee_body, status_body, webhook_event
 from tests.support.constants import TEST_WEBHOOK_SECRET
-
-FAR_FUTURE_MS = int((time.time() + 10 * 86_400) * 1000)
+from tests.support.pipeline import FAR_FUTURE_MS
 
 
 def allowed_attributes(template: dict[str, Any], role: str, sid: str) -> set[str]:
@@ -27,6 +26,17 @@ def allowed_attributes(template: dict[str, Any], role: str, sid: str) -> set[str
         s for s in policy["PolicyDocument"]["Statement"] if isinstance(s, dict) and s.get("Sid") == sid
     ]
     return set(statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"])
+
+
+def assert_writes_what_the_role_allows(
+    captured: AwsCalls, template: dict[str, Any], role: str, sid: str
+) -> None:
+    """The writes name no attribute the role's statement does not allow, and every one it allows (a
+    statement wider than the code's writes is a grant nobody uses)."""
+    written = named_attributes(captured)
+    allowed = allowed_attributes(template, role, sid)
+    assert written <= allowed
+    assert allowed - written == set()
 
 
 def named_attributes(faults: AwsCalls) -> set[str]:
@@ -84,10 +94,7 @@ def test_the_receiver_writes_only_what_its_role_allows(
         ):
             assert invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))["statusCode"] == 200
 
-    written = named_attributes(captured)
-    allowed = allowed_attributes(template, "WebhookReceiverRole", "WriteGuarantees")
-    assert written <= allowed
-    assert allowed - written == set()
+    assert_writes_what_the_role_allows(captured, template, "WebhookReceiverRole", "WriteGuarantees")
 
 
 def test_the_review_timeout_writes_only_what_its_role_allows(
@@ -105,10 +112,7 @@ def test_the_review_timeout_writes_only_what_its_role_allows(
         )
     review_timeout._dependencies.cache_clear()
 
-    written = named_attributes(captured)
-    allowed = allowed_attributes(template, "ReviewTimeoutRole", "RecordFallbackDecision")
-    assert written <= allowed
-    assert allowed - written == set()
+    assert_writes_what_the_role_allows(captured, template, "ReviewTimeoutRole", "RecordFallbackDecision")
 
 
 def test_the_sweeper_writes_only_what_its_role_allows(
@@ -135,10 +139,7 @@ def test_the_sweeper_writes_only_what_its_role_allows(
     sweeper._dependencies.cache_clear()
 
     assert (summary.stuck, summary.in_progress) == (1, 1)
-    written = named_attributes(captured)
-    allowed = allowed_attributes(template, "SweeperRole", "RedriveGuarantees")
-    assert written <= allowed
-    assert allowed - written == set()
+    assert_writes_what_the_role_allows(captured, template, "SweeperRole", "RedriveGuarantees")
 
 
 def test_the_reconciler_writes_only_what_its_role_allows(
@@ -166,7 +167,4 @@ def test_the_reconciler_writes_only_what_its_role_allows(
     reconciler._dependencies.cache_clear()
 
     assert summary.as_dict()["reconciled"] == 1
-    written = named_attributes(captured)
-    allowed = allowed_attributes(template, "ReconcilerRole", "RecordSessionStatus")
-    assert written <= allowed
-    assert allowed - written == set()
+    assert_writes_what_the_role_allows(captured, template, "ReconcilerRole", "RecordSessionStatus")
