@@ -209,17 +209,23 @@ def test_a_redrive_with_a_live_lease_is_still_held(store: Store) -> None:
     assert held.result is ClaimResult.HELD
 
 
-def test_a_decided_review_can_be_redriven_and_keeps_the_decision(store: Store) -> None:
+def _finished_as(store: Store, outcome: models.GuaranteeOutcome) -> models.GuaranteeRef:
+    """A new guarantee claimed and finished with ``outcome``."""
     ref = _ref()
     store.seed(ref)
     store.claim(ref, claim_id="c1", now_ms=NOW, lease_until_ms=NOW + 99_000)
+    assert store.finish(ref, claim_id="c1", outcome=outcome, now_ms=NOW)
+    return ref
+
+
+def test_a_decided_review_can_be_redriven_and_keeps_the_decision(store: Store) -> None:
     review = models.GuaranteeOutcome(
         status=models.GuaranteeStatus.REVIEW,
         change=models.ChangeKind.REVIEW_REQUESTED,
         decided_at_ms=NOW,
         follow_up=models.FollowUp(models.FollowUpQueue.REVIEW, NOW + 300_000),
     )
-    assert store.finish(ref, claim_id="c1", outcome=review, now_ms=NOW)
+    ref = _finished_as(store, review)
     operator = store.as_actor(OPERATOR)
 
     assert operator.record_review_decision(
@@ -237,16 +243,13 @@ def test_a_decided_review_can_be_redriven_and_keeps_the_decision(store: Store) -
 
 
 def test_the_review_timeout_never_decides_a_hold(store: Store) -> None:
-    ref = _ref()
-    store.seed(ref)
-    store.claim(ref, claim_id="c1", now_ms=NOW, lease_until_ms=NOW + 99_000)
     hold = models.GuaranteeOutcome(
         status=models.GuaranteeStatus.REVIEW,
         change=models.ChangeKind.HELD,
         hold_reason="cannot tell",
         follow_up=models.FollowUp(models.FollowUpQueue.HOLD, NOW),
     )
-    assert store.finish(ref, claim_id="c1", outcome=hold, now_ms=NOW)
+    ref = _finished_as(store, hold)
 
     assert not store.record_review_decision(
         ref,
