@@ -15,11 +15,9 @@ from typing import Any  # noqa: E402
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402
-from moto import mock_aws  # noqa: E402
 
-from testkit.inprocess import InProcessStack  # noqa: E402
 from testkit.template import load_template  # noqa: E402
-from tests.support.constants import TEST_FLINKS_CREDENTIALS, TEST_WEBHOOK_SECRET  # noqa: E402
+from tests.support.aws_clients import ClientsMadeOnce, service_models_shared  # noqa: E402
 
 make_conditional_writes_atomic()
 
@@ -29,26 +27,13 @@ def template() -> dict[str, Any]:
     return load_template()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _service_models_read_once() -> Iterator[None]:
+    with service_models_shared():
+        yield
+
+
 @pytest.fixture(scope="session")
-def _boto3_session() -> Any:
-    """One session for every test's own clients: its loader keeps the service models it has read."""
-    return boto3.Session(region_name="us-east-1")
-
-
-@pytest.fixture
-def aws(_boto3_session: Any) -> Iterator[Any]:
-    """A fresh moto account for the test, and the session its own clients come from."""
-    with mock_aws():
-        yield _boto3_session
-
-
-@pytest.fixture
-def stack(aws: Any, template: dict[str, Any]) -> InProcessStack:
-    """template.yaml deployed in moto (its tables, queues, topics and secrets), both functions in-process."""
-    return InProcessStack(
-        aws,
-        template=template,
-        webhook_secret=TEST_WEBHOOK_SECRET,
-        flinks_username=TEST_FLINKS_CREDENTIALS["username"],
-        flinks_password=TEST_FLINKS_CREDENTIALS["password"],
-    )
+def _boto3_session(_service_models_read_once: None) -> Any:
+    """One session for every test's own clients, each client made once."""
+    return ClientsMadeOnce(boto3.Session(region_name="us-east-1"))

@@ -1,3 +1,6 @@
+"""The integration tier's fixtures: template.yaml deployed in moto once for the tier, put back to that
+deployment before every test (``testkit.reset``), both functions in-process, the Flinks sandbox."""
+
 from __future__ import annotations
 
 import functools
@@ -7,22 +10,57 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
 from testkit.flinks import FlinksSandbox
 from testkit.inprocess import PROCESSOR, RECEIVER, InProcessStack
+from testkit.reset import MotoSnapshot
 from testkit.streams import StreamFeed
-from tests.support.constants import TEST_FLINKS_CREDENTIALS
+from tests.support.constants import TEST_FLINKS_CREDENTIALS, TEST_WEBHOOK_SECRET
 from tests.support.flinks_calls import CallRecorder
 from tests.support.pipeline import Cli, Invoke, Pipeline
 
-# The processor's timeouts here: a loaded CI machine must not time out a normal answer (read 1.5 s),
-# the settle delay twice the read timeout as the template's default is twice its own.
+# The processor's timeouts here: the shortest that a loaded CI machine cannot mistake a normal answer
+# for (read 1 s, as tests/integration/test_flinks_client.py chose; a normal answer takes milliseconds);
+# the settle delay twice the read timeout, as the template's default is twice its own. Every wait a
+# fault makes a test sit through (a read timeout, a settle) is one of these.
 PROCESSOR_TIMEOUTS = {
     "HTTP_CONNECT_TIMEOUT_SECONDS": "1.0",
-    "HTTP_READ_TIMEOUT_SECONDS": "1.5",
-    "CONFIRM_SETTLE_SECONDS": "3",
+    "HTTP_READ_TIMEOUT_SECONDS": "1.0",
+    "CONFIRM_SETTLE_SECONDS": "2",
     "FINISH_RESERVE_SECONDS": "0.5",
 }
+
+
+@pytest.fixture(scope="package")
+def moto_deployment(
+    _boto3_session: Any, template: dict[str, Any]
+) -> Iterator[tuple[InProcessStack, MotoSnapshot]]:
+    """template.yaml deployed in moto (its tables, queues, topics and secrets) once for the tier, and
+    moto's state right after; moto stops with the tier, before e2e's local stacks or unit tests run."""
+    with mock_aws():
+        deployed = InProcessStack(
+            _boto3_session,
+            template=template,
+            webhook_secret=TEST_WEBHOOK_SECRET,
+            flinks_username=TEST_FLINKS_CREDENTIALS["username"],
+            flinks_password=TEST_FLINKS_CREDENTIALS["password"],
+        )
+        yield deployed, MotoSnapshot.take()
+
+
+@pytest.fixture
+def aws(moto_deployment: tuple[InProcessStack, MotoSnapshot], _boto3_session: Any) -> Any:
+    """moto exactly as the deployment left it (nothing an earlier test did is visible), and the session
+    the test's own clients come from."""
+    moto_deployment[1].restore()
+    return _boto3_session
+
+
+@pytest.fixture
+def stack(aws: Any, moto_deployment: tuple[InProcessStack, MotoSnapshot]) -> InProcessStack:
+    """template.yaml deployed in moto, both functions in-process."""
+    return moto_deployment[0]
 
 
 @pytest.fixture

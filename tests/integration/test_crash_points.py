@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support import reliability_report
+from tests.support.concurrency import all_at_once
 from tests.support.ledger import audit
 from tests.support.pipeline import Pipeline
 
@@ -125,26 +126,11 @@ def test_same_record_in_many_concurrent_invocations_confirms_once(pipeline: Pipe
     # GIVEN a slow Flinks and one stream record delivered to 6 invocations at once
     invocations = 6
     session_id, event = pipeline.guarantee(latency_ms=150)
-    barrier = threading.Barrier(invocations)
-    answers: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-
-    def invoke() -> None:
-        barrier.wait()
-        try:
-            answers.append(pipeline.process(event))
-        except BaseException as error:  # collected and asserted below
-            errors.append(error)
 
     # WHEN they all run
-    threads = [threading.Thread(target=invoke) for _ in range(invocations)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    answers = all_at_once(invocations, lambda: pipeline.process(event))
 
     # THEN one confirmed, the others waited on its lease and found the work done
-    assert errors == []
     assert answers == [{"batchItemFailures": []}] * invocations
     summary = audit(pipeline.sandbox, pipeline.items)
     assert (summary.confirmed, pipeline.confirms(session_id)) == (1, [True])

@@ -171,7 +171,7 @@ def test_a_dribbling_details_is_cut_at_its_deadline_and_read_again(pipeline: Pip
     # GIVEN a /details whose body dribbles a byte every 0.5 s (about 12 minutes in all), once
     session_id, event = pipeline.guarantee(faults={"details": ["dribble-body:0.5"]})
 
-    # WHEN the processor handles it (exchange budget: connect 1 s + read 1.5 s)
+    # WHEN the processor handles it (exchange budget: connect 1 s + read 1 s)
     answer = pipeline.process(event, timeout_seconds=12.0)
 
     # THEN the dribble was cut at the exchange's deadline, /details read again, and the guarantee confirmed

@@ -467,8 +467,8 @@ def test_confirm_read_timeout_is_outcome_unknown(
 def test_slow_apply_confirm_times_out_while_details_shows_no_decision(
     sandbox: FlinksSandbox, make_client: ClientFactory
 ) -> None:
-    # GIVEN Flinks applying a confirm only 3 s after it arrived, and a 1 s read timeout
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["slow-apply:3"]}))
+    # GIVEN Flinks applying a confirm only 1.5 s after it arrived, and a 1 s read timeout
+    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["slow-apply:1.5"]}))
     client = make_client(sandbox, read_timeout=1.0)
 
     # WHEN the confirm gives up, and /details is read at once

@@ -19,17 +19,7 @@ from typing import Any
 
 import pytest
 from decision_processor import processor as live_processor
-from geft.models import (
-    Actor,
-    ChangeKind,
-    Decision,
-    FollowUp,
-    FollowUpQueue,
-    GuaranteeOutcome,
-    GuaranteeRef,
-    GuaranteeStatus,
-    Verdict,
-)
+from geft import models
 from geft.policy import DEFAULT_POLICY_JSON, DecisionPolicy
 from geft.repository import GuaranteeRepository
 from geft_ops import policy_lab
@@ -39,6 +29,7 @@ from geft_ops.resources import StackResources
 from testkit.emf import metric_data, metric_names, metric_values
 from testkit.flinks import Scenario
 from testkit.inprocess import InProcessStack
+from testkit.reset import MotoSnapshot
 from tests.support.pipeline import Cli, Invoke, Pipeline
 
 DAY_MS = 86_400_000
@@ -86,7 +77,7 @@ def facts(*, balance: str = "5000.00", risk: str | None = "Low", shortfall: str 
 class Answer:
     """How a review ended: who answered (a person's STS ARN, or None for the review timeout), what, when."""
 
-    verdict: Verdict
+    verdict: models.Verdict
     person: str | None
     note: str | None = None
     after_s: int = 60
@@ -98,14 +89,14 @@ class Seeder:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
         self._table = table
-        self.processor = self._repository(Actor.function("geft-DecisionProcessor"))
+        self.processor = self._repository(models.Actor.function("geft-DecisionProcessor"))
 
-    def _repository(self, actor: Actor) -> GuaranteeRepository:
+    def _repository(self, actor: models.Actor) -> GuaranteeRepository:
         return GuaranteeRepository(self._table, retention_days=400, actor=actor, client=self._client)
 
-    def received(self, *, days_ago: float = 1.0) -> tuple[GuaranteeRef, int]:
+    def received(self, *, days_ago: float = 1.0) -> tuple[models.GuaranteeRef, int]:
         session_id = str(uuid.uuid4())
-        ref = GuaranteeRef(session_id, "amount:250.00")
+        ref = models.GuaranteeRef(session_id, "amount:250.00")
         at_ms = NOW_MS - int(days_ago * DAY_MS)
         body = json.dumps({"type": "GuaranteeEmitted", "sessionId": session_id, "amount": 250})
         self.processor.insert_guarantee(
@@ -125,7 +116,7 @@ class Seeder:
         answer: Answer | None = None,
         final: str | None = None,
         shadow: DecisionPolicy | None = None,
-        decision: Decision | None = None,
+        decision: models.Decision | None = None,
     ) -> str:
         """A guarantee the live policy decided on ``found`` (or ``decision`` as given), answered after
         a review by ``answer``, whose session ended ``final``."""
@@ -134,27 +125,27 @@ class Seeder:
         shadowed = shadow.decide(found or {}) if shadow is not None else None
         decided_at = at_ms + 200
         self._claim(ref, "first", at_ms + 100)
-        if decided.verdict is Verdict.REVIEW:
+        if decided.verdict is models.Verdict.REVIEW:
             self._finish(
                 ref,
                 "first",
                 decided_at,
-                GuaranteeOutcome(
-                    status=GuaranteeStatus.REVIEW,
-                    change=ChangeKind.REVIEW_REQUESTED,
+                models.GuaranteeOutcome(
+                    status=models.GuaranteeStatus.REVIEW,
+                    change=models.ChangeKind.REVIEW_REQUESTED,
                     decision=decided,
                     shadow=shadowed,
                     decided_at_ms=decided_at,
-                    follow_up=FollowUp(FollowUpQueue.REVIEW, decided_at + 300_000),
+                    follow_up=models.FollowUp(models.FollowUpQueue.REVIEW, decided_at + 300_000),
                 ),
             )
             if answer is None:
                 return ref.session_id
             reviewed_at = decided_at + answer.after_s * 1000
             actor = (
-                Actor.operator(answer.person, answer.note)
+                models.Actor.operator(answer.person, answer.note)
                 if answer.person
-                else Actor.function("geft-ReviewTimeout")
+                else models.Actor.function("geft-ReviewTimeout")
             )
             assert self._repository(actor).record_review_decision(
                 ref, verdict=answer.verdict, reason="checked", now_ms=reviewed_at
@@ -162,15 +153,15 @@ class Seeder:
             rule = live_processor.MANUAL_REVIEW_RULE if answer.person else live_processor.REVIEW_TIMEOUT_RULE
             reason = "MANUAL_REVIEW" if answer.person else "REVIEW_TIMEOUT"
             self._claim(ref, "second", reviewed_at + 100)
-            decided = Decision(answer.verdict, rule, {}, reason=reason)
+            decided = models.Decision(answer.verdict, rule, {}, reason=reason)
             shadowed, decided_at = None, reviewed_at + 200
         self._finish(
             ref,
             "second" if answer else "first",
             decided_at + 50,
-            GuaranteeOutcome(
-                status=GuaranteeStatus.CONFIRMED,
-                change=ChangeKind.CONFIRMED,
+            models.GuaranteeOutcome(
+                status=models.GuaranteeStatus.CONFIRMED,
+                change=models.ChangeKind.CONFIRMED,
                 decision=decided,
                 shadow=shadowed,
                 decided_at_ms=decided_at,
@@ -196,20 +187,22 @@ class Seeder:
             ref,
             "first",
             at_ms + 200,
-            GuaranteeOutcome(
-                status=GuaranteeStatus.REVIEW,
-                change=ChangeKind.HELD,
+            models.GuaranteeOutcome(
+                status=models.GuaranteeStatus.REVIEW,
+                change=models.ChangeKind.HELD,
                 hold_reason="a confirm may have reached Flinks, and /details shows a decision",
-                follow_up=FollowUp(FollowUpQueue.HOLD, at_ms + 200),
+                follow_up=models.FollowUp(models.FollowUpQueue.HOLD, at_ms + 200),
             ),
         )
         return ref.session_id
 
-    def _claim(self, ref: GuaranteeRef, claim_id: str, now_ms: int) -> None:
+    def _claim(self, ref: models.GuaranteeRef, claim_id: str, now_ms: int) -> None:
         claim = self.processor.claim(ref, claim_id=claim_id, now_ms=now_ms, lease_until_ms=now_ms + 60_000)
         assert claim.guarantee is not None, claim
 
-    def _finish(self, ref: GuaranteeRef, claim_id: str, now_ms: int, outcome: GuaranteeOutcome) -> None:
+    def _finish(
+        self, ref: models.GuaranteeRef, claim_id: str, now_ms: int, outcome: models.GuaranteeOutcome
+    ) -> None:
         assert self.processor.finish(ref, claim_id=claim_id, outcome=outcome, now_ms=now_ms)
 
 
@@ -219,12 +212,15 @@ class Seeded:
     table: str
 
 
-@pytest.fixture
-def seeded(aws: Any, stack: InProcessStack) -> Seeded:
+@pytest.fixture(scope="module")
+def _seeded_once(moto_deployment: tuple[InProcessStack, MotoSnapshot]) -> tuple[Seeded, MotoSnapshot]:
     """Seventeen guarantees in the last 30 days (and one older), each with a known backtest answer
-    against TIGHTENED (the live policy plus ``availableBalance < 500 -> reject``)."""
+    against TIGHTENED (the live policy plus ``availableBalance < 500 -> reject``), written once for the
+    module; moto's state then, for each test to start from."""
+    stack, deployment = moto_deployment
+    deployment.restore()
     table = stack.ref("GuaranteesTable")
-    seed = Seeder(aws.client("dynamodb"), table)
+    seed = Seeder(stack.session.client("dynamodb"), table)
     low_risk_review = {"risk": "Unknown"}
     sessions = {
         "accepted": seed.decided(facts(), final="Completed", shadow=TIGHTENED),
@@ -237,24 +233,24 @@ def seeded(aws: Any, stack: InProcessStack) -> Seeded:
         "high-risk-low-balance": seed.decided(facts(risk="High", balance="100.00")),
         "review-accepted": seed.decided(
             facts(balance="300.00", **low_risk_review),
-            answer=Answer(Verdict.ACCEPT, PERSON, "m.tremblay", after_s=120),
+            answer=Answer(models.Verdict.ACCEPT, PERSON, "m.tremblay", after_s=120),
             final="Completed",
             shadow=TIGHTENED,
         ),
         "review-timed-out": seed.decided(
-            facts(**low_risk_review), answer=Answer(Verdict.REJECT, None, after_s=300)
+            facts(**low_risk_review), answer=Answer(models.Verdict.REJECT, None, after_s=300)
         ),
         "review-waiting": seed.decided(facts(**low_risk_review)),
         "missing-facts": seed.decided(
-            facts(risk=None), answer=Answer(Verdict.REJECT, OTHER_PERSON, "a.roy", after_s=30)
+            facts(risk=None), answer=Answer(models.Verdict.REJECT, OTHER_PERSON, "a.roy", after_s=30)
         ),
         "review-accepted-2": seed.decided(
-            facts(**low_risk_review), answer=Answer(Verdict.ACCEPT, PERSON, "m.tremblay", after_s=60)
+            facts(**low_risk_review), answer=Answer(models.Verdict.ACCEPT, PERSON, "m.tremblay", after_s=60)
         ),
         "recovered": seed.decided(
             None,
-            decision=Decision(
-                Verdict.ACCEPT,
+            decision=models.Decision(
+                models.Verdict.ACCEPT,
                 live_processor.RECOVERED_RULE,
                 {"guaranteeAccepted": True},
                 "RECORDED_AT_FLINKS",
@@ -262,10 +258,18 @@ def seeded(aws: Any, stack: InProcessStack) -> Seeded:
         ),
         "held": seed.held(),
         "undecided": seed.received()[0].session_id,
-        "legacy": seed.decided(None, decision=Decision(Verdict.ACCEPT, "default", {})),
+        "legacy": seed.decided(None, decision=models.Decision(models.Verdict.ACCEPT, "default", {})),
         "old": seed.decided(facts(balance="100.00"), days_ago=40, final="Failed"),
     }
-    return Seeded(sessions, table)
+    return Seeded(sessions, table), MotoSnapshot.take()
+
+
+@pytest.fixture
+def seeded(aws: Any, _seeded_once: tuple[Seeded, MotoSnapshot]) -> Seeded:
+    """The seeded table, as written (whatever an earlier test did to it)."""
+    seeded, state = _seeded_once
+    state.restore()
+    return seeded
 
 
 @pytest.fixture
@@ -640,7 +644,7 @@ def test_a_failing_shadow_policy_is_counted_and_the_live_decision_is_confirmed(
     if failure == "raises while deciding":
 
         class Failing(DecisionPolicy):
-            def decide(self, facts: Mapping[str, object]) -> Decision:
+            def decide(self, facts: Mapping[str, object]) -> models.Decision:
                 raise ArithmeticError("shadow bug")
 
         base = DecisionPolicy.from_json(DEFAULT_POLICY_JSON)

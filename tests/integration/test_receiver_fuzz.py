@@ -36,6 +36,7 @@ from testkit.aws import AwsCalls, aws_calls_recorded
 from testkit.template import CreatedResources
 from testkit.webhooks import guarantee_body, webhook_event
 from tests.support import reliability_report
+from tests.support.concurrency import all_at_once
 from tests.support.constants import TEST_PREVIOUS_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -631,26 +632,11 @@ def test_same_webhook_delivered_concurrently_is_stored_once(fuzz: FuzzRun, table
     assert fuzz.invoke(webhook_event(guarantee_body(), secret=TEST_WEBHOOK_SECRET))["statusCode"] == 200
     event = webhook_event(guarantee_body(), secret=TEST_WEBHOOK_SECRET)
     deliveries = 16
-    barrier = threading.Barrier(deliveries)
-    answers: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-
-    def deliver() -> None:
-        barrier.wait()
-        try:
-            answers.append(fuzz.invoke(event))
-        except BaseException as error:  # collected and asserted below
-            errors.append(error)
 
     # WHEN they all arrive together
-    threads = [threading.Thread(target=deliver) for _ in range(deliveries)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    answers = all_at_once(deliveries, lambda: fuzz.invoke(event))
 
     # THEN every delivery got 200, exactly one stored the item, the others were duplicates
-    assert errors == []
     assert [answer["statusCode"] for answer in answers] == [200] * deliveries
     outcomes = Counter(json.loads(answer["body"])["outcome"] for answer in answers)
     assert outcomes == {"stored": 1, "duplicate": deliveries - 1}

@@ -6,48 +6,40 @@ moto needs testkit.aws.make_conditional_writes_atomic for the races here (tests/
 
 from __future__ import annotations
 
-import threading
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from geft import models
 from geft.items import GuaranteeView
-from geft.models import (
-    Actor,
-    ChangeKind,
-    FollowUp,
-    FollowUpQueue,
-    GuaranteeOutcome,
-    GuaranteeRef,
-    GuaranteeStatus,
-    Verdict,
-)
 from geft.ports import ClaimResult, Release
 from geft.repository import OPERATOR_LEASE_MARGIN_MS, GuaranteeRepository
 
 from testkit.fakes import FakeGuaranteeStore
 from testkit.template import CreatedResources
+from tests.support.concurrency import all_at_once
 
 NOW = 1_800_000_000_000
-OPERATOR = Actor.operator("arn:aws:iam::123456789012:user/ops", "ops")
+OPERATOR = models.Actor.operator("arn:aws:iam::123456789012:user/ops", "ops")
 
 
 class Store:
     """The two stores behind one face: seed, read, and the repository's own operations."""
 
-    def __init__(self, store: Any, *, reopen: Callable[[Actor], Any] | None = None) -> None:
+    def __init__(self, store: Any, *, reopen: Callable[[models.Actor], Any] | None = None) -> None:
         self.store = store
         self._reopen = reopen
 
-    def as_actor(self, actor: Actor) -> Store:
+    def as_actor(self, actor: models.Actor) -> Store:
         """The same table, written by ``actor``."""
         if self._reopen is None:
             self.store.actor = actor
             return self
         return Store(self._reopen(actor))
 
-    def seed(self, ref: GuaranteeRef) -> None:
+    def seed(self, ref: models.GuaranteeRef) -> None:
         if isinstance(self.store, FakeGuaranteeStore):
             self.store.insert(ref, "{}", received_at_ms=NOW)
         else:
@@ -55,7 +47,7 @@ class Store:
                 ref, raw_body="{}", content_sha256="c", received_at_ms=NOW, event_when=None
             ).stored
 
-    def get(self, ref: GuaranteeRef) -> GuaranteeView:
+    def get(self, ref: models.GuaranteeRef) -> GuaranteeView:
         view = (
             self.store.get(ref)
             if isinstance(self.store, FakeGuaranteeStore)
@@ -75,51 +67,35 @@ def store(request: pytest.FixtureRequest) -> Store:
     aws, stack = request.getfixturevalue("aws"), request.getfixturevalue("stack")
     client = aws.client("dynamodb")
 
-    def repository(actor: Actor) -> GuaranteeRepository:
+    def repository(actor: models.Actor) -> GuaranteeRepository:
         return GuaranteeRepository(stack.ref("GuaranteesTable"), retention_days=1, actor=actor, client=client)
 
-    return Store(repository(Actor.function("contract")), reopen=repository)
+    return Store(repository(models.Actor.function("contract")), reopen=repository)
 
 
-def _ref() -> GuaranteeRef:
-    return GuaranteeRef(str(uuid.uuid4()), "amount:250.00")
+def _ref() -> models.GuaranteeRef:
+    return models.GuaranteeRef(str(uuid.uuid4()), "amount:250.00")
 
 
-def _confirmed() -> GuaranteeOutcome:
-    return GuaranteeOutcome(
-        status=GuaranteeStatus.CONFIRMED,
-        change=ChangeKind.CONFIRMED,
+def _confirmed() -> models.GuaranteeOutcome:
+    return models.GuaranteeOutcome(
+        status=models.GuaranteeStatus.CONFIRMED,
+        change=models.ChangeKind.CONFIRMED,
         confirmed_at_ms=NOW + 5,
-        follow_up=FollowUp(FollowUpQueue.RECONCILE, NOW + 900_000),
+        follow_up=models.FollowUp(models.FollowUpQueue.RECONCILE, NOW + 900_000),
     )
 
 
-def _race(count: int, action: Callable[[], Any]) -> list[Any]:
-    results: list[Any] = []
-    start = threading.Barrier(count)
-
-    def run() -> None:
-        start.wait()
-        results.append(action())
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
+def _with_a_new_claim_id(claim: Callable[..., Any]) -> Any:
+    return claim(claim_id=str(uuid.uuid4()))
 
 
 def test_concurrent_claims_have_exactly_one_winner(store: Store) -> None:
     for _ in range(10):  # races are probabilistic: without atomic writes about 1 in 5 rounds double-claims
         ref = _ref()
         store.seed(ref)
-        claims = _race(
-            8,
-            lambda ref=ref: store.claim(
-                ref, claim_id=str(uuid.uuid4()), now_ms=NOW, lease_until_ms=NOW + 60_000
-            ),
-        )
+        claim = functools.partial(store.claim, ref, now_ms=NOW, lease_until_ms=NOW + 60_000)
+        claims = all_at_once(8, functools.partial(_with_a_new_claim_id, claim))
         assert sorted(claim.result.value for claim in claims) == ["claimed"] + ["held"] * 7
 
 
@@ -139,18 +115,18 @@ def test_an_expired_lease_is_taken_over_flagged_uncertain_and_the_dead_holder_ca
     assert second.guarantee is not None
     assert second.guarantee.attempts == 2
     assert not store.finish(ref, claim_id="dead", outcome=_confirmed(), now_ms=NOW + 3_000)
-    assert store.get(ref).status is GuaranteeStatus.DECIDING
+    assert store.get(ref).status is models.GuaranteeStatus.DECIDING
 
 
 @pytest.mark.parametrize(
     ("release", "status", "uncertain"),
     [
-        (Release("503"), GuaranteeStatus.RECEIVED, False),
-        (Release("timeout", confirm_attempted=True), GuaranteeStatus.DECIDING, True),
+        (Release("503"), models.GuaranteeStatus.RECEIVED, False),
+        (Release("timeout", confirm_attempted=True), models.GuaranteeStatus.DECIDING, True),
     ],
 )
 def test_a_release_returns_the_claim_and_says_whether_a_confirm_may_have_gone(
-    store: Store, release: Release, status: GuaranteeStatus, uncertain: bool
+    store: Store, release: Release, status: models.GuaranteeStatus, uncertain: bool
 ) -> None:
     ref = _ref()
     store.seed(ref)
@@ -161,7 +137,7 @@ def test_a_release_returns_the_claim_and_says_whether_a_confirm_may_have_gone(
     item = store.get(ref)
     assert (item.status, item.claim_id, item.lease_expires_at_ms) == (status, None, 0)
     assert item.last_change is not None
-    assert item.last_change.kind is ChangeKind.RELEASED
+    assert item.last_change.kind is models.ChangeKind.RELEASED
     assert item.last_change.reason == release.reason
     retry = store.claim(ref, claim_id="c2", now_ms=NOW + 2, lease_until_ms=NOW + 99_000)
     assert retry.result is ClaimResult.CLAIMED
@@ -210,9 +186,13 @@ def test_the_lease_margin_protects_a_live_claim_from_an_operator_clock(store: St
     assert not store.mark_redrive(ref, now_ms=NOW + 62_000 + OPERATOR_LEASE_MARGIN_MS - 1, reason="skewed")
     assert store.mark_redrive(ref, now_ms=NOW + 62_000 + OPERATOR_LEASE_MARGIN_MS + 1, reason="stale")
     item = store.get(ref)
-    assert (item.status, item.confirm_attempted, item.claim_id) == (GuaranteeStatus.REDRIVE, True, None)
+    assert (item.status, item.confirm_attempted, item.claim_id) == (
+        models.GuaranteeStatus.REDRIVE,
+        True,
+        None,
+    )
     assert item.follow_up is not None
-    assert item.follow_up.queue is FollowUpQueue.SWEEP
+    assert item.follow_up.queue is models.FollowUpQueue.SWEEP
 
 
 def test_a_redrive_with_a_live_lease_is_still_held(store: Store) -> None:
@@ -229,45 +209,56 @@ def test_a_redrive_with_a_live_lease_is_still_held(store: Store) -> None:
     assert held.result is ClaimResult.HELD
 
 
-def test_a_decided_review_can_be_redriven_and_keeps_the_decision(store: Store) -> None:
+def _finished_as(store: Store, outcome: models.GuaranteeOutcome) -> models.GuaranteeRef:
+    """A new guarantee claimed and finished with ``outcome``."""
     ref = _ref()
     store.seed(ref)
     store.claim(ref, claim_id="c1", now_ms=NOW, lease_until_ms=NOW + 99_000)
-    review = GuaranteeOutcome(
-        status=GuaranteeStatus.REVIEW,
-        change=ChangeKind.REVIEW_REQUESTED,
+    assert store.finish(ref, claim_id="c1", outcome=outcome, now_ms=NOW)
+    return ref
+
+
+def test_a_decided_review_can_be_redriven_and_keeps_the_decision(store: Store) -> None:
+    review = models.GuaranteeOutcome(
+        status=models.GuaranteeStatus.REVIEW,
+        change=models.ChangeKind.REVIEW_REQUESTED,
         decided_at_ms=NOW,
-        follow_up=FollowUp(FollowUpQueue.REVIEW, NOW + 300_000),
+        follow_up=models.FollowUp(models.FollowUpQueue.REVIEW, NOW + 300_000),
     )
-    assert store.finish(ref, claim_id="c1", outcome=review, now_ms=NOW)
+    ref = _finished_as(store, review)
     operator = store.as_actor(OPERATOR)
 
-    assert operator.record_review_decision(ref, verdict=Verdict.REJECT, reason="checked", now_ms=NOW + 1)
-    assert not operator.record_review_decision(ref, verdict=Verdict.ACCEPT, reason="twice", now_ms=NOW + 2)
+    assert operator.record_review_decision(
+        ref, verdict=models.Verdict.REJECT, reason="checked", now_ms=NOW + 1
+    )
+    assert not operator.record_review_decision(
+        ref, verdict=models.Verdict.ACCEPT, reason="twice", now_ms=NOW + 2
+    )
     assert store.mark_redrive(ref, now_ms=NOW + 3, reason="stranded REVIEWED")
 
     item = store.get(ref)
-    assert item.status is GuaranteeStatus.REDRIVE
+    assert item.status is models.GuaranteeStatus.REDRIVE
     assert item.review is not None
-    assert (item.review.decision, item.review.reviewer) == (Verdict.REJECT, OPERATOR.identity)
+    assert (item.review.decision, item.review.reviewer) == (models.Verdict.REJECT, OPERATOR.identity)
 
 
 def test_the_review_timeout_never_decides_a_hold(store: Store) -> None:
-    ref = _ref()
-    store.seed(ref)
-    store.claim(ref, claim_id="c1", now_ms=NOW, lease_until_ms=NOW + 99_000)
-    hold = GuaranteeOutcome(
-        status=GuaranteeStatus.REVIEW,
-        change=ChangeKind.HELD,
+    hold = models.GuaranteeOutcome(
+        status=models.GuaranteeStatus.REVIEW,
+        change=models.ChangeKind.HELD,
         hold_reason="cannot tell",
-        follow_up=FollowUp(FollowUpQueue.HOLD, NOW),
+        follow_up=models.FollowUp(models.FollowUpQueue.HOLD, NOW),
     )
-    assert store.finish(ref, claim_id="c1", outcome=hold, now_ms=NOW)
+    ref = _finished_as(store, hold)
 
     assert not store.record_review_decision(
-        ref, verdict=Verdict.REJECT, reason="timeout", now_ms=NOW + 1, only_from=FollowUpQueue.REVIEW
+        ref,
+        verdict=models.Verdict.REJECT,
+        reason="timeout",
+        now_ms=NOW + 1,
+        only_from=models.FollowUpQueue.REVIEW,
     )
-    assert store.record_review_decision(ref, verdict=Verdict.ACCEPT, reason="a person", now_ms=NOW + 2)
+    assert store.record_review_decision(ref, verdict=models.Verdict.ACCEPT, reason="a person", now_ms=NOW + 2)
 
 
 def test_the_repository_records_what_who_when_and_from_which_status(
@@ -286,12 +277,12 @@ def test_the_repository_records_what_who_when_and_from_which_status(
     assert item.last_change is not None
     change = item.last_change
     assert (change.kind, change.by, change.by_note, change.at_ms, change.reason, change.previous_status) == (
-        ChangeKind.REDRIVEN,
+        models.ChangeKind.REDRIVEN,
         OPERATOR.identity,
         "ops",
         NOW + 5,
         "replay of session",
-        GuaranteeStatus.RECEIVED,
+        models.GuaranteeStatus.RECEIVED,
     )
 
 
@@ -299,12 +290,12 @@ def test_concurrent_inserts_of_one_guarantee_store_it_once(aws: Any, stack: Crea
     repository = GuaranteeRepository(
         stack.ref("GuaranteesTable"),
         retention_days=1,
-        actor=Actor.function("r"),
+        actor=models.Actor.function("r"),
         client=aws.client("dynamodb"),
     )
     ref = _ref()
 
-    results = _race(
+    results = all_at_once(
         16,
         lambda: repository.insert_guarantee(
             ref, raw_body="{}", content_sha256="abc", received_at_ms=1, event_when=None

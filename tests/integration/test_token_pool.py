@@ -19,6 +19,7 @@ import pytest
 from geft.flinks_client import FlinksClient, FlinksCredentials, TokenPoolCounters
 
 from testkit.flinks import FlinksSandbox
+from tests.support.concurrency import all_at_once
 from tests.support.constants import TEST_FLINKS_CREDENTIALS
 from tests.support.flinks_calls import CallRecorder
 from tests.support.ledger import audit
@@ -167,8 +168,14 @@ def test_a_pooled_token_is_never_used_past_expires_in_minus_the_margin(
 
     # THEN the first used a pooled token; the second found the other one too old: discarded as waste
     # (it was still valid at Flinks), and the session authorized inline
+    _assert_pool_served(client, sandbox, used=1, wasted=1)
+
+
+def _assert_pool_served(client: FlinksClient, sandbox: FlinksSandbox, *, used: int, wasted: int) -> None:
+    """The pool's tokens used and discarded as too old, and every call Flinks answered accepted (a
+    token tried after it expired would show as a 401)."""
     counters = client.token_pool_counters()
-    assert (counters.used, counters.wasted) == (1, 1)
+    assert (counters.used, counters.wasted) == (used, wasted)
     assert all(entry.response_status == 200 for entry in sandbox.calls())
 
 
@@ -196,9 +203,7 @@ def test_with_short_lived_tokens_the_margin_holds_on_real_clocks(
             client.close()
 
         # THEN the pooled token was not used (no 401 either: it was discarded, not tried)
-        counters = client.token_pool_counters()
-        assert (counters.used, counters.wasted) == (0, 1)
-        assert all(entry.response_status == 200 for entry in short_lived.calls())
+        _assert_pool_served(client, short_lived, used=0, wasted=1)
 
 
 def test_a_refused_pooled_token_reauthorizes_once_inline(
@@ -267,27 +272,12 @@ def test_many_threads_never_get_the_same_token(
     client = make_client(token_pool_size=8)
     run_session(client, sandbox)
     wait_until(lambda: client.token_pool_counters().minted == 8)
-    errors: list[BaseException] = []
-    start = threading.Barrier(16)
-
-    def work() -> None:
-        try:
-            start.wait(10)
-            run_session(client, sandbox)
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, name=f"session-{index}") for index in range(16)]
 
     # WHEN
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    all_at_once(16, lambda: run_session(client, sandbox))
 
     # THEN every session was served, none with a token another had used (the sandbox would 401 it);
     # the pool's refills may still be in flight (unanswered yet): the journal is read once they are
-    assert errors == []
     wait_until(lambda: all(entry.response_status is not None for entry in sandbox.calls()))
     assert all(entry.response_status == 200 for entry in sandbox.calls())
     authorized_inline = {

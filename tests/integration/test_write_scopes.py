@@ -9,15 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from geft.models import (
-    Actor,
-    ChangeKind,
-    FollowUp,
-    FollowUpQueue,
-    GuaranteeOutcome,
-    GuaranteeRef,
-    GuaranteeStatus,
-)
+from geft import models
 from geft.repository import GuaranteeRepository
 
 from testkit.aws import AwsCalls, aws_calls_recorded
@@ -25,8 +17,7 @@ from testkit.flinks import FlinksSandbox, Scenario
 from testkit.template import CreatedResources
 from testkit.webhooks import guarantee_body, status_body, webhook_event
 from tests.support.constants import TEST_WEBHOOK_SECRET
-
-FAR_FUTURE_MS = int((time.time() + 10 * 86_400) * 1000)
+from tests.support.pipeline import FAR_FUTURE_MS
 
 
 def allowed_attributes(template: dict[str, Any], role: str, sid: str) -> set[str]:
@@ -35,6 +26,17 @@ def allowed_attributes(template: dict[str, Any], role: str, sid: str) -> set[str
         s for s in policy["PolicyDocument"]["Statement"] if isinstance(s, dict) and s.get("Sid") == sid
     ]
     return set(statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"])
+
+
+def assert_writes_what_the_role_allows(
+    captured: AwsCalls, template: dict[str, Any], role: str, sid: str
+) -> None:
+    """The writes name no attribute the role's statement does not allow, and every one it allows (a
+    statement wider than the code's writes is a grant nobody uses)."""
+    written = named_attributes(captured)
+    allowed = allowed_attributes(template, role, sid)
+    assert written <= allowed
+    assert allowed - written == set()
 
 
 def named_attributes(faults: AwsCalls) -> set[str]:
@@ -51,25 +53,29 @@ def _finished(
     aws: Any,
     stack: CreatedResources,
     session_id: str,
-    status: GuaranteeStatus,
-    queue: FollowUpQueue,
+    status: models.GuaranteeStatus,
+    queue: models.FollowUpQueue,
     due_ms: int,
-) -> GuaranteeRef:
+) -> models.GuaranteeRef:
     """A guarantee the processor finished (REVIEW or CONFIRMED), waiting in ``queue``."""
     repository = GuaranteeRepository(
         stack.ref("GuaranteesTable"),
         retention_days=1,
-        actor=Actor.function("p"),
+        actor=models.Actor.function("p"),
         client=aws.client("dynamodb"),
     )
-    ref = GuaranteeRef(session_id, "amount:250.00")
+    ref = models.GuaranteeRef(session_id, "amount:250.00")
     now = int(time.time() * 1000)
     repository.insert_guarantee(ref, raw_body="{}", content_sha256="c", received_at_ms=now, event_when=None)
     repository.claim(ref, claim_id="c", now_ms=now, lease_until_ms=now + 60_000)
-    change = ChangeKind.REVIEW_REQUESTED if status is GuaranteeStatus.REVIEW else ChangeKind.CONFIRMED
-    confirmed = now if status is GuaranteeStatus.CONFIRMED else None
-    outcome = GuaranteeOutcome(
-        status=status, change=change, confirmed_at_ms=confirmed, follow_up=FollowUp(queue, due_ms)
+    change = (
+        models.ChangeKind.REVIEW_REQUESTED
+        if status is models.GuaranteeStatus.REVIEW
+        else models.ChangeKind.CONFIRMED
+    )
+    confirmed = now if status is models.GuaranteeStatus.CONFIRMED else None
+    outcome = models.GuaranteeOutcome(
+        status=status, change=change, confirmed_at_ms=confirmed, follow_up=models.FollowUp(queue, due_ms)
     )
     assert repository.finish(ref, claim_id="c", outcome=outcome, now_ms=now)
     return ref
@@ -88,10 +94,7 @@ def test_the_receiver_writes_only_what_its_role_allows(
         ):
             assert invoke_receiver(webhook_event(body, secret=TEST_WEBHOOK_SECRET))["statusCode"] == 200
 
-    written = named_attributes(captured)
-    allowed = allowed_attributes(template, "WebhookReceiverRole", "WriteGuarantees")
-    assert written <= allowed
-    assert allowed - written == set()
+    assert_writes_what_the_role_allows(captured, template, "WebhookReceiverRole", "WriteGuarantees")
 
 
 def test_the_review_timeout_writes_only_what_its_role_allows(
@@ -99,7 +102,7 @@ def test_the_review_timeout_writes_only_what_its_role_allows(
 ) -> None:
     from scheduled_jobs import review_timeout
 
-    _finished(aws, stack, str(uuid.uuid4()), GuaranteeStatus.REVIEW, FollowUpQueue.REVIEW, 0)
+    _finished(aws, stack, str(uuid.uuid4()), models.GuaranteeStatus.REVIEW, models.FollowUpQueue.REVIEW, 0)
     function_env("ReviewTimeoutFunction")
     review_timeout._dependencies.cache_clear()
     config, repository = review_timeout._dependencies()
@@ -109,10 +112,7 @@ def test_the_review_timeout_writes_only_what_its_role_allows(
         )
     review_timeout._dependencies.cache_clear()
 
-    written = named_attributes(captured)
-    allowed = allowed_attributes(template, "ReviewTimeoutRole", "RecordFallbackDecision")
-    assert written <= allowed
-    assert allowed - written == set()
+    assert_writes_what_the_role_allows(captured, template, "ReviewTimeoutRole", "RecordFallbackDecision")
 
 
 def test_the_sweeper_writes_only_what_its_role_allows(
@@ -124,10 +124,10 @@ def test_the_sweeper_writes_only_what_its_role_allows(
     repository = GuaranteeRepository(
         stack.ref("GuaranteesTable"),
         retention_days=1,
-        actor=Actor.function("r"),
+        actor=models.Actor.function("r"),
         client=aws.client("dynamodb"),
     )
-    stuck, live = (GuaranteeRef(str(uuid.uuid4()), "single") for _ in range(2))
+    stuck, live = (models.GuaranteeRef(str(uuid.uuid4()), "single") for _ in range(2))
     for ref in (stuck, live):
         repository.insert_guarantee(ref, raw_body="{}", content_sha256="c", received_at_ms=0, event_when=None)
     repository.claim(live, claim_id="live", now_ms=FAR_FUTURE_MS, lease_until_ms=FAR_FUTURE_MS + 60_000)
@@ -139,10 +139,7 @@ def test_the_sweeper_writes_only_what_its_role_allows(
     sweeper._dependencies.cache_clear()
 
     assert (summary.stuck, summary.in_progress) == (1, 1)
-    written = named_attributes(captured)
-    allowed = allowed_attributes(template, "SweeperRole", "RedriveGuarantees")
-    assert written <= allowed
-    assert allowed - written == set()
+    assert_writes_what_the_role_allows(captured, template, "SweeperRole", "RedriveGuarantees")
 
 
 def test_the_reconciler_writes_only_what_its_role_allows(
@@ -159,7 +156,7 @@ def test_the_reconciler_writes_only_what_its_role_allows(
     sandbox.set_status(final, "Completed", "EFT0301")
     sandbox.add_faults(broken, "status", ["400"] * 5)
     for session_id in (final, pending, broken):
-        _finished(aws, stack, session_id, GuaranteeStatus.CONFIRMED, FollowUpQueue.RECONCILE, 0)
+        _finished(aws, stack, session_id, models.GuaranteeStatus.CONFIRMED, models.FollowUpQueue.RECONCILE, 0)
     function_env("ReconcilerFunction", FLINKS_BASE_URL=sandbox.base_url)
     reconciler._dependencies.cache_clear()
     config, repository, flinks = reconciler._dependencies()
@@ -170,7 +167,4 @@ def test_the_reconciler_writes_only_what_its_role_allows(
     reconciler._dependencies.cache_clear()
 
     assert summary.as_dict()["reconciled"] == 1
-    written = named_attributes(captured)
-    allowed = allowed_attributes(template, "ReconcilerRole", "RecordSessionStatus")
-    assert written <= allowed
-    assert allowed - written == set()
+    assert_writes_what_the_role_allows(captured, template, "ReconcilerRole", "RecordSessionStatus")
