@@ -153,36 +153,43 @@ def redrive_dead_letters(
 ) -> list[RedriveResult]:
     """Each OnFailure message names a stream batch; find its guarantees and send them back through
     claim -> decide -> confirm. A message is deleted only once every guarantee in it is finished,
-    sent back, or waiting for a person; otherwise it stays for the next redrive."""
+    sent back, or waiting for a person; otherwise it stays for the next redrive.
+
+    Each message is handled once a run: one kept is left invisible until the run is over (so the queue
+    does not hand it straight back) and made visible again at the end, crash or not (if the run dies
+    first, the queue's visibility timeout does the same)."""
     sqs = resources.client("sqs")
     queue_url = resources.output("DeadLetterQueueUrl")
     results: list[RedriveResult] = []
-    handled = 0
-    while handled < max_messages:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=min(10, max_messages - handled), WaitTimeSeconds=1
-        ).get("Messages", [])
-        if not messages:
-            break
-        for message in messages:
-            handled += 1
-            refs = _refs_of_dead_letter(resources, repository, message["Body"])
-            reason = _dead_letter_reason(message["Body"])
-            outcome = [
-                RedriveResult(ref.session_id, ref.guarantee_key, Resent.WOULD_REDRIVE)
-                if dry_run
-                else _redrive_one(repository, ref, reason=reason, include_failed=False)
-                for ref in refs
-            ]
-            results.extend(outcome)
-            if not dry_run and all(r.result.settled for r in outcome):
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            else:  # looked only, or something is still in progress: visible again for the next redrive
-                sqs.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-        if dry_run:
-            break
+    seen: set[str] = set()
+    kept: list[str] = []  # receipt handles to make visible again once the run is over
+    try:
+        while len(seen) < max_messages:
+            messages = sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=min(10, max_messages - len(seen)), WaitTimeSeconds=1
+            ).get("Messages", [])
+            fresh = [message for message in messages if message["MessageId"] not in seen]
+            kept.extend(message["ReceiptHandle"] for message in messages if message["MessageId"] in seen)
+            if not fresh:
+                break
+            for message in fresh:
+                seen.add(message["MessageId"])
+                refs = _refs_of_dead_letter(resources, repository, message["Body"])
+                reason = _dead_letter_reason(message["Body"])
+                outcome = [
+                    RedriveResult(ref.session_id, ref.guarantee_key, Resent.WOULD_REDRIVE)
+                    if dry_run
+                    else _redrive_one(repository, ref, reason=reason, include_failed=False)
+                    for ref in refs
+                ]
+                results.extend(outcome)
+                if not dry_run and all(r.result.settled for r in outcome):
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                else:  # looked only, or something is still in progress
+                    kept.append(message["ReceiptHandle"])
+    finally:
+        for handle in kept:
+            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
     return results
 
 

@@ -154,6 +154,26 @@ def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(pipeline: Pi
     assert all(pipeline.confirms(s) == [True] for s in sessions)
 
 
+def test_a_dry_run_lists_every_dead_letter_once_and_leaves_them_all_visible(
+    pipeline: Pipeline, cli: Cli
+) -> None:
+    # GIVEN twelve dead-lettered batches: more than one receive (10 at most) can hand back
+    session_id, event = pipeline.guarantee()
+    for _ in range(12):
+        dead_letter(pipeline.stack, event)
+
+    # WHEN the operator looks first
+    code, out, _ = cli("redrive", "--dry-run")
+
+    # THEN each message is listed once, none is deleted, and all are visible again for the redrive
+    assert code == 0, out
+    assert out.count(session_id) == 12
+    attributes = pipeline.stack.session.client("sqs").get_queue_attributes(
+        QueueUrl=pipeline.stack.ref("DecisionDeadLetterQueue"), AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "12"
+
+
 def test_replay_of_a_quarantined_webhook(pipeline: Pipeline, cli: Cli) -> None:
     # GIVEN a genuine webhook quarantined because its `when` was outside the replay window
     session_id = pipeline.session()
