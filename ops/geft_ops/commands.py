@@ -17,12 +17,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from botocore.exceptions import ClientError
 from geft.audit import HistoryRecord
 from geft.items import GUARANTEE_SK_PREFIX, SESSION_SK, GuaranteeView, ref_of_keys
 from geft.masking import mask_document, mask_text
 from geft.models import GuaranteeRef, GuaranteeStatus, PolicyIdentity, Verdict
 from geft.repository import GuaranteeRepository
 from geft.webhook_events import GuaranteeEvent, classify
+
+REDRIVE_HOLD_SECONDS = 300  # a received dead letter stays this run's (a longer run skips it when it is back)
 
 REVIEW_DECISIONS = (Verdict.ACCEPT.value, Verdict.REJECT.value)
 # DynamoDB Streams may answer empty pages before the records of an open shard: keep reading this long.
@@ -155,25 +158,30 @@ def redrive_dead_letters(
     claim -> decide -> confirm. A message is deleted only once every guarantee in it is finished,
     sent back, or waiting for a person; otherwise it stays for the next redrive.
 
-    Each message is handled once a run: one kept is left invisible until the run is over (so the queue
-    does not hand it straight back) and made visible again at the end, crash or not (if the run dies
-    first, the queue's visibility timeout does the same)."""
+    Each message is handled once a run: a received message stays hidden for REDRIVE_HOLD_SECONDS (the
+    queue's own 30 s would hand kept ones back mid-run) and a kept one is made visible again at the end,
+    crash or not (if the run is killed first, the hold runs out by itself)."""
     sqs = resources.client("sqs")
     queue_url = resources.output("DeadLetterQueueUrl")
     results: list[RedriveResult] = []
     seen: set[str] = set()
-    kept: list[str] = []  # receipt handles to make visible again once the run is over
+    kept: dict[str, str] = {}  # message id -> its latest receipt handle, made visible again at the end
     try:
         while len(seen) < max_messages:
             messages = sqs.receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=min(10, max_messages - len(seen)), WaitTimeSeconds=1
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=min(10, max_messages - len(seen)),
+                VisibilityTimeout=REDRIVE_HOLD_SECONDS,
+                WaitTimeSeconds=1,
             ).get("Messages", [])
-            fresh = [message for message in messages if message["MessageId"] not in seen]
-            kept.extend(message["ReceiptHandle"] for message in messages if message["MessageId"] in seen)
-            if not fresh:
+            if not messages:
                 break
-            for message in fresh:
-                seen.add(message["MessageId"])
+            for message in messages:
+                message_id, handle = message["MessageId"], message["ReceiptHandle"]
+                if message_id in seen:  # back after a hold ran out: handled already this run
+                    kept[message_id] = handle
+                    continue
+                seen.add(message_id)
                 refs = _refs_of_dead_letter(resources, repository, message["Body"])
                 reason = _dead_letter_reason(message["Body"])
                 outcome = [
@@ -184,13 +192,20 @@ def redrive_dead_letters(
                 ]
                 results.extend(outcome)
                 if not dry_run and all(r.result.settled for r in outcome):
-                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handle)
                 else:  # looked only, or something is still in progress
-                    kept.append(message["ReceiptHandle"])
+                    kept[message_id] = handle
     finally:
-        for handle in kept:
-            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+        _make_visible(sqs, queue_url, kept.values())
     return results
+
+
+def _make_visible(sqs: Any, queue_url: str, handles: Iterable[str]) -> None:
+    for handle in handles:
+        try:
+            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+        except ClientError:  # the handle is stale: the message is visible again once its hold ends
+            continue
 
 
 def session_story(

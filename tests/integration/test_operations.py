@@ -8,9 +8,11 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from geft.signature import compute_signature
+from geft_ops import commands
 from geft_ops.cli import main as geft_ops
 
 from tests.support.pipeline import (
@@ -155,12 +157,23 @@ def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(pipeline: Pi
 
 
 def test_a_dry_run_lists_every_dead_letter_once_and_leaves_them_all_visible(
-    pipeline: Pipeline, cli: Cli
+    pipeline: Pipeline, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN twelve dead-lettered batches: more than one receive (10 at most) can hand back
+    # GIVEN twelve dead-lettered batches (more than one receive, 10 at most, hands back) in a queue
+    # whose own visibility timeout is shorter than the run
     session_id, event = pipeline.guarantee()
     for _ in range(12):
         dead_letter(pipeline.stack, event)
+    sqs = pipeline.stack.session.client("sqs")
+    queue_url = pipeline.stack.ref("DecisionDeadLetterQueue")
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "1"})
+    read_batch = commands._refs_of_dead_letter
+
+    def slow_read(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.15)  # ten messages outlast the queue's 1 s
+        return read_batch(*args, **kwargs)
+
+    monkeypatch.setattr(commands, "_refs_of_dead_letter", slow_read)
 
     # WHEN the operator looks first
     code, out, _ = cli("redrive", "--dry-run")
@@ -168,9 +181,7 @@ def test_a_dry_run_lists_every_dead_letter_once_and_leaves_them_all_visible(
     # THEN each message is listed once, none is deleted, and all are visible again for the redrive
     assert code == 0, out
     assert out.count(session_id) == 12
-    attributes = pipeline.stack.session.client("sqs").get_queue_attributes(
-        QueueUrl=pipeline.stack.ref("DecisionDeadLetterQueue"), AttributeNames=["ApproximateNumberOfMessages"]
-    )
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
     assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "12"
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import boto3
+from botocore.stub import Stubber
 from geft.models import GuaranteeRef
-from geft_ops.commands import _read_batch
+from geft_ops.commands import _make_visible, _read_batch
 
 SESSION = "aadd08f2-83ce-456d-84ed-c68cfed4ee7b"
 
@@ -57,3 +59,18 @@ def test_an_open_shard_that_never_reaches_the_batch_falls_back_to_the_table() ->
 
     assert _read_batch(stream, "it-0", start=10, end=12) is None
     assert stream.reads == 100  # bounded: a redrive never spins on an idle shard
+
+
+def test_a_stale_receipt_handle_does_not_stop_the_other_dead_letters_being_made_visible() -> None:
+    # AWS may refuse a handle whose hold ran out; the rest must still be released, and nothing raised
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/dlq"
+    with Stubber(sqs) as stub:
+        stub.add_client_error("change_message_visibility", "ReceiptHandleIsInvalid")
+        stub.add_response(
+            "change_message_visibility",
+            {},
+            {"QueueUrl": queue_url, "ReceiptHandle": "fresh", "VisibilityTimeout": 0},
+        )
+        _make_visible(sqs, queue_url, ["stale", "fresh"])
+        stub.assert_no_pending_responses()
