@@ -226,11 +226,22 @@ class StackProcess:
         self._environment = stack_environment(run_dir, environ)
         self.console = Console(stream=None, keep=None)
         self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
         self.state: dict[str, Any] = {}
 
     def start(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "geft_local.stack"],
+        self.spawn([sys.executable, "-m", "geft_local.stack"])
+        if self.wait_for(READY_LINE, timeout=START_TIMEOUT_S) is None:
+            raise DayError("make local did not get ready:\n" + self.tail())
+        states = list(self.run_dir.glob("*/stack.json"))
+        if len(states) != 1:
+            raise DayError(f"expected one stack.json under {self.run_dir}, found {len(states)}")
+        self.state = json.loads(states[0].read_text(encoding="utf-8"))
+
+    def spawn(self, command: Sequence[str]) -> None:
+        """Run ``command`` with the stack's environment, its output read into the console."""
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter
+            command,
             cwd=REPO_ROOT,
             env=self._environment,
             stdin=subprocess.DEVNULL,
@@ -238,13 +249,10 @@ class StackProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._read, args=(self._process,), name="stack-console", daemon=True).start()
-        if self.wait_for(READY_LINE, timeout=START_TIMEOUT_S) is None:
-            raise DayError("make local did not get ready:\n" + self.tail())
-        states = list(self.run_dir.glob("*/stack.json"))
-        if len(states) != 1:
-            raise DayError(f"expected one stack.json under {self.run_dir}, found {len(states)}")
-        self.state = json.loads(states[0].read_text(encoding="utf-8"))
+        self._reader = threading.Thread(
+            target=self._read, args=(self._process,), name="stack-console", daemon=True
+        )
+        self._reader.start()
 
     def _read(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
@@ -258,10 +266,10 @@ class StackProcess:
 
     def wait_for(self, text: str, *, timeout: float, start: int = 0) -> str | None:
         """The first console line from ``start`` containing ``text``; None after ``timeout`` s or once
-        the stack has exited."""
-        process = self._process
+        the stack has exited and every line it printed has been read."""
+        reader = self._reader
         return self.console.wait_for(
-            text, timeout=timeout, start=start, gone=lambda: process is None or process.poll() is not None
+            text, timeout=timeout, start=start, gone=lambda: reader is None or not reader.is_alive()
         )
 
     def expect(self, text: str, *, start: int) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from geft.models import Verdict
@@ -17,6 +19,7 @@ from geft_local.day_in_the_life import (
     README_DOC,
     SESSIONS,
     DayError,
+    StackProcess,
     blocks_diff,
     blocks_of,
     day_policy,
@@ -150,3 +153,14 @@ def test_the_day_policy_is_the_template_default_plus_large_amount_review() -> No
         policy.decide(facts | {"overallRiskLevel": "High"}).rule == "high-risk"
     )  # the template's rules first
     assert policy.identity.label().startswith("default+large-amount 1 (sha256:")
+
+
+def test_a_line_printed_just_before_the_stack_exits_is_still_found(tmp_path: Path) -> None:
+    # GIVEN a process that prints many lines and exits at once: some are still in the pipe when it ends
+    stack = StackProcess(tmp_path, {})
+    stack.spawn([sys.executable, "-c", "import sys; sys.stdout.write('x\\n' * 30000 + 'END\\n')"])
+    assert stack._process is not None
+    stack._process.wait()
+
+    # WHEN the day waits for the last line, THEN it is read, not given up on because the process is gone
+    assert stack.wait_for("END", timeout=10.0) == "END"
