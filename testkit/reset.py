@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from testkit.aws import _moto_lock
+
 # What cannot be copied, and what a copy gets instead: a new, unheld one (moto's SQS queues hold a
 # Condition; a copied Condition would still call the old lock's methods).
 _FRESH: dict[type, Any] = {
@@ -64,7 +66,7 @@ class MotoSnapshot:
     def take(cls) -> MotoSnapshot:
         from moto.core.base_backend import BackendDict, backend_lock  # noqa: PLC0415
 
-        with backend_lock, _locks_copied_as_new():
+        with backend_lock, _moto_lock, _locks_copied_as_new():  # no DynamoDB call half-way through
             state = {
                 service: {
                     account: {region: copy.deepcopy(backend) for region, backend in regions.items()}
@@ -78,7 +80,7 @@ class MotoSnapshot:
         """Every service back to its saved state; a service the snapshot did not use, to nothing."""
         from moto.core.base_backend import BackendDict, backend_lock  # noqa: PLC0415
 
-        with backend_lock, _locks_copied_as_new():
+        with backend_lock, _moto_lock, _locks_copied_as_new():  # no DynamoDB call half-way through
             for service in list(BackendDict._instances):  # type: ignore[misc]
                 if service not in self._state:
                     _drop(service, list(service))
