@@ -53,11 +53,12 @@ class Resent(StrEnum):
     IN_REVIEW = "in-review"
     IN_PROGRESS = "in-progress"  # a claim whose lease is not safely over: try again later
     MISSING = "missing"
+    UNREADABLE = "unreadable"  # a message that is not a stream failure record: kept for a person to read
 
     @property
     def settled(self) -> bool:
         """Nothing more for an operator to do: finished, sent back, or waiting for a person."""
-        return self not in (Resent.IN_PROGRESS, Resent.MISSING, Resent.WOULD_REDRIVE)
+        return self not in (Resent.IN_PROGRESS, Resent.MISSING, Resent.WOULD_REDRIVE, Resent.UNREADABLE)
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,12 @@ def redrive_dead_letters(
                     kept[message_id] = handle
                     continue
                 seen.add(message_id)
-                refs = _refs_of_dead_letter(resources, repository, message["Body"])
+                try:
+                    refs = _refs_of_dead_letter(resources, repository, message["Body"])
+                except OperationError:  # one bad message must not stop every redrive after it
+                    results.append(RedriveResult("-", f"message:{message_id}", Resent.UNREADABLE))
+                    kept[message_id] = handle
+                    continue
                 reason = _dead_letter_reason(message["Body"])
                 outcome = [
                     RedriveResult(ref.session_id, ref.guarantee_key, Resent.WOULD_REDRIVE)
@@ -411,32 +417,48 @@ def _dead_letter_reason(body: str) -> str:
         return "dead-letter redrive"
 
 
+@dataclass(frozen=True)
+class _FailedBatch:
+    """The stream batch an OnFailure message names."""
+
+    stream_arn: str
+    shard_id: str
+    start: int
+    end: int
+
+    @classmethod
+    def of(cls, body: str) -> _FailedBatch:
+        try:
+            batch = json.loads(body)["DDBStreamBatchInfo"]
+            return cls(
+                str(batch["streamArn"]),
+                str(batch["shardId"]),
+                int(batch["startSequenceNumber"]),
+                int(batch["endSequenceNumber"]),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise OperationError(f"not a DynamoDB stream failure record: {body[:200]!r}") from error
+
+
 def _refs_of_dead_letter(resources: Any, repository: GuaranteeRepository, body: str) -> list[GuaranteeRef]:
-    try:
-        batch = json.loads(body)["DDBStreamBatchInfo"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise OperationError(f"not a DynamoDB stream failure record: {body[:200]!r}") from error
-    refs = _refs_from_stream(resources, batch)
+    refs = _refs_from_stream(resources, _FailedBatch.of(body))
     if refs is None:
         # The stream keeps records 24 h: past that, every unfinished guarantee is a candidate.
         refs = [item.ref for status in _UNFINISHED for item in repository.guarantees(status=status)]
     return list(dict.fromkeys(refs))
 
 
-def _refs_from_stream(resources: Any, batch: Mapping[str, Any]) -> list[GuaranteeRef] | None:
+def _refs_from_stream(resources: Any, batch: _FailedBatch) -> list[GuaranteeRef] | None:
     """The guarantees of the batch's records, or None when the stream no longer has them."""
-    from botocore.exceptions import ClientError  # noqa: PLC0415
-
     streams = resources.client("dynamodbstreams")
-    start, end = int(batch["startSequenceNumber"]), int(batch["endSequenceNumber"])
     try:
         iterator = streams.get_shard_iterator(
-            StreamArn=batch["streamArn"],
-            ShardId=batch["shardId"],
+            StreamArn=batch.stream_arn,
+            ShardId=batch.shard_id,
             ShardIteratorType="AT_SEQUENCE_NUMBER",
-            SequenceNumber=batch["startSequenceNumber"],
+            SequenceNumber=str(batch.start),
         )["ShardIterator"]
-        return _read_batch(streams, iterator, start, end)
+        return _read_batch(streams, iterator, batch.start, batch.end)
     except ClientError:
         return None
 

@@ -156,6 +156,29 @@ def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(pipeline: Pi
     assert all(pipeline.confirms(s) == [True] for s in sessions)
 
 
+def test_a_message_that_is_not_a_stream_failure_record_does_not_block_the_redrive(
+    pipeline: Pipeline, cli: Cli
+) -> None:
+    # GIVEN someone's stray message in the DLQ, ahead of a real dead-lettered batch
+    sqs = pipeline.stack.session.client("sqs")
+    queue_url = pipeline.stack.ref("DecisionDeadLetterQueue")
+    stray = sqs.send_message(QueueUrl=queue_url, MessageBody='{"hello": "world"}')["MessageId"]
+    session_id, event = pipeline.guarantee()
+    dead_letter(pipeline.stack, event)
+
+    # WHEN the operator redrives
+    code, out, _ = cli("redrive")
+
+    # THEN the real batch is sent back, the stray one is listed unreadable and kept for a person (exit 1)
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert code == 1, out
+    assert sorted(rows) == sorted(
+        [[session_id, "amount:250.00", "redriven"], ["-", f"message:{stray}", "unreadable"]]
+    )
+    assert pipeline.item(session_id)["status"] == "REDRIVE"
+    assert dead_letters(pipeline.stack) == 1
+
+
 def test_a_dry_run_lists_every_dead_letter_once_and_leaves_them_all_visible(
     pipeline: Pipeline, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
