@@ -17,7 +17,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import ClientError
 from geft.audit import HistoryRecord
 from geft.items import GUARANTEE_SK_PREFIX, SESSION_SK, GuaranteeView, ref_of_keys
 from geft.masking import mask_document, mask_text
@@ -184,17 +183,16 @@ def redrive_dead_letters(
                     continue
                 seen.add(message_id)
                 try:
-                    refs = _refs_of_dead_letter(resources, repository, message["Body"])
+                    batch = _FailedBatch.of(message["Body"])
                 except OperationError:  # one bad message must not stop every redrive after it
                     results.append(RedriveResult("-", f"message:{message_id}", Resent.UNREADABLE))
                     kept[message_id] = handle
                     continue
-                reason = _dead_letter_reason(message["Body"])
                 outcome = [
                     RedriveResult(ref.session_id, ref.guarantee_key, Resent.WOULD_REDRIVE)
                     if dry_run
-                    else _redrive_one(repository, ref, reason=reason, include_failed=False)
-                    for ref in refs
+                    else _redrive_one(repository, ref, reason=batch.reason, include_failed=False)
+                    for ref in _refs_of_dead_letter(resources, repository, batch)
                 ]
                 results.extend(outcome)
                 if not dry_run and all(r.result.settled for r in outcome):
@@ -207,6 +205,8 @@ def redrive_dead_letters(
 
 
 def _make_visible(sqs: Any, queue_url: str, handles: Iterable[str]) -> None:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
     for handle in handles:
         try:
             sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
@@ -403,45 +403,38 @@ def _history_from_item(view: GuaranteeView) -> list[dict[str, Any]]:
     ]
 
 
-def _dead_letter_reason(body: str) -> str:
-    try:
-        message = json.loads(body)
-        condition = message.get("requestContext", {}).get("condition", "unknown")
-        info = message["DDBStreamBatchInfo"]
-        return (
-            f"dead-letter redrive: batch {info['startSequenceNumber']}..{info['endSequenceNumber']} "
-            f"({condition}, {message.get('requestContext', {}).get('approximateInvokeCount', '?')} invokes, "
-            f"at {message.get('timestamp', '?')})"
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return "dead-letter redrive"
-
-
 @dataclass(frozen=True)
 class _FailedBatch:
-    """The stream batch an OnFailure message names."""
+    """The stream batch an OnFailure message names, and the reason a redrive records for it."""
 
     stream_arn: str
     shard_id: str
     start: int
     end: int
+    reason: str
 
     @classmethod
     def of(cls, body: str) -> _FailedBatch:
         try:
-            batch = json.loads(body)["DDBStreamBatchInfo"]
-            return cls(
-                str(batch["streamArn"]),
-                str(batch["shardId"]),
-                int(batch["startSequenceNumber"]),
-                int(batch["endSequenceNumber"]),
-            )
+            message = json.loads(body)
+            batch = message["DDBStreamBatchInfo"]
+            stream_arn, shard_id = str(batch["streamArn"]), str(batch["shardId"])
+            start, end = int(batch["startSequenceNumber"]), int(batch["endSequenceNumber"])
         except (ValueError, KeyError, TypeError) as error:
             raise OperationError(f"not a DynamoDB stream failure record: {body[:200]!r}") from error
+        context = message.get("requestContext")
+        context = context if isinstance(context, dict) else {}
+        reason = (
+            f"dead-letter redrive: batch {start}..{end} ({context.get('condition', 'unknown')}, "
+            f"{context.get('approximateInvokeCount', '?')} invokes, at {message.get('timestamp', '?')})"
+        )
+        return cls(stream_arn, shard_id, start, end, reason)
 
 
-def _refs_of_dead_letter(resources: Any, repository: GuaranteeRepository, body: str) -> list[GuaranteeRef]:
-    refs = _refs_from_stream(resources, _FailedBatch.of(body))
+def _refs_of_dead_letter(
+    resources: Any, repository: GuaranteeRepository, batch: _FailedBatch
+) -> list[GuaranteeRef]:
+    refs = _refs_from_stream(resources, batch)
     if refs is None:
         # The stream keeps records 24 h: past that, every unfinished guarantee is a candidate.
         refs = [item.ref for status in _UNFINISHED for item in repository.guarantees(status=status)]
@@ -450,6 +443,8 @@ def _refs_of_dead_letter(resources: Any, repository: GuaranteeRepository, body: 
 
 def _refs_from_stream(resources: Any, batch: _FailedBatch) -> list[GuaranteeRef] | None:
     """The guarantees of the batch's records, or None when the stream no longer has them."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
     streams = resources.client("dynamodbstreams")
     try:
         iterator = streams.get_shard_iterator(
