@@ -37,6 +37,17 @@ class DeploymentError(ValueError):
     """CloudFormation would refuse these parameters (a template Rule fails)."""
 
 
+def pseudo_parameters(stack_name: str, region: str = REGION) -> dict[str, str]:
+    """What ``Ref: AWS::...`` is in a stack deployed here."""
+    return {
+        "AWS::Region": region,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::StackName": stack_name,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+
+
 def local_artifact(template_dir: Path, location: str) -> str:
     return f"s3://{LOCAL_BUCKET}/{location.strip('/')}"
 
@@ -75,13 +86,7 @@ def _transformed(source: str, key: str, artifact_uri: ArtifactUri) -> str:
         location = resource.get("Properties", {}).get(prop) if prop else None
         if isinstance(location, str) and not location.startswith("s3://"):
             resource["Properties"][prop] = artifact_uri(Path(template_dir), location)
-    pseudo = {
-        "AWS::Region": region,
-        "AWS::AccountId": ACCOUNT_ID,
-        "AWS::StackName": stack_name,
-        "AWS::Partition": "aws",
-        "AWS::URLSuffix": "amazonaws.com",
-    }
+    pseudo = pseudo_parameters(stack_name, region)
     expanded = resolve_known(template, values, pseudo)
     expanded["Transform"] = "AWS::Serverless-2016-10-31"  # the extensions are applied: SAM's turn
     ArnGenerator.BOTO_SESSION_REGION_NAME = region  # the partition, without asking boto3's environment

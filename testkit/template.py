@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testkit.sam_transform import ACCOUNT_ID, REGION, DeploymentError, transformed
+from testkit.sam_transform import ACCOUNT_ID, REGION, DeploymentError, pseudo_parameters, transformed
 from testkit.template_render import EVALUATED
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -220,14 +220,7 @@ def resolve(value: Any, created: CreatedResources, parameters: Mapping[str, str]
 
 
 def _reference(name: str, created: CreatedResources, parameters: Mapping[str, str], placeholder: bool) -> str:
-    pseudo = {
-        "AWS::Region": REGION,
-        "AWS::AccountId": ACCOUNT_ID,
-        "AWS::Partition": "aws",
-        "AWS::URLSuffix": "amazonaws.com",
-        "AWS::StackName": created.stack_name,
-    }
-    for known in (parameters, created.refs, pseudo):
+    for known in (parameters, created.refs, pseudo_parameters(created.stack_name)):
         if name in known:
             return str(known[name])
     if placeholder:

@@ -12,11 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from testkit.aws import FAKE_AWS_ENVIRONMENT
-from testkit.template import ACCOUNT_ID, REGION
-
-
-def lambda_arn(function_name: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"
+from testkit.template import REGION
 
 
 class MotoServer:

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from geft_local.aws import lambda_arn
 from geft_local.console import Console
 from geft_local.loop import Loop
 from geft_local.workers import InvokeResult
 from testkit.streams import filter_patterns, matches_any, to_lambda_record
-from testkit.template import CreatedResources, function_behind, resolve, resources_of_type
+from testkit.template import CreatedResources, function_arn, function_behind, resolve, resources_of_type
 
 POLL_INTERVAL_S = 0.25
 """Lambda polls each shard of a DynamoDB stream four times a second."""
@@ -455,7 +454,7 @@ class StreamPump(Loop):
     ) -> None:
         super().__init__()
         self.settings = settings
-        self._function_arn = lambda_arn(function_name)
+        self._function_arn = function_arn(function_name)
         self._streams = streams
         self._sqs = sqs
         self._invoke = invoke

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geft_local.aws import lambda_arn
 from geft_local.console import Console
+from testkit.template import function_arn
 
 RUNTIME_SCRIPT = Path(__file__).resolve().with_name("lambda_runtime.py")
 INIT_TIMEOUT_S = 10.0
@@ -56,7 +56,7 @@ class FunctionSpec:
 
     @property
     def arn(self) -> str:
-        return lambda_arn(self.function_name)
+        return function_arn(self.function_name)
 
     def process_environment(self, aws: Mapping[str, str]) -> dict[str, str]:
         """The whole environment of the container: the function's variables, then what Lambda itself
