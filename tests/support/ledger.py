@@ -26,16 +26,6 @@ class LedgerSummary:
     lost: int
     duplicated: int
 
-    def as_row(self) -> dict[str, int]:
-        return {
-            "guarantees": self.guarantees,
-            "confirmed": self.confirmed,
-            "failed": self.failed,
-            "awaiting_retry": self.awaiting_retry,
-            "lost": self.lost,
-            "duplicated": self.duplicated,
-        }
-
 
 def guarantee_items(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [item for item in items if str(item.get("sk", "")).startswith("GUARANTEE#")]
