@@ -105,6 +105,15 @@ def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def warmed_pool(make_client: ClientFactory, sandbox: FlinksSandbox, *, size: int) -> FlinksClient:
+    """A client whose pool of ``size`` its own refill thread has filled, after a first session that
+    found the pool empty and authorized inline."""
+    client = make_client(token_pool_size=size)
+    run_session(client, sandbox)
+    wait_until(lambda: client.token_pool_counters().minted == size)
+    return client
+
+
 def _pool_threads(recorder: CallRecorder) -> set[str]:
     return {call.thread for call in recorder.calls if call.thread.startswith("flinks-token-pool")}
 
@@ -121,9 +130,7 @@ def test_each_pooled_token_serves_exactly_one_session_and_is_minted_off_the_call
     sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
     # GIVEN a pool of two, warmed by a first session (which found the pool empty and authorized inline)
-    client = make_client(token_pool_size=2)
-    run_session(client, sandbox)
-    wait_until(lambda: client.token_pool_counters().minted == 2)
+    client = warmed_pool(make_client, sandbox, size=2)
 
     # WHEN two more sessions run
     later = [run_session(client, sandbox) for _ in range(2)]
@@ -269,9 +276,7 @@ def test_many_threads_never_get_the_same_token(
     sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
     # GIVEN a full pool of eight and sixteen sessions at once
-    client = make_client(token_pool_size=8)
-    run_session(client, sandbox)
-    wait_until(lambda: client.token_pool_counters().minted == 8)
+    client = warmed_pool(make_client, sandbox, size=8)
 
     # WHEN
     all_at_once(16, lambda: run_session(client, sandbox))
