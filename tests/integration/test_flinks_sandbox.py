@@ -47,13 +47,22 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
-def authorize(sandbox: FlinksSandbox, http: requests.Session) -> dict[str, str]:
-    response = http.post(
+def post_authorize(
+    sandbox: FlinksSandbox, http: requests.Session, auth: tuple[str, str] | None = (USERNAME, PASSWORD)
+) -> requests.Response:
+    """The authorize request as the client sends it: a client_credentials grant, Basic credentials."""
+    return http.post(
         f"{sandbox.base_url}/api/v1/authorize",
         data={"grant_type": "client_credentials"},
-        auth=(USERNAME, PASSWORD),
+        auth=auth,
         timeout=5,
     )
+
+
+def authorize(
+    sandbox: FlinksSandbox, http: requests.Session, auth: tuple[str, str] = (USERNAME, PASSWORD)
+) -> dict[str, str]:
+    response = post_authorize(sandbox, http, auth)
     response.raise_for_status()
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
@@ -80,12 +89,7 @@ def test_authorize_issues_a_bearer_token_for_basic_credentials(
     sandbox: FlinksSandbox, http: requests.Session
 ) -> None:
     # GIVEN / WHEN
-    response = http.post(
-        f"{sandbox.base_url}/api/v1/authorize",
-        data={"grant_type": "client_credentials"},
-        auth=(USERNAME, PASSWORD),
-        timeout=5,
-    )
+    response = post_authorize(sandbox, http)
 
     # THEN
     assert response.status_code == 200
@@ -156,12 +160,7 @@ def test_authorize_refuses_bad_credentials_with_401_json(
     auth: tuple[str, str] | None, sandbox: FlinksSandbox, http: requests.Session
 ) -> None:
     # GIVEN / WHEN
-    response = http.post(
-        f"{sandbox.base_url}/api/v1/authorize",
-        data={"grant_type": "client_credentials"},
-        auth=auth,
-        timeout=5,
-    )
+    response = post_authorize(sandbox, http, auth)
 
     # THEN
     assert response.status_code == 401
@@ -172,12 +171,7 @@ def test_authorize_transport_can_be_restricted(http: requests.Session) -> None:
     # GIVEN a sandbox accepting only form fields
     with FlinksSandbox(username=USERNAME, password=PASSWORD, accepted_transports=["form"]) as sandbox:
         # WHEN correct credentials arrive in a Basic header
-        response = http.post(
-            f"{sandbox.base_url}/api/v1/authorize",
-            data={"grant_type": "client_credentials"},
-            auth=(USERNAME, PASSWORD),
-            timeout=5,
-        )
+        response = post_authorize(sandbox, http)
 
     # THEN
     assert response.status_code == 401
@@ -519,7 +513,7 @@ def test_stop_wakes_a_hang_and_frees_the_port(http: requests.Session) -> None:
     sandbox = FlinksSandbox(hang_s=20.0).start()
     port = sandbox.port
     session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["timeout"]}))
-    headers = authorize_default(sandbox, http)
+    headers = authorize(sandbox, http, ("sandbox-user", "sandbox-pass"))  # the sandbox's defaults
     outcome: list[object] = []
 
     def stuck() -> None:
@@ -543,16 +537,6 @@ def test_stop_wakes_a_hang_and_frees_the_port(http: requests.Session) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
-
-
-def authorize_default(sandbox: FlinksSandbox, http: requests.Session) -> dict[str, str]:
-    response = http.post(
-        f"{sandbox.base_url}/api/v1/authorize",
-        data={"grant_type": "client_credentials"},
-        auth=("sandbox-user", "sandbox-pass"),
-        timeout=5,
-    )
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 # -- admin API -----------------------------------------------------------------------------------------
