@@ -26,7 +26,7 @@ from geft.errors import (
     FlinksSessionNotFoundError,
     FlinksTransientError,
 )
-from geft.flinks_client import CallObservation, ConfirmResult, FlinksClient, FlinksCredentials
+from geft.flinks_client import CallObservation, ConfirmResult, FlinksClient, FlinksCredentials, SessionCalls
 
 from testkit.flinks import FlinksSandbox, Scenario
 from tests.support.flinks_calls import CallRecorder
@@ -74,29 +74,35 @@ def sleep() -> RecordingSleep:
 
 @pytest.fixture
 def make_client(sleep: RecordingSleep, recorder: CallRecorder) -> Iterator[ClientFactory]:
-    clients: list[FlinksClient] = []
+    with ExitStack() as stack:
 
-    def factory(sandbox: FlinksSandbox, **options: Any) -> FlinksClient:
-        credentials = options.pop("credentials", FlinksCredentials(USERNAME, PASSWORD))
-        options = {
-            "sleep": sleep,
-            "rand": lambda: 1.0,
-            "connect_timeout": 1.0,
-            "read_timeout": 2.0,
-            "on_call": recorder,
-            **options,
-        }
-        client = FlinksClient(sandbox.base_url, lambda: credentials, **options)
-        clients.append(client)
-        return client
+        def factory(sandbox: FlinksSandbox, **options: Any) -> FlinksClient:
+            credentials = options.pop("credentials", FlinksCredentials(USERNAME, PASSWORD))
+            options = {
+                "sleep": sleep,
+                "rand": lambda: 1.0,
+                "connect_timeout": 1.0,
+                "read_timeout": 2.0,
+                "on_call": recorder,
+                **options,
+            }
+            client = FlinksClient(sandbox.base_url, lambda: credentials, **options)
+            stack.callback(client.close)
+            return client
 
-    yield factory
-    for client in clients:
-        client.close()
+        yield factory
 
 
 def deadline_in(seconds: float) -> float:
     return time.monotonic() + seconds
+
+
+def calls_with_faults(
+    sandbox: FlinksSandbox, make_client: ClientFactory, faults: dict[str, list[str]]
+) -> SessionCalls:
+    """A default client's calls for a new session whose endpoints first answer with ``faults``."""
+    session_id = sandbox.add_session(scenario=Scenario(faults=faults))
+    return make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
 
 
 # -- authorize and headers -----------------------------------------------------------------------------
@@ -363,8 +369,7 @@ def test_confirm_5xx_after_arriving_is_outcome_unknown_without_resending(
     status: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
     # GIVEN an answer after which Flinks may or may not have applied the decision
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": [status]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"confirm": [status]})
 
     # WHEN / THEN the client says so at once: no /details read, no second confirm, no backoff
     with pytest.raises(FlinksConfirmOutcomeUnknownError) as caught:
@@ -381,8 +386,7 @@ def test_confirm_refused_before_handling_is_sent_again(
     fault: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
     # GIVEN answers that say the confirm never reached Flinks' handling (408 is retryable, not final)
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": [fault]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"confirm": [fault]})
 
     # WHEN
     result = calls.confirm(True)
@@ -390,7 +394,7 @@ def test_confirm_refused_before_handling_is_sent_again(
     # THEN it was sent again after one backoff, and Flinks recorded one decision
     assert result.body_readable
     assert [entry.response_status for entry in sandbox.calls(CONFIRM)] == [int(fault), 200]
-    assert sandbox.confirms_for(session_id) == [True]
+    assert sandbox.confirms_for(calls.session_id) == [True]
     assert sandbox.calls(DETAILS) == []
     assert sleep.delays == [pytest.approx(0.2)]
 
@@ -399,8 +403,7 @@ def test_details_500_once_succeeds_after_retry(
     sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
     # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["500"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"details": ["500"]})
 
     # WHEN
     details = calls.details()
@@ -417,8 +420,7 @@ def test_503_retry_after_is_honoured(
     endpoint: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
     # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: ["503:retry-after=1"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {endpoint: ["503:retry-after=1"]})
 
     # WHEN
     if endpoint == "confirm":
@@ -437,8 +439,7 @@ def test_429_retry_after_is_honoured(
     sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
     # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={"status": ["429:retry-after=2"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"status": ["429:retry-after=2"]})
 
     # WHEN
     calls.status()
@@ -504,15 +505,14 @@ def test_lost_confirm_answer_is_outcome_unknown_and_not_resent(
     sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
     # GIVEN Flinks records the confirm but the answer never arrives
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["lost"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"confirm": ["lost"]})
 
     # WHEN / THEN exactly one confirm reached Flinks; the client does not look for it itself
     with pytest.raises(FlinksConfirmOutcomeUnknownError):
         calls.confirm(True)
     assert len(sandbox.calls(CONFIRM)) == 1
     assert sandbox.calls(DETAILS) == []
-    assert sandbox.confirms_for(session_id) == [True]
+    assert sandbox.confirms_for(calls.session_id) == [True]
     assert recorder.summary()[-1] == ("confirm", None, "connection-error", 1)
 
 
@@ -521,14 +521,13 @@ def test_confirm_dropped_after_it_was_written_is_outcome_unknown(
 ) -> None:
     # GIVEN the connection drops after the request arrived (here, before Flinks acted: the client
     # cannot tell the difference, so it must not send the confirm again)
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["reset"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"confirm": ["reset"]})
 
     # WHEN / THEN
     with pytest.raises(FlinksConfirmOutcomeUnknownError):
         calls.confirm(False)
     assert [entry.fault for entry in sandbox.calls(CONFIRM)] == ["reset"]
-    assert sandbox.confirms_for(session_id) == []
+    assert sandbox.confirms_for(calls.session_id) == []
 
 
 def test_confirm_connection_refused_is_retried_and_never_unknown(
@@ -579,8 +578,7 @@ def test_409_on_confirm_is_a_conflict_for_the_caller_to_read_details(
     sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
     # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["409"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"confirm": ["409"]})
 
     # WHEN / THEN
     with pytest.raises(FlinksConflictError) as caught:
@@ -610,8 +608,7 @@ def test_a_refusal_is_its_error_without_retry(
     sleep: RecordingSleep,
 ) -> None:
     # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: [status]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {endpoint: [status]})
 
     # WHEN / THEN
     with pytest.raises(FlinksPermanentError) as caught:
@@ -638,8 +635,7 @@ def test_unknown_session_is_not_found(sandbox: FlinksSandbox, make_client: Clien
 
 def test_malformed_details_once_is_retried(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
     # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["malformed"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"details": ["malformed"]})
 
     # WHEN
     details = calls.details()
@@ -666,8 +662,7 @@ def test_a_persistent_transient_fault_gives_up_after_five_attempts_with_backoff(
     sleep: RecordingSleep,
 ) -> None:
     # GIVEN more faulty answers than attempts
-    session_id = sandbox.add_session(scenario=Scenario(faults={endpoint: [fault] * 6}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {endpoint: [fault] * 6})
 
     # WHEN / THEN
     with pytest.raises(FlinksTransientError) as caught:
@@ -682,8 +677,7 @@ def test_malformed_confirm_answer_still_means_confirmed(
     sandbox: FlinksSandbox, make_client: ClientFactory
 ) -> None:
     # GIVEN
-    session_id = sandbox.add_session(scenario=Scenario(faults={"confirm": ["malformed"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"confirm": ["malformed"]})
 
     # WHEN
     result = calls.confirm(True)
@@ -691,7 +685,7 @@ def test_malformed_confirm_answer_still_means_confirmed(
     # THEN
     assert result == ConfirmResult(session_id=None, reference_id=None, body_readable=False)
     assert len(sandbox.calls(CONFIRM)) == 1
-    assert sandbox.confirms_for(session_id) == [True]
+    assert sandbox.confirms_for(calls.session_id) == [True]
 
 
 def test_outage_then_recover_preset(sandbox: FlinksSandbox, make_client: ClientFactory) -> None:
@@ -798,8 +792,7 @@ def test_observations_follow_a_retried_call(
     sandbox: FlinksSandbox, make_client: ClientFactory, recorder: CallRecorder
 ) -> None:
     # GIVEN details that answer 503 then 500 before 200
-    session_id = sandbox.add_session(scenario=Scenario(faults={"details": ["503", "500"]}))
-    calls = make_client(sandbox).for_session(session_id, deadline=deadline_in(10))
+    calls = calls_with_faults(sandbox, make_client, {"details": ["503", "500"]})
 
     # WHEN
     calls.details()
