@@ -14,6 +14,7 @@ import re
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -95,18 +96,16 @@ def thin_balance_sessions(seed: int) -> int:
 def one_stack(start_stack: StartStack) -> Iterator[Any]:
     """Starts one stack for the test (as `make local` with the documented variables) and stops it after,
     so the next test's stack, like a restart, begins with an empty table."""
-    started: list[LocalStack] = []
+    with ExitStack() as stops:
 
-    def start(name: str, **parameters: str) -> LocalStack:
-        stack = start_stack(
-            name, compressed_time=True, ReviewTimeoutSeconds="4", ReconcileDelaySeconds="0", **parameters
-        )
-        started.append(stack)
-        return stack
+        def start(name: str, **parameters: str) -> LocalStack:
+            stack = start_stack(
+                name, compressed_time=True, ReviewTimeoutSeconds="4", ReconcileDelaySeconds="0", **parameters
+            )
+            stops.callback(stack.stop)
+            return stack
 
-    yield start
-    for stack in started:
-        stack.stop()
+        yield start
 
 
 def test_a_day_of_traffic_then_a_backtest_and_review_statistics(one_stack: Any) -> None:
