@@ -11,6 +11,8 @@ from geft.errors import ConfigError
 from geft.flinks_settings import DEFAULT_MAX_RESPONSE_BYTES, flinks_base_url
 from scheduled_jobs.config import ReconcilerConfig
 
+from tests.support.constants import REFUSED_FLINKS_BASE_URLS
+
 COMMON = {
     "TABLE_NAME": "guarantees",
     "FLINKS_CREDENTIALS_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:flinks",
@@ -38,35 +40,7 @@ def test_accepted_base_urls_are_normalised(given: str, expected: str) -> None:
     assert flinks_base_url(given) == expected
 
 
-@pytest.mark.parametrize(
-    "given",
-    [
-        "",
-        "payments.flinksapp.com",
-        "http://payments.flinksapp.com",  # plain http off loopback
-        "http://localhost.attacker.example",  # a prefix match would have taken this
-        "http://127.0.0.1.attacker.example",
-        "http://127.0.0.2:8765",  # loopback network, but not the exact host
-        "http://0.0.0.0:8765",
-        "http://[::ffff:127.0.0.1]:8765",
-        "https://10.0.0.7",  # IP addresses only for loopback
-        "https://127.1",
-        "https://0x7f.1",
-        "https://flinks",  # not a qualified DNS name
-        "https://user:secret@payments.flinksapp.com",
-        "https://payments.flinksapp.com@attacker.example",
-        "https://payments.flinksapp.com/api/v2",
-        "https://payments.flinksapp.com?x=1",
-        "https://payments.flinksapp.com#frag",
-        "https://payments.flinksapp.com:0",
-        "https://payments.flinksapp.com:99999",
-        "https://pay ments.flinksapp.com",
-        "https://payments.flinksapp.com\\@attacker.example",
-        "https://-bad-.flinksapp.com",
-        "ftp://payments.flinksapp.com",
-        "file:///etc/passwd",
-    ],
-)
+@pytest.mark.parametrize("given", REFUSED_FLINKS_BASE_URLS)
 def test_refused_base_urls(given: str) -> None:
     with pytest.raises(ValueError, match="Flinks base URL"):
         flinks_base_url(given)
