@@ -109,8 +109,8 @@ class TableSettings:
         )
 
 
-# Variables that more than one function reads from the same template parameter: one reading each, so
-# the functions cannot disagree on a default or a bound.
+# Variables that more than one function reads, with one meaning: one reading each, so the functions
+# cannot disagree on a default or a bound.
 
 
 def secret_max_age_seconds(env: EnvReader) -> int:
