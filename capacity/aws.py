@@ -14,6 +14,7 @@ from capacity.model import (
     PipelineConfig,
     ProcessorSettings,
     ReceiverSettings,
+    StreamMapping,
     StreamSettings,
 )
 from capacity.samplers import Fixed, LogNormal, Shifted
@@ -23,13 +24,9 @@ WCU_PER_PARTITION = 1000
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The knobs: the stream mapping's, the processor's, and the table's partitions (= stream shards)."""
+class Settings(StreamMapping):
+    """The knobs: the stream's (the table's partitions and the mapping's) and the processor's."""
 
-    shards: int = 1
-    parallelization_factor: int = 1
-    batch_size: int = 10
-    batching_window_s: float = 0.0
     token_pool_size: int = 0
     thread_pool: int = 16
     processor_concurrency: int | None = None
@@ -109,14 +106,10 @@ def aws_pipeline(
             redelivery_after_s=a.redelivery_after_s,
         ),
         stream=StreamSettings(
-            shards=settings.shards,
-            parallelization_factor=settings.parallelization_factor,
-            batch_size=settings.batch_size,
-            batching_window_s=settings.batching_window_s,
             get_records=Fixed(a.get_records_s),
             visibility=LogNormal(a.stream_visibility_s, 0.5),
             invoke_overhead=LogNormal(a.esm_invoke_overhead_s, 0.3),
-        ),
+        ).with_mapping(settings),
         processor=ProcessorSettings(
             thread_pool=settings.thread_pool,
             concurrency=processor_concurrency,
@@ -142,13 +135,7 @@ def with_settings(config: PipelineConfig, settings: Settings) -> PipelineConfig:
     """The same pipeline with other knobs (for a sweep over one of them)."""
     return replace(
         config,
-        stream=replace(
-            config.stream,
-            shards=settings.shards,
-            parallelization_factor=settings.parallelization_factor,
-            batch_size=settings.batch_size,
-            batching_window_s=settings.batching_window_s,
-        ),
+        stream=config.stream.with_mapping(settings),
         processor=replace(
             config.processor,
             thread_pool=settings.thread_pool,

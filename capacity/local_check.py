@@ -56,6 +56,7 @@ from capacity.model import (
     simulate,
 )
 from capacity.samplers import Empirical, Scaled, Shifted
+from testkit.inprocess import PROCESSOR, RECEIVER
 
 RATES_PER_S = (10, 50)
 WEBHOOKS = {10: 600, 50: 500}
@@ -67,8 +68,6 @@ TARGET = 0.25
 SEED = 20261201
 _REPORT = re.compile(r"^REPORT RequestId: (\S+)\tDuration: ([\d.]+) ms")
 _START = re.compile(r"^START RequestId: (\S+)")
-PROCESSOR = "DecisionProcessorFunction"
-RECEIVER = "WebhookReceiverFunction"
 
 
 @dataclass(frozen=True)

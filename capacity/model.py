@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from geft.backoff import RetryPolicy, backoff_delay
 
@@ -102,11 +102,18 @@ class ReceiverSettings:
 
 
 @dataclass(frozen=True)
-class StreamSettings:
+class StreamMapping:
+    """The stream's knobs an operator sets: the table's partitions (one shard each) and the event
+    source mapping's ParallelizationFactor, BatchSize and MaximumBatchingWindowInSeconds."""
+
     shards: int = 1
     parallelization_factor: int = 1
     batch_size: int = 10
     batching_window_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class StreamSettings(StreamMapping):
     poll_interval_s: float = 0.25
     poll_while_busy: bool = True
     """Lambda reads a shard while its batches run; the local pump is one thread that waits for each."""
@@ -115,6 +122,10 @@ class StreamSettings:
     """From the write to the record being readable from the stream."""
     invoke_overhead: Sampler = NO_TIME
     throttle_retry_s: float = 0.5
+
+    def with_mapping(self, mapping: StreamMapping) -> StreamSettings:
+        """These settings with ``mapping``'s knobs (``mapping`` may carry more: only its own are read)."""
+        return replace(self, **{knob.name: getattr(mapping, knob.name) for knob in fields(StreamMapping)})
 
 
 @dataclass(frozen=True)

@@ -88,12 +88,9 @@ def recorded_decision(view: GuaranteeView) -> RecordedDecision | NotEvaluated:
         return NotEvaluated.HELD if review is not None and review.hold_reason else NotEvaluated.UNDECIDED
     if decision.rule == RECOVERED_RULE:
         return NotEvaluated.RECOVERED
-    if decision.rule in _ANSWERED_AFTER_REVIEW:
-        if review is None or review.requested_by_rule is None:
-            return NotEvaluated.HELD  # a person answered a hold: no policy ever decided it
-        today = PolicyCall(Verdict.REVIEW, review.requested_by_rule, review.requested_reason)
-    else:
-        today = PolicyCall(decision.verdict, decision.rule or DEFAULT_RULE, decision.reason)
+    today = _live_call(view)
+    if today is None:
+        return NotEvaluated.HELD  # a person answered a hold: no policy ever decided it
     if not decision.inputs and decision.policy is None:
         # A recorded policy decision with no inputs saw no facts; one without even its policy's hash was
         # written before decisions carried their inputs: nothing to replay.

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from geft.flinks_settings import FlinksSettings
-from geft.settings import EnvReader, TableSettings, read_config
+from geft.settings import (
+    EnvReader,
+    TableSettings,
+    read_config,
+    review_timeout_seconds,
+    secret_max_age_seconds,
+)
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,12 @@ class ProcessorConfig:
             table=TableSettings.read(env, function_name="decision-processor"),
             flinks=flinks,
             decision_policy_json=env.text("DECISION_POLICY"),
-            secret_max_age_seconds=env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600),
+            secret_max_age_seconds=secret_max_age_seconds(env),
             pool_size=env.integer("PROCESSOR_POOL_SIZE", 16, minimum=1, maximum=64),
             token_pool_size=env.integer("FLINKS_TOKEN_POOL_SIZE", 4, minimum=0, maximum=16),
             token_pool_margin_seconds=env.number("FLINKS_TOKEN_POOL_MARGIN_SECONDS", 30.0, minimum=1.0),
             finish_reserve_seconds=env.number("FINISH_RESERVE_SECONDS", 3.0, minimum=0.5),
-            review_timeout_seconds=env.integer("REVIEW_TIMEOUT_SECONDS", 300, minimum=1),
+            review_timeout_seconds=review_timeout_seconds(env),
             reconcile_delay_seconds=env.integer("RECONCILE_DELAY_SECONDS", 900, minimum=0),
             confirm_settle_seconds=settle,
             shadow_policy_json=env.optional_text("SHADOW_DECISION_POLICY"),

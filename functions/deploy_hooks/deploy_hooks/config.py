@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from geft.settings import EnvReader, read_config
+from geft.settings import EnvReader, read_config, webhook_path
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class PreTrafficHookConfig:
     def _read(cls, env: EnvReader) -> PreTrafficHookConfig:
         config = cls(
             target_function_arn=env.text("TARGET_FUNCTION_ARN"),
-            webhook_path=env.text("WEBHOOK_PATH", "/webhooks/flinks"),
+            webhook_path=webhook_path(env),
             probe_source_ip=env.text("PROBE_SOURCE_IP", "192.0.2.10"),
             attempts=env.integer("PROBE_ATTEMPTS", 2, minimum=1, maximum=5),
         )

@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 
 from geft.flinks_settings import FlinksSettings
 from geft.repository import GuaranteeRepository
-from geft.settings import TableSettings, read_config
+from geft.settings import TableSettings, read_config, review_timeout_seconds, secret_max_age_seconds
 
 REVIEW_FALLBACK_DECISIONS = frozenset({"accept", "reject"})
 
@@ -50,7 +50,7 @@ class ReviewTimeoutConfig:
             lambda env: cls(
                 table=TableSettings.read(env, function_name="review-timeout"),
                 fallback_decision=env.choice("REVIEW_FALLBACK_DECISION", "reject", REVIEW_FALLBACK_DECISIONS),
-                review_timeout_seconds=env.integer("REVIEW_TIMEOUT_SECONDS", 300, minimum=1),
+                review_timeout_seconds=review_timeout_seconds(env),
             ),
         )
 
@@ -73,7 +73,7 @@ class ReconcilerConfig:
             lambda env: cls(
                 table=TableSettings.read(env, function_name="reconciler"),
                 flinks=FlinksSettings.read(env),
-                secret_max_age_seconds=env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600),
+                secret_max_age_seconds=secret_max_age_seconds(env),
                 retry_seconds=env.integer("RECONCILE_RETRY_SECONDS", 900, minimum=1),
                 max_attempts=env.integer("RECONCILE_MAX_ATTEMPTS", 96, minimum=1),
                 batch_limit=env.integer("RECONCILE_BATCH_LIMIT", 100, minimum=1, maximum=1000),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from geft.settings import EnvReader, TableSettings, read_config
+from geft.settings import EnvReader, TableSettings, read_config, secret_max_age_seconds, webhook_path
 
 from webhook_receiver.edge import InvalidAllowListError, SourceAllowList
 
@@ -32,13 +32,13 @@ class ReceiverConfig:
         return cls(
             table=TableSettings.read(env, function_name="webhook-receiver"),
             webhook_secret_id=env.text("WEBHOOK_SECRET_ARN"),
-            secret_max_age_seconds=env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600),
+            secret_max_age_seconds=secret_max_age_seconds(env),
             replay_window_seconds=env.integer("REPLAY_WINDOW_SECONDS", 86_400),
             max_clock_skew_seconds=env.integer("MAX_CLOCK_SKEW_SECONDS", 300),
             max_body_bytes=env.integer(
                 "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1, maximum=6_000_000
             ),
-            webhook_path=env.text("WEBHOOK_PATH", "/webhooks/flinks"),
+            webhook_path=webhook_path(env),
             allowed_sources=_allow_list(env),
         )
 

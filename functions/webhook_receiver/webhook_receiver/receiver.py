@@ -31,29 +31,28 @@ from webhook_receiver.edge import record_signature_rejected_shape
 
 
 class RequestRejectedError(GeftError):
-    """The request is refused before anything is stored; subclasses name the HTTP status."""
-
-    code = "bad_request"
+    """The request is refused before anything is stored; the handler's one table gives each subclass
+    its HTTP status and the code the caller sees."""
 
 
 class RouteNotFoundError(RequestRejectedError):
-    code = "not_found"
+    """The path is not the webhook's route."""
 
 
 class MethodNotAllowedError(RequestRejectedError):
-    code = "method_not_allowed"
+    """The route takes POST only."""
 
 
 class PayloadTooLargeError(RequestRejectedError):
-    code = "payload_too_large"
+    """The body is larger than MAX_BODY_BYTES."""
 
 
 class MalformedRequestError(RequestRejectedError):
-    code = "malformed_request"
+    """The event's body is not a string, or cannot be decoded to bytes."""
 
 
 class InvalidSignatureError(RequestRejectedError):
-    code = "invalid_signature"
+    """The signature is missing or matches no current webhook secret."""
 
 
 class Receipt(StrEnum):

@@ -107,3 +107,22 @@ class TableSettings:
             stuck_after_seconds=env.integer("STUCK_GUARANTEE_AGE_SECONDS", 900, minimum=60),
             function_name=env.text("AWS_LAMBDA_FUNCTION_NAME", function_name),
         )
+
+
+# Variables that more than one function reads, with one meaning: one reading each, so the functions
+# cannot disagree on a default or a bound.
+
+
+def secret_max_age_seconds(env: EnvReader) -> int:
+    """``SECRET_CACHE_SECONDS`` (SecretCacheSeconds): how long a container uses a secret it read."""
+    return env.integer("SECRET_CACHE_SECONDS", 300, maximum=3600)
+
+
+def review_timeout_seconds(env: EnvReader) -> int:
+    """``REVIEW_TIMEOUT_SECONDS`` (ReviewTimeoutSeconds): how long a review waits for a person."""
+    return env.integer("REVIEW_TIMEOUT_SECONDS", 300, minimum=1)
+
+
+def webhook_path(env: EnvReader) -> str:
+    """``WEBHOOK_PATH``: the receiver's route, which the pre-traffic hook probes."""
+    return env.text("WEBHOOK_PATH", "/webhooks/flinks")
