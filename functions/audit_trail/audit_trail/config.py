@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from geft.settings import read_config
+from geft.settings import read_config, review_fallback_decision
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,6 @@ class AuditTrailConfig:
                 audit_retention_days=env.integer("AUDIT_RETENTION_DAYS", 2557, minimum=1),
                 review_topic_arn=env.optional_text("REVIEW_TOPIC_ARN"),
                 ops_cli_target=env.text("OPS_CLI_TARGET", "--stack flinks-geft"),
-                review_fallback_decision=env.text("REVIEW_FALLBACK_DECISION", "reject"),
+                review_fallback_decision=review_fallback_decision(env),
             ),
         )

@@ -9,9 +9,13 @@ from typing import Protocol, TypeVar
 
 from geft.flinks_settings import FlinksSettings
 from geft.repository import GuaranteeRepository
-from geft.settings import TableSettings, read_config, review_timeout_seconds, secret_max_age_seconds
-
-REVIEW_FALLBACK_DECISIONS = frozenset({"accept", "reject"})
+from geft.settings import (
+    TableSettings,
+    read_config,
+    review_fallback_decision,
+    review_timeout_seconds,
+    secret_max_age_seconds,
+)
 
 
 class _TableJobConfig(Protocol):
@@ -49,7 +53,7 @@ class ReviewTimeoutConfig:
             environ,
             lambda env: cls(
                 table=TableSettings.read(env, function_name="review-timeout"),
-                fallback_decision=env.choice("REVIEW_FALLBACK_DECISION", "reject", REVIEW_FALLBACK_DECISIONS),
+                fallback_decision=review_fallback_decision(env),
                 review_timeout_seconds=review_timeout_seconds(env),
             ),
         )

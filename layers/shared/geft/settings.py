@@ -126,3 +126,9 @@ def review_timeout_seconds(env: EnvReader) -> int:
 def webhook_path(env: EnvReader) -> str:
     """``WEBHOOK_PATH``: the receiver's route, which the pre-traffic hook probes."""
     return env.text("WEBHOOK_PATH", "/webhooks/flinks")
+
+
+def review_fallback_decision(env: EnvReader) -> str:
+    """``REVIEW_FALLBACK_DECISION`` (ReviewFallbackDecision): what a review nobody decided in time
+    becomes; the review-timeout job applies it and the audit trail's notice announces it."""
+    return env.choice("REVIEW_FALLBACK_DECISION", "reject", frozenset({"accept", "reject"}))
