@@ -63,6 +63,7 @@ class FaultCase:
     # The first invocation's budget: generous unless the case is an outage that must exhaust it (a
     # short budget on a loaded machine would turn "finished in the first invocation" into a retry).
     first_timeout: float = 20.0
+    processor_env: dict[str, str] = field(default_factory=dict)  # over the tier's PROCESSOR_TIMEOUTS
 
     @property
     def retried_first(self) -> bool:
@@ -80,14 +81,23 @@ FAULT_CASES = {
     "authorize-503-outage-then-recovery": FaultCase(
         "authorize", ["503"] * 30, "RECEIVED", "CONFIRMED", [True], first_timeout=2.5
     ),
-    # Applied 1.5 s after it arrived, so the 1 s read timeout gives up first: never sent again in the
-    # invocation; the stream's retry waits out the 2 s settle delay, reads /details and finds it there.
-    "confirm-slow-apply": FaultCase("confirm", ["slow-apply:1.5"], "DECIDING", "CONFIRMED", [True]),
+    # Applied 0.8 s after it arrived, so the 0.5 s read timeout gives up first: never sent again in the
+    # invocation; the stream's retry waits out the 1.5 s settle delay, reads /details and finds it there.
+    "confirm-slow-apply": FaultCase(
+        "confirm",
+        ["slow-apply:0.8"],
+        "DECIDING",
+        "CONFIRMED",
+        [True],
+        processor_env={"HTTP_READ_TIMEOUT_SECONDS": "0.5", "CONFIRM_SETTLE_SECONDS": "1.5"},
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(FAULT_CASES))
-def test_fault_runs_to_a_settled_ledger(pipeline: Pipeline, name: str) -> None:
+def test_fault_runs_to_a_settled_ledger(
+    pipeline: Pipeline, configure_processor: Callable[..., Invoke], name: str
+) -> None:
     case = FAULT_CASES[name]
     # GIVEN an accepted-scenario session whose Flinks endpoint misbehaves as planned
     sandbox = pipeline.sandbox
@@ -96,7 +106,9 @@ def test_fault_runs_to_a_settled_ledger(pipeline: Pipeline, name: str) -> None:
         session_id, event = pipeline.guarantee()
     else:
         session_id, event = pipeline.guarantee(faults={case.endpoint: case.faults})
-    settle = Settle(pipeline.invoke_processor)
+    settle = Settle(
+        configure_processor(**case.processor_env) if case.processor_env else pipeline.invoke_processor
+    )
 
     # WHEN the processor handles it (a short invocation, so an outage exhausts its budget)
     first = settle.first(event, timeout_seconds=case.first_timeout)
