@@ -38,6 +38,9 @@ from tests.support.pipeline import Pipeline
 Invoke = Callable[..., dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
 FLOWS = {"receiver", "processor", "secrets"}
+# The lost confirm's retry waits out the settle delay; its length is no part of what the logs may hold,
+# so the shortest the processor accepts (the read timeout).
+PROCESSOR_ENV = {"CONFIRM_SETTLE_SECONDS": "1"}
 
 pytestmark = pytest.mark.usefixtures("captured_logs")
 
