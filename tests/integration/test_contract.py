@@ -195,9 +195,20 @@ def test_flinks_that_cannot_be_asked_exits_1(
     sandbox: FlinksSandbox,
     flinks_env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     scenario: Scenario,
     reported: str,
 ) -> None:
+    from geft.flinks_client import FlinksClient
+
+    # the client's backoff between its attempts is recorded, not waited (3 s for five malformed answers)
+    backoffs: list[float] = []
+    real_init = FlinksClient.__init__
+
+    def init(self: FlinksClient, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **{"sleep": backoffs.append, **kwargs})
+
+    monkeypatch.setattr(FlinksClient, "__init__", init)
     session_id = sandbox.add_session(scenario=scenario)
     code, output = _run(session_id, capsys)
     assert code == 1, output

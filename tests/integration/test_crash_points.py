@@ -1,4 +1,4 @@
-"""Races and crashes on the decision path: a container killed at every step, N invocations at once.
+"""Races and crashes on the decision path: a container killed mid-way, N invocations at once.
 
 A crash is a ``SystemExit`` raised from a patched step (before or after its real work), which no
 ``except Exception`` can swallow: the invocation dies there, as if its container were killed. Lambda
@@ -34,21 +34,17 @@ class CrashPoint:
     owner: str  # "repository", "calls" (one session's calls) or "client" (its authorize exchange)
     method: str
     after: bool  # crash after the step's real work (an HTTP exchange or a write completed)
-    scenario: str = "accept"
 
 
-# The path is claim -> authorize -> details -> decide -> confirm -> record (finish).
+# The path is claim -> authorize -> details -> decide -> confirm -> record (finish). Every step, before
+# and after its work, for an accept and a reject, is a case on fakes (test_a_crash_at_any_step_* in
+# tests/unit/test_processor_state_machine.py); here one crash per way a retry takes over, through the
+# real handler, table and client: a held claim with nothing sent, a token minted and lost with the
+# container, a confirm that reached Flinks but was never recorded, and a finished guarantee.
 CRASH_POINTS = {
-    "before-claim": CrashPoint("repository", "claim", after=False),
     "after-claim": CrashPoint("repository", "claim", after=True),
-    "before-authorize": CrashPoint("client", "_mint", after=False),
     "after-authorize": CrashPoint("client", "_mint", after=True),
-    "before-details": CrashPoint("calls", "details", after=False),
-    "after-details": CrashPoint("calls", "details", after=True),
-    "before-confirm": CrashPoint("calls", "confirm", after=False),
     "after-confirm-answered": CrashPoint("calls", "confirm", after=True),
-    "after-reject-confirm-answered": CrashPoint("calls", "confirm", after=True, scenario="high-risk"),
-    "before-record": CrashPoint("repository", "finish", after=False),
     "after-record": CrashPoint("repository", "finish", after=True),
 }
 
@@ -65,14 +61,14 @@ def _owner(point: CrashPoint) -> type:
     return owners[point.owner]
 
 
-def test_a_crash_at_every_step_then_the_retry_confirms_each_session_once(
+def test_a_crash_then_the_retry_after_the_lease_confirms_each_session_once(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN one stored guarantee per crash point, each with its own stream record
     events: dict[str, dict[str, Any]] = {}
     sessions: dict[str, str] = {}
-    for name, point in CRASH_POINTS.items():
-        sessions[name], events[name] = pipeline.guarantee(point.scenario)
+    for name in CRASH_POINTS:
+        sessions[name], events[name] = pipeline.guarantee()
 
     # WHEN each is processed by an invocation killed at its crash point
     for name, point in CRASH_POINTS.items():
@@ -108,7 +104,7 @@ def test_a_crash_at_every_step_then_the_retry_confirms_each_session_once(
     items = {item["pk"]: item for item in pipeline.items() if str(item["sk"]).startswith("GUARANTEE#")}
     for name, point in CRASH_POINTS.items():
         item = items[sessions[name]]
-        assert item["decision"] == ("reject" if point.scenario == "high-risk" else "accept"), name
+        assert item["decision"] == "accept", name
         # a confirm that reached Flinks but was not recorded before the crash is learnt from /details
         recovered = _confirm_reached_flinks(point) and not (point.method == "finish" and point.after)
         assert bool(item.get("recoveredFromDetails")) is recovered, name
@@ -128,19 +124,25 @@ def test_same_record_in_many_concurrent_invocations_confirms_once(pipeline: Pipe
     # GIVEN a slow Flinks and one stream record delivered to 6 invocations at once
     invocations = 6
     session_id, event = pipeline.guarantee(latency_ms=150)
+    sequence = event["Records"][0]["dynamodb"]["SequenceNumber"]
 
     # WHEN they all run
     answers = all_at_once(invocations, lambda: pipeline.process(event))
 
-    # THEN one confirmed, the others waited on its lease and found the work done
-    assert answers == [{"batchItemFailures": []}] * invocations
+    # THEN each finished or reported the record for retry (one that waited on the lease past its budget,
+    # on a loaded machine); once Lambda has retried a reported one, exactly one confirm was ever sent
+    assert all(answer["batchItemFailures"] in ([], [{"itemIdentifier": sequence}]) for answer in answers)
+    retried = sum(bool(answer["batchItemFailures"]) for answer in answers)
+    if retried:
+        assert pipeline.process(event) == {"batchItemFailures": []}
+    assert [call.decision for call in pipeline.sandbox.calls(path_suffix="/confirm")] == [True]
     summary = audit(pipeline.sandbox, pipeline.items)
     assert (summary.confirmed, pipeline.confirms(session_id)) == (1, [True])
     reliability_report.record(
         "races",
         f"same stream record in {invocations} concurrent invocations",
-        tried=invocations,
-        outcome="1 confirm; every invocation succeeded",
+        tried=invocations + int(bool(retried)),
+        outcome=f"1 confirm sent; {invocations - retried} invocations finished, {retried} reported for retry",
         lost=summary.lost,
         duplicated=summary.duplicated,
     )

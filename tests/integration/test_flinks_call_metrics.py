@@ -77,8 +77,9 @@ def test_an_outage_is_counted_as_failed_calls(pipeline: Pipeline, capsys: pytest
     _, event = pipeline.guarantee(faults={"details": ["503"] * 50})
     capsys.readouterr()
 
-    # WHEN the processor tries within a short invocation (the record goes back to the stream)
-    answer = pipeline.process(event, timeout_seconds=5.0)
+    # WHEN the processor tries within a short invocation (the record goes back to the stream; 1.5 s of
+    # it for Flinks: a few attempts, not the five a longer one spends 3 s of backoff on)
+    answer = pipeline.process(event, timeout_seconds=3.0)
     output = capsys.readouterr().out
 
     # THEN every 503 the sandbox answered is a failed call, and the rate the alarm computes is high

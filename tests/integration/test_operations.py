@@ -21,8 +21,7 @@ from tests.support.pipeline import (
     Cli,
     Pipeline,
     Scheduled,
-    dead_letter,
-    dead_letters,
+    reconcile_when_due,
 )
 
 PROCESSOR_ENV = REVIEW_POLICY_ENV
@@ -32,7 +31,7 @@ def test_review_then_operator_decision_then_confirm(pipeline: Pipeline, cli: Cli
     # GIVEN a guarantee the policy sends to a person
     session_id = pipeline.in_review()
     held = pipeline.item(session_id)
-    assert (held["status"], held["decision"], held["decisionRule"]) == ("REVIEW", "review", "large-amount")
+    assert pipeline.outcome(session_id) == ("REVIEW", "review", "large-amount")
     assert held["opsQueue"].startswith("REVIEW#")  # a shard of the review queue
     assert pipeline.confirms(session_id) == []
 
@@ -44,12 +43,8 @@ def test_review_then_operator_decision_then_confirm(pipeline: Pipeline, cli: Cli
     # THEN the stream path confirms the operator's decision once, and the audit trail says who and why
     assert answer == {"batchItemFailures": []}
     assert pipeline.confirms(session_id) == [True]
+    assert pipeline.outcome(session_id) == ("CONFIRMED", "accept", "manual-review")
     item = pipeline.item(session_id)
-    assert (item["status"], item["decision"], item["decisionRule"]) == (
-        "CONFIRMED",
-        "accept",
-        "manual-review",
-    )
     # who: the verified AWS identity (moto's STS), with the operator's own name as a note
     assert (item["reviewer"], item["reviewerNote"], item["reviewReason"]) == (
         "operator:arn:aws:sts::123456789012:user/moto",
@@ -84,18 +79,11 @@ def test_unanswered_review_falls_back_to_the_configured_decision(
     assert (before["waitingForAPerson"], before["oldestReviewAgeSeconds"] < 60) == (1, True)
     assert after["fallbackDecisions"] == 1
     assert pipeline.confirms(session_id) == [False]
-    item = pipeline.item(session_id)
-    assert (item["status"], item["decision"], item["decisionRule"]) == (
-        "CONFIRMED",
-        "reject",
-        "review-timeout",
-    )
-    assert item["reviewer"] == "function:review-timeout"
+    assert pipeline.outcome(session_id) == ("CONFIRMED", "reject", "review-timeout")
+    assert pipeline.item(session_id)["reviewer"] == "function:review-timeout"
 
 
 def test_missed_status_webhook_is_reconciled(pipeline: Pipeline, scheduled: Scheduled) -> None:
-    from scheduled_jobs import reconciler
-
     # GIVEN two confirmed sessions: one whose status webhook arrived, one whose never did
     missed, delivered = pipeline.session(), pipeline.session()
     for session_id in (missed, delivered):
@@ -104,10 +92,7 @@ def test_missed_status_webhook_is_reconciled(pipeline: Pipeline, scheduled: Sche
     pipeline.invoke_receiver(pipeline.stack.webhook(delivered, status="Completed"))
 
     # WHEN the reconciler runs after the delay
-    config, repository, flinks = scheduled(reconciler, "ReconcilerFunction")
-    summary = reconciler.reconcile(
-        repository, flinks, config, deadline=time.monotonic() + 20, clock=lambda: FAR_FUTURE_MS / 1000
-    )
+    summary = reconcile_when_due(scheduled)
 
     # THEN the missed one is read from /status and recorded; the other needed no call
     assert summary.as_dict() == {
@@ -128,14 +113,15 @@ def test_missed_status_webhook_is_reconciled(pipeline: Pipeline, scheduled: Sche
 
 
 def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(pipeline: Pipeline, cli: Cli) -> None:
-    # GIVEN two sessions whose batch failed during a Flinks outage and was dead-lettered
+    # GIVEN two sessions whose batch failed during a Flinks outage (a short invocation gave up on it)
+    # and was dead-lettered
     sessions = [pipeline.session(faults={"confirm": ["503"] * 12}) for _ in range(2)]
     for session_id in sessions:
         pipeline.receive(session_id)
     event = pipeline.feed.next_event()
-    answer = pipeline.process(event, timeout_seconds=8)
+    answer = pipeline.process(event, timeout_seconds=2.5)
     assert len(answer["batchItemFailures"]) == 2
-    dead_letter(pipeline.stack, event)
+    pipeline.dead_letter(event)
 
     # WHEN Flinks has recovered and the operator redrives the DLQ
     for session_id in sessions:
@@ -150,7 +136,7 @@ def test_dead_lettered_batch_is_redriven_and_confirmed_exactly_once(pipeline: Pi
     assert redriven == {"batchItemFailures": []}
     assert all(pipeline.confirms(s) == [True] for s in sessions)
     assert all(pipeline.item(s)["status"] == "CONFIRMED" for s in sessions)
-    assert dead_letters(pipeline.stack) == 0
+    assert pipeline.dead_letters() == 0
     # a second redrive finds nothing to do (exit 1, as documented) and changes nothing
     assert cli("redrive")[:2] == (1, "DLQ is empty: nothing to do\n")
     assert all(pipeline.confirms(s) == [True] for s in sessions)
@@ -164,7 +150,7 @@ def test_a_message_that_is_not_a_stream_failure_record_does_not_block_the_redriv
     queue_url = pipeline.stack.ref("DecisionDeadLetterQueue")
     stray = sqs.send_message(QueueUrl=queue_url, MessageBody='{"hello": "world"}')["MessageId"]
     session_id, event = pipeline.guarantee()
-    dead_letter(pipeline.stack, event)
+    pipeline.dead_letter(event)
 
     # WHEN the operator redrives
     code, out, _ = cli("redrive")
@@ -176,17 +162,19 @@ def test_a_message_that_is_not_a_stream_failure_record_does_not_block_the_redriv
         [[session_id, "amount:250.00", "redriven"], ["-", f"message:{stray}", "unreadable"]]
     )
     assert pipeline.item(session_id)["status"] == "REDRIVE"
-    assert dead_letters(pipeline.stack) == 1
+    assert pipeline.dead_letters() == 1
 
 
 def test_a_dry_run_lists_every_dead_letter_once_and_leaves_them_all_visible(
     pipeline: Pipeline, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN twelve dead-lettered batches (more than one receive, 10 at most, hands back) in a queue
-    # whose own visibility timeout is shorter than the run
+    # whose own visibility timeout is shorter than the run, and a stream that went on after them (so
+    # each read of a batch ends at its last record, not after the empty pages of the stream's tail)
     session_id, event = pipeline.guarantee()
     for _ in range(12):
-        dead_letter(pipeline.stack, event)
+        pipeline.dead_letter(event)
+    pipeline.receive(pipeline.session())
     sqs = pipeline.stack.session.client("sqs")
     queue_url = pipeline.stack.ref("DecisionDeadLetterQueue")
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "1"})
@@ -310,8 +298,6 @@ def test_cli_sign_and_policy_check(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_reconciler_drains_the_whole_due_queue_in_one_run(pipeline: Pipeline, scheduled: Scheduled) -> None:
-    from scheduled_jobs import reconciler
-
     # GIVEN five answered sessions, spread over the queue's shards, and pages of two
     sessions = [pipeline.session() for _ in range(5)]
     for session_id in sessions:
@@ -321,10 +307,7 @@ def test_reconciler_drains_the_whole_due_queue_in_one_run(pipeline: Pipeline, sc
     assert all(key.startswith("RECONCILE#") for key in queued)
 
     # WHEN one run of the reconciler is due
-    config, repository, flinks = scheduled(reconciler, "ReconcilerFunction", RECONCILE_BATCH_LIMIT="2")
-    summary = reconciler.reconcile(
-        repository, flinks, config, deadline=time.monotonic() + 30, clock=lambda: FAR_FUTURE_MS / 1000
-    )
+    summary = reconcile_when_due(scheduled, RECONCILE_BATCH_LIMIT="2")
 
     # THEN it pages until the queue is empty, asking Flinks once per session
     assert (summary.as_dict()["reconciled"], summary.errors) == (5, [])

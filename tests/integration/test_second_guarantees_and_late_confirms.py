@@ -30,9 +30,10 @@ def test_finding_3a_an_outage_on_the_second_guarantee_does_not_recover_the_first
     pipeline.receive(session_id, amount=300)
     second = pipeline.feed.next_event()
 
-    # WHEN its confirms meet 503s for a whole invocation, and the stream retries once Flinks recovers
+    # WHEN its confirms meet 503s for a whole (short) invocation, and the stream retries once Flinks
+    # recovers
     pipeline.sandbox.add_faults(session_id, "confirm", ["503"] * 40)
-    assert len(pipeline.process(second, timeout_seconds=4.0)["batchItemFailures"]) == 1
+    assert len(pipeline.process(second, timeout_seconds=2.5)["batchItemFailures"]) == 1
     pipeline.sandbox.clear_faults(session_id)
     assert pipeline.process(second) == {"batchItemFailures": []}
 

@@ -1,5 +1,6 @@
 """Secret rotation: the webhook secret's `previous` accepted then retired, and the Flinks API
-credentials picked up after the cache age, with SECRET_CACHE_SECONDS small."""
+credentials picked up after the cache age. The secrets' cache clock is moved past the cache age
+(``secret_clock``) instead of the test sleeping through it."""
 
 from __future__ import annotations
 
@@ -18,10 +19,40 @@ from tests.support.ledger import audit, only_failed, retried_sessions
 from tests.support.pipeline import Invoke, Pipeline
 
 Items = Callable[[], list[dict[str, Any]]]
-CACHE_SECONDS = 1
-WEBHOOK_CACHE_SECONDS = 2  # long enough that "still cached" holds on a loaded 2-core machine
+CACHE_SECONDS = 60
+WEBHOOK_CACHE_SECONDS = 60
 NEW_WEBHOOK_SECRET = "test-webhook-secret-rotated"
 NEW_CREDENTIALS = {"username": "test-flinks-user-2", "password": "test-flinks-password-rotated"}
+
+
+class SkippableClock:
+    """``time.monotonic()`` plus the seconds a test skipped."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def skip(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
+@pytest.fixture
+def secret_clock(monkeypatch: pytest.MonkeyPatch) -> SkippableClock:
+    """The clock of every secret cache (``geft.secrets.JsonSecret``) built from now on: a function's
+    composition root built after this fixture reads its secrets' age from it."""
+    from geft.secrets import JsonSecret
+
+    clock = SkippableClock()
+    real_init = JsonSecret.__init__
+
+    def init(self: JsonSecret, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("monotonic", clock)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(JsonSecret, "__init__", init)
+    return clock
 
 
 def _put_secret(aws: Any, secret_id: str, document: dict[str, str]) -> None:
@@ -29,6 +60,7 @@ def _put_secret(aws: Any, secret_id: str, document: dict[str, str]) -> None:
 
 
 def test_webhook_secret_rotation_previous_accepted_then_retired(
+    secret_clock: SkippableClock,
     aws: Any,
     stack: InProcessStack,
     function_env: Callable[..., dict[str, str]],
@@ -52,7 +84,6 @@ def test_webhook_secret_rotation_previous_accepted_then_retired(
     _put_secret(aws, secret_id, {"current": NEW_WEBHOOK_SECRET, "previous": TEST_WEBHOOK_SECRET})
 
     # THEN deliveries signed with either are accepted (the new one after one re-read on mismatch)
-    read_at = time.monotonic()
     assert deliver(NEW_WEBHOOK_SECRET) == 200
     assert deliver(TEST_WEBHOOK_SECRET) == 200
 
@@ -61,10 +92,9 @@ def test_webhook_secret_rotation_previous_accepted_then_retired(
 
     # THEN within the cache age the old secret still verifies (the documented rotation window)...
     assert deliver(TEST_WEBHOOK_SECRET) == 200
-    assert time.monotonic() - read_at < WEBHOOK_CACHE_SECONDS
 
     # ...and after it the old secret is refused and nothing it signed is stored
-    time.sleep(WEBHOOK_CACHE_SECONDS + 0.2)
+    secret_clock.skip(WEBHOOK_CACHE_SECONDS + 1)
     stored = len(table_items())
     assert deliver(TEST_WEBHOOK_SECRET) == 401
     assert len(table_items()) == stored
@@ -83,14 +113,14 @@ def _process_new_guarantee(invoke: Invoke, pipeline: Pipeline) -> tuple[str, dic
 
 
 @pytest.fixture
-def warm_processor_with_short_cache(configure_processor: Callable[..., Invoke]) -> Invoke:
+def warm_processor(secret_clock: SkippableClock, configure_processor: Callable[..., Invoke]) -> Invoke:
     return configure_processor(SECRET_CACHE_SECONDS=str(CACHE_SECONDS), HTTP_CONNECT_TIMEOUT_SECONDS="0.5")
 
 
 def test_credentials_rotation_is_picked_up_after_the_cache_age(
-    pipeline: Pipeline, warm_processor_with_short_cache: Invoke
+    pipeline: Pipeline, warm_processor: Invoke, secret_clock: SkippableClock
 ) -> None:
-    invoke, sandbox = warm_processor_with_short_cache, pipeline.sandbox
+    invoke, sandbox = warm_processor, pipeline.sandbox
     # GIVEN a warm processor that has used (and cached) the original credentials
     first, _, answer = _process_new_guarantee(invoke, pipeline)
     assert answer == {"batchItemFailures": []}
@@ -98,7 +128,7 @@ def test_credentials_rotation_is_picked_up_after_the_cache_age(
     # WHEN Flinks and the secret both move to new credentials, and the cache age passes
     sandbox.set_credentials(**NEW_CREDENTIALS)
     _put_secret(pipeline.stack.session, pipeline.stack.ref("FlinksApiSecret"), NEW_CREDENTIALS)
-    time.sleep(CACHE_SECONDS + 0.2)
+    secret_clock.skip(CACHE_SECONDS + 1)
     second, _, answer = _process_new_guarantee(invoke, pipeline)
 
     # THEN the new credentials are used: one authorize, accepted, and the guarantee confirmed
@@ -115,16 +145,16 @@ def test_credentials_rotation_is_picked_up_after_the_cache_age(
 
 
 def test_guarantee_processed_during_a_credentials_rotation_is_not_failed_for_good(
-    pipeline: Pipeline, warm_processor_with_short_cache: Invoke
+    pipeline: Pipeline, warm_processor: Invoke, secret_clock: SkippableClock
 ) -> None:
-    invoke = warm_processor_with_short_cache
+    invoke = warm_processor
     # GIVEN Flinks already on new credentials while the secret still holds the old ones
     pipeline.sandbox.set_credentials(**NEW_CREDENTIALS)
     session_id, event, answer = _process_new_guarantee(invoke, pipeline)
 
     # WHEN the secret catches up and Lambda retries whatever was reported
     _put_secret(pipeline.stack.session, pipeline.stack.ref("FlinksApiSecret"), NEW_CREDENTIALS)
-    time.sleep(CACHE_SECONDS + 0.2)
+    secret_clock.skip(CACHE_SECONDS + 1)
     if retried_sessions(event, answer):
         invoke(only_failed(event, answer))
 

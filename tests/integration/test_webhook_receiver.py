@@ -270,23 +270,35 @@ def test_committed_sam_event_is_accepted(invoke_receiver: Invoke, table_items: I
     assert table_items()[0]["pk"] == document["sessionId"]
 
 
-def test_event_from_sam_generate_event_with_our_body(invoke_receiver: Invoke, table_items: Items) -> None:
-    # GIVEN the event SAM CLI generates for an HTTP API, with our signed body put in
+def _sam_generated_event(*kind: str) -> dict[str, Any]:
+    """``sam local generate-event KIND...``'s event. Made once per SAM install and kept in its virtualenv
+    (``make setup`` rebuilds that whenever SAM's lock changes, and the kept events with it): the CLI
+    takes seconds to start, the event depends only on SAM's version."""
     sam = REPO_ROOT / ".venv-sam" / "bin" / "sam"
+    kept = REPO_ROOT / ".venv-sam" / "generated-events" / f"{'-'.join(kind)}.json"
+    if sam.exists() and kept.exists():
+        document: dict[str, Any] = json.loads(kept.read_text())
+        return document
     if not sam.exists():
         sam_on_path = shutil.which("sam")
         if sam_on_path is None:
             pytest.skip("SAM CLI not installed (make setup installs it)")
         sam = Path(sam_on_path)
-    generated = json.loads(
-        subprocess.run(
-            [str(sam), "local", "generate-event", "apigateway", "http-api-proxy"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-    )
+    generated = subprocess.run(
+        [str(sam), "local", "generate-event", *kind], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    document = json.loads(generated)
+    if sam.parent == kept.parent.parent / "bin":  # our own install: keep it for the next run
+        kept.parent.mkdir(exist_ok=True)
+        partial = kept.with_suffix(".partial")
+        partial.write_text(generated)
+        partial.replace(kept)
+    return document
+
+
+def test_event_from_sam_generate_event_with_our_body(invoke_receiver: Invoke, table_items: Items) -> None:
+    # GIVEN the event SAM CLI generates for an HTTP API, with our signed body put in
+    generated = _sam_generated_event("apigateway", "http-api-proxy")
     body = guarantee_body()
     signed = webhook_event(body, secret=TEST_WEBHOOK_SECRET, base64_encoded=True)
     generated["rawPath"] = "/webhooks/flinks"

@@ -33,6 +33,17 @@ REVIEW_POLICY_ENV = {
 FAR_FUTURE_MS = int((time.time() + 10 * 86_400) * 1000)
 
 
+def reconcile_when_due(scheduled: Scheduled, **env: str) -> Any:
+    """One reconciler run (its composition root as the template builds it, plus ``env``) on a clock far
+    enough ahead that every answered session is due; its summary."""
+    from scheduled_jobs import reconciler
+
+    config, repository, flinks = scheduled(reconciler, "ReconcilerFunction", **env)
+    return reconciler.reconcile(
+        repository, flinks, config, deadline=time.monotonic() + 30, clock=lambda: FAR_FUTURE_MS / 1000
+    )
+
+
 def dead_letter(stack: InProcessStack, event: dict[str, Any]) -> None:
     """Send what Lambda sends to the stream's OnFailure queue once a batch's retries are exhausted."""
     sequences = [int(record["dynamodb"]["SequenceNumber"]) for record in event["Records"]]
@@ -113,8 +124,20 @@ class Pipeline:
     def item(self, session_id: str) -> dict[str, Any]:
         return guarantee_item(self.stack.items, session_id)
 
+    def outcome(self, session_id: str) -> tuple[str, str | None, str | None]:
+        """The session's guarantee as the audit trail sums it up: (status, decision, decisionRule)."""
+        item = self.item(session_id)
+        return item["status"], item.get("decision"), item.get("decisionRule")
+
     def confirms(self, session_id: str) -> list[bool]:
         return self.sandbox.confirms_for(session_id)
+
+    def dead_letter(self, event: dict[str, Any]) -> None:
+        """Lambda gave up on ``event``'s batch: its failure record goes to the stream's OnFailure queue."""
+        dead_letter(self.stack, event)
+
+    def dead_letters(self) -> int:
+        return dead_letters(self.stack)
 
 
 @dataclass

@@ -24,12 +24,21 @@ from decision_processor.processor import (
     RecordResult,
     StreamRecord,
 )
+from geft.errors import (
+    FlinksAuthError,
+    FlinksConfirmOutcomeUnknownError,
+    FlinksPermanentError,
+    FlinksProtocolError,
+    FlinksResponseTooLargeError,
+    FlinksSessionNotFoundError,
+    FlinksTransientError,
+)
 from geft.items import ConfirmView
 from geft.models import Actor, ChangeKind, FollowUpQueue, GuaranteeRef, GuaranteeStatus, Verdict
 from geft.policy import DEFAULT_POLICY_JSON, MISSING_FACTS_RULE, DecisionPolicy
 from geft.ports import ClaimResult
 
-from testkit.fakes import FakeClock, FakeFlinks, FakeGuaranteeStore, InlineExecutor
+from testkit.fakes import ConfirmAnswerRecord, FakeClock, FakeFlinks, FakeGuaranteeStore, InlineExecutor
 
 DEFAULT_POLICY = DecisionPolicy.from_json(DEFAULT_POLICY_JSON)
 SETTLE_SECONDS = 20.0
@@ -453,6 +462,181 @@ def test_a_409_with_no_decision_at_flinks_fails_with_both_facts(pipeline: Pipeli
 
     assert result.disposition is Disposition.FAILED
     assert "no decision" in (pipeline.store.get(ref).failure_reason or "")
+
+
+# -- each error the Flinks client raises, at each call -------------------------------------------------------
+# tests/integration/test_flinks_client.py, test_flinks_client_outcomes.py and test_flinks_limits.py prove
+# which error each HTTP answer becomes (a 5xx after arriving, a timeout or a drop on confirm: outcome
+# unknown; 503/429/408, refused connections and exhausted retries: transient; a malformed or oversized
+# body: transient; 400/404: permanent; a second 401: auth). Here: what the state machine does with each.
+
+_RETRIED = "retried"  # reported for retry, the claim released as "no confirm reached Flinks"
+_UNKNOWN = "unknown"  # reported for retry, released as "a confirm may have gone", after a settle delay
+_FAILED = "failed"  # FAILED with Flinks' reason, nothing (more) sent
+
+_CLIENT_ERRORS: dict[str, tuple[Exception, str]] = {
+    "transient-503": (
+        FlinksTransientError("gave up after 5 attempts: answered 503", status_code=503),
+        _RETRIED,
+    ),
+    "malformed-body": (
+        FlinksProtocolError("answered 200 with a body that is not JSON", status_code=200),
+        _RETRIED,
+    ),
+    "oversized-body": (FlinksResponseTooLargeError("answer over 1048576 bytes"), _RETRIED),
+    "credentials-refused": (
+        FlinksAuthError("refused a freshly issued token (401)", status_code=401),
+        _RETRIED,
+    ),
+    "refused-400": (FlinksPermanentError("rejected the request (400)", status_code=400), _FAILED),
+    "session-not-found-404": (
+        FlinksSessionNotFoundError("Session Not Found (404)", status_code=404),
+        _FAILED,
+    ),
+}
+_CONFIRM_ONLY: dict[str, tuple[Exception, str]] = {
+    "outcome-unknown": (
+        FlinksConfirmOutcomeUnknownError("answered 500 after arriving", status_code=500),
+        _UNKNOWN,
+    ),
+}
+
+
+def _raise_once(pipeline: Pipeline, call: str, error: Exception) -> None:
+    """The session's next ``call`` ("details" or "confirm") raises ``error`` before reaching the fake."""
+    real = getattr(pipeline.flinks, f"_{call}")
+    pending = [error]
+
+    def failing(*args: Any) -> Any:
+        if pending:
+            raise pending.pop()
+        return real(*args)
+
+    setattr(pipeline.flinks, f"_{call}", failing)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [("details", name) for name in _CLIENT_ERRORS]
+    + [("confirm", name) for name in {**_CLIENT_ERRORS, **_CONFIRM_ONLY}],
+)
+def test_each_client_error_ends_the_attempt_as_its_kind_and_the_retry_confirms_once(
+    pipeline: Pipeline, call: str, name: str
+) -> None:
+    # GIVEN a stored guarantee whose details or confirm call raises the error once
+    error, kind = {**_CLIENT_ERRORS, **_CONFIRM_ONLY}[name]
+    session_id, ref = pipeline.guarantee()
+    _raise_once(pipeline, call, error)
+
+    # WHEN the stream delivers it
+    first = pipeline.one(ref)
+
+    # THEN a transient error releases the claim untouched, an unknown outcome marks the confirm as
+    # attempted and settling, and a refusal is FAILED with Flinks' reason; nothing reached Flinks
+    item = pipeline.store.get(ref)
+    assert pipeline.flinks.confirms == []
+    if kind == _FAILED:
+        assert (first.disposition, item.status) == (Disposition.FAILED, GuaranteeStatus.FAILED)
+        assert (item.failure_reason or "").startswith("Flinks refused")
+        return
+    assert first.disposition is Disposition.RETRY
+    assert item.lease_expires_at_ms == 0  # released: the stream's retry may take it at once
+    assert item.confirm_attempted is (kind == _UNKNOWN)
+    assert item.status is (GuaranteeStatus.DECIDING if kind == _UNKNOWN else GuaranteeStatus.RECEIVED)
+    assert (item.confirm_settles_at_ms is not None) is (kind == _UNKNOWN)
+    assert pipeline.credential_refreshes == int(isinstance(error, FlinksAuthError))
+
+    # WHEN the stream retries, THEN the guarantee is confirmed once (after /details, if it may have gone)
+    details_before = len(pipeline.flinks.details_calls)
+    assert pipeline.one(ref).disposition is Disposition.CONFIRMED
+    assert pipeline.flinks.confirms_for(session_id) == [True]
+    assert len(pipeline.flinks.details_calls) == details_before + 1
+    assert not pipeline.store.get(ref).confirm.recovered_from_details  # type: ignore[union-attr]
+
+
+def test_a_confirm_answered_without_a_readable_body_is_confirmed(pipeline: Pipeline) -> None:
+    # GIVEN Flinks applying the confirm and answering 2xx with a body that cannot be read (the client's
+    # answer then carries no ids: test_flinks_client.py, test_flinks_limits.py)
+    session_id, ref = pipeline.guarantee()
+    real = pipeline.flinks._confirm
+
+    def unreadable_answer(sid: str, accepted: bool) -> Any:
+        real(sid, accepted)
+        return ConfirmAnswerRecord(session_id=None, reference_id=None)
+
+    pipeline.flinks._confirm = unreadable_answer  # type: ignore[method-assign,assignment]
+
+    # WHEN / THEN the 2xx is the outcome: CONFIRMED once, without Flinks' ids
+    assert pipeline.one(ref).disposition is Disposition.CONFIRMED
+    assert pipeline.flinks.confirms_for(session_id) == [True]
+    confirm = pipeline.store.get(ref).confirm
+    assert confirm is not None
+    assert (confirm.flinks_session_id, confirm.flinks_reference_id) == (None, None)
+
+
+# -- a crash at every step -----------------------------------------------------------------------------------
+# The path is claim -> details -> decide -> confirm -> record. A crash is a SystemExit raised from the step
+# (before or after its real work), which no ``except Exception`` catches: the invocation dies there as a
+# killed container would, its claim held until its lease ends. (A crash in the client's authorize leaves
+# what "before-details" leaves: nothing at Flinks and a claim that runs out.)
+
+
+class ContainerKilledError(SystemExit):
+    """Raised from a patched step: the invocation dies there."""
+
+
+_CRASH_STEPS = {
+    "before-claim": ("store", "claim", False),
+    "after-claim": ("store", "claim", True),
+    "before-details": ("flinks", "_details", False),
+    "after-details": ("flinks", "_details", True),
+    "before-confirm": ("flinks", "_confirm", False),
+    "after-confirm-answered": ("flinks", "_confirm", True),
+    "before-record": ("store", "finish", False),
+    "after-record": ("store", "finish", True),
+}
+
+
+@pytest.mark.parametrize("risk", ["Low", "High"])
+@pytest.mark.parametrize("step", list(_CRASH_STEPS))
+def test_a_crash_at_any_step_is_taken_over_after_the_lease_and_confirmed_once(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, step: str, risk: str
+) -> None:
+    # GIVEN a stored guarantee (accepted, or rejected for risk) and an invocation killed at the step
+    session_id, ref = pipeline.guarantee(risk=risk)
+    owner_name, method, after = _CRASH_STEPS[step]
+    owner = pipeline.store if owner_name == "store" else pipeline.flinks
+    real = getattr(owner, method)
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        if after:
+            real(*args, **kwargs)
+        raise ContainerKilledError("container killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(owner, method, killed)
+        with pytest.raises(SystemExit):
+            pipeline.one(ref)
+
+    # THEN Flinks holds a confirm exactly when the crash came after it answered
+    reached = method == "finish" or (method == "_confirm" and after)
+    assert pipeline.flinks.confirms_for(session_id) == ([risk == "Low"] if reached else [])
+
+    # WHEN the stream retries after the dead invocation's lease
+    pipeline.clock.advance(LEASE_SECONDS + 3)
+    result = pipeline.one(ref)
+
+    # THEN one confirm in all, with the policy's decision; one that reached Flinks but was never
+    # recorded is learnt from /details, and a recorded one is left alone
+    recorded = step == "after-record"
+    assert result.disposition is (Disposition.SKIPPED if recorded else Disposition.CONFIRMED)
+    assert pipeline.flinks.confirms_for(session_id) == [risk == "Low"]
+    item = pipeline.store.get(ref)
+    assert item.status is GuaranteeStatus.CONFIRMED
+    assert item.decision is not None
+    assert item.decision.verdict is (Verdict.ACCEPT if risk == "Low" else Verdict.REJECT)
+    assert item.confirm is not None
+    assert item.confirm.recovered_from_details is (reached and not recorded)
 
 
 # -- a second guarantee of the session (Next Best Offer) -----------------------------------------------------

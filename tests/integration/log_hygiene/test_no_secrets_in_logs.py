@@ -38,6 +38,9 @@ from tests.support.pipeline import Pipeline
 Invoke = Callable[..., dict[str, Any]]
 Items = Callable[[], list[dict[str, Any]]]
 FLOWS = {"receiver", "processor", "secrets"}
+# The lost confirm's retry waits out the settle delay; its length is no part of what the logs may hold,
+# so the shortest the processor accepts (the read timeout).
+PROCESSOR_ENV = {"CONFIRM_SETTLE_SECONDS": "1"}
 
 pytestmark = pytest.mark.usefixtures("captured_logs")
 
@@ -123,9 +126,9 @@ def test_processor_flows(captured_logs: CapturedLogs, pipeline: Pipeline) -> Non
         _receive(pipeline.invoke_receiver, logs, session_id)
     event = pipeline.feed.next_event()
 
-    # accept, reject, 401 re-authorized, 404 failed; the outage and the lost answer are retried, and
-    # the retry recovers the lost confirm from /details
-    answer = pipeline.process(event, timeout_seconds=3.0)
+    # accept, reject, 401 re-authorized, 404 failed; the outage (a short invocation gives up on it) and
+    # the lost answer are retried, and the retry recovers the lost confirm from /details
+    answer = pipeline.process(event, timeout_seconds=2.5)
     assert retried_sessions(event, answer) >= {lost, outage}  # (a loaded machine may add others)
     sandbox.clear_faults(outage)
     for _ in range(3):
