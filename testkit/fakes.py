@@ -42,6 +42,7 @@ from geft.ports import Claim, ClaimResult, Release
 from geft.repository import DEFAULT_STUCK_AFTER_SECONDS, OPERATOR_LEASE_MARGIN_MS
 
 _T = TypeVar("_T")
+_NO_REVIEW = ReviewView(None, None, None, None, None, None, None, None, None)
 
 
 class InlineExecutor(Executor):
@@ -133,9 +134,7 @@ class FakeGuaranteeStore:
                 return Claim(ClaimResult.MISSING)
             live_lease = current.lease_expires_at_ms >= now_ms
             settling = current.confirm_settles_at_ms is not None and current.confirm_settles_at_ms > now_ms
-            claimable = (current.status in CLAIMABLE_STATUSES and not live_lease) or (
-                current.status is GuaranteeStatus.DECIDING and not live_lease
-            )
+            claimable = not live_lease and current.status in {*CLAIMABLE_STATUSES, GuaranteeStatus.DECIDING}
             if current.confirm is not None or settling or not claimable:
                 return _refused(current, now_ms)
             claimed = replace(
@@ -201,15 +200,11 @@ class FakeGuaranteeStore:
                 current.follow_up is None or current.follow_up.queue is not only_from
             ):
                 return False
-            previous = current.review
             reviewed = replace(
                 current,
                 status=GuaranteeStatus.REVIEWED,
-                review=ReviewView(
-                    requested_by_rule=previous.requested_by_rule if previous else None,
-                    requested_reason=previous.requested_reason if previous else None,
-                    requested_at_ms=previous.requested_at_ms if previous else None,
-                    hold_reason=previous.hold_reason if previous else None,
+                review=replace(
+                    current.review or _NO_REVIEW,
                     decision=verdict,
                     reviewer=self.actor.identity,
                     reviewer_note=self.actor.note,
@@ -229,11 +224,12 @@ class FakeGuaranteeStore:
             current = self._items.get(ref)
             if current is None or current.confirm is not None:
                 return False
-            statuses = set(CLAIMABLE_STATUSES) | ({GuaranteeStatus.FAILED} if include_failed else set())
-            stale = current.lease_expires_at_ms < now_ms - OPERATOR_LEASE_MARGIN_MS
-            if not (
-                (current.status in statuses and stale)
-                or (current.status is GuaranteeStatus.DECIDING and stale)
+            statuses = {*CLAIMABLE_STATUSES, GuaranteeStatus.DECIDING} | (
+                {GuaranteeStatus.FAILED} if include_failed else set()
+            )
+            if (
+                current.status not in statuses
+                or current.lease_expires_at_ms >= now_ms - OPERATOR_LEASE_MARGIN_MS
             ):
                 return False
             redriven = replace(
@@ -307,16 +303,12 @@ def _apply_outcome(current: GuaranteeView, outcome: GuaranteeOutcome, now_ms: in
         )
     review = current.review
     if outcome.status is GuaranteeStatus.REVIEW:
-        review = ReviewView(
+        review = replace(
+            _NO_REVIEW,
             requested_by_rule=outcome.decision.rule if outcome.decision else None,
             requested_reason=outcome.decision.reason if outcome.decision else None,
             requested_at_ms=outcome.decided_at_ms,
             hold_reason=outcome.hold_reason,
-            decision=None,
-            reviewer=None,
-            reviewer_note=None,
-            reason=None,
-            reviewed_at_ms=None,
         )
     confirm = current.confirm
     if outcome.confirmed_at_ms is not None:

@@ -490,6 +490,17 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def configured(program: str) -> LocalConfig | None:
+    """The configuration the environment gives, AWS calls pointed at moto; None once stderr says why not."""
+    try:
+        config = LocalConfig.from_env(os.environ)
+    except LocalConfigError as error:
+        print(f"{program}: {error}", file=sys.stderr)
+        return None
+    use_fake_aws()
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -499,12 +510,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(config_module.__doc__)
         return 0
-    try:
-        config = LocalConfig.from_env(os.environ)
-    except LocalConfigError as error:
-        print(f"geft-local: {error}", file=sys.stderr)
+    config = configured("geft-local")
+    if config is None:
         return 2
-    use_fake_aws()
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
