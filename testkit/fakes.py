@@ -173,8 +173,7 @@ class FakeGuaranteeStore:
     def finish(self, ref: GuaranteeRef, *, claim_id: str, outcome: GuaranteeOutcome, now_ms: int) -> bool:
         self._maybe_fail("finish")
         with self._lock:
-            current = self._holding(ref, claim_id)
-            if current is None:
+            if (current := self._holding(ref, claim_id)) is None:
                 return False
             finished = _apply_outcome(current, outcome, now_ms)
             reason = outcome.failure_reason or outcome.hold_reason
@@ -200,21 +199,17 @@ class FakeGuaranteeStore:
                 current.follow_up is None or current.follow_up.queue is not only_from
             ):
                 return False
-            reviewed = replace(
-                current,
-                status=GuaranteeStatus.REVIEWED,
-                review=replace(
-                    current.review or _NO_REVIEW,
-                    decision=verdict,
-                    reviewer=self.actor.identity,
-                    reviewer_note=self.actor.note,
-                    reason=reason,
-                    reviewed_at_ms=now_ms,
-                ),
-                follow_up=_swept_after(now_ms),
-                updated_at_ms=now_ms,
+            review = replace(
+                current.review or _NO_REVIEW,
+                decision=verdict,
+                reviewer=self.actor.identity,
+                reviewer_note=self.actor.note,
+                reason=reason,
+                reviewed_at_ms=now_ms,
             )
-            self._store(reviewed, ChangeKind.REVIEWED, reason, previous=current.status)
+            self._operator_write(
+                current, ChangeKind.REVIEWED, reason, now_ms, GuaranteeStatus.REVIEWED, review=review
+            )
         return True
 
     def mark_redrive(
@@ -232,16 +227,10 @@ class FakeGuaranteeStore:
                 or current.lease_expires_at_ms >= now_ms - OPERATOR_LEASE_MARGIN_MS
             ):
                 return False
-            redriven = replace(
-                current,
-                status=GuaranteeStatus.REDRIVE,
-                confirm_attempted=True,
-                claim_id=None,
-                redrive_requested_at_ms=now_ms,
-                follow_up=_swept_after(now_ms),
-                updated_at_ms=now_ms,
+            changes = {"confirm_attempted": True, "claim_id": None, "redrive_requested_at_ms": now_ms}
+            self._operator_write(
+                current, ChangeKind.REDRIVEN, reason, now_ms, GuaranteeStatus.REDRIVE, **changes
             )
-            self._store(redriven, ChangeKind.REDRIVEN, reason, previous=current.status)
         return True
 
     # plumbing -------------------------------------------------------------------------------------------
@@ -251,6 +240,21 @@ class FakeGuaranteeStore:
         if current is None or current.claim_id != claim_id or current.status is not GuaranteeStatus.DECIDING:
             return None
         return current
+
+    def _operator_write(
+        self,
+        current: GuaranteeView,
+        kind: ChangeKind,
+        reason: str,
+        now_ms: int,
+        status: GuaranteeStatus,
+        **changes: Any,
+    ) -> None:
+        """An operator's transition: back in the sweep's sight from now."""
+        written = replace(
+            current, status=status, follow_up=_swept_after(now_ms), updated_at_ms=now_ms, **changes
+        )
+        self._store(written, kind, reason, previous=current.status)
 
     def _store(
         self,

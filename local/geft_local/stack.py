@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Self, TypeVar
 
 from geft.items import guarantee_view, ref_of_keys
@@ -103,9 +103,7 @@ class LocalStack:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def start(self) -> Self:
@@ -328,9 +326,7 @@ class LocalStack:
 
     @property
     def gateway_url(self) -> str:
-        if self._gateway is None:
-            raise RuntimeError("the local stack is not running")
-        return self._gateway.url
+        return _running(self._gateway).url
 
     @property
     def webhook_url(self) -> str:
@@ -340,9 +336,7 @@ class LocalStack:
 
     @property
     def aws(self) -> EndpointSession:
-        if self._aws is None:
-            raise RuntimeError("the local stack is not running")
-        return self._aws
+        return _running(self._aws)
 
     @property
     def moto_url(self) -> str:
@@ -481,6 +475,12 @@ def example_command(stack: LocalStack) -> str:
         f"{register}; body={body}; curl -s {stack.webhook_url} -H 'content-type: application/json' "
         f'-H "x-webhook-signature: $(printf %s "$body" | {sign})" --data-binary "$body"; echo'
     )
+
+
+def _running(part: _T | None) -> _T:
+    if part is None:
+        raise RuntimeError("the local stack is not running")
+    return part
 
 
 def _relative(path: Path) -> str:
