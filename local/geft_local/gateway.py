@@ -142,12 +142,7 @@ class HttpResponse:
 
 
 def to_http_api_event(
-    route: Route,
-    path_parameters: Mapping[str, str],
-    request: HttpRequest,
-    *,
-    request_id: str,
-    now: float,
+    route: Route, path_parameters: Mapping[str, str], request: HttpRequest, *, request_id: str, now: float
 ) -> dict[str, Any]:
     """The API Gateway HTTP API payload format 2.0 event for ``request``."""
     parts = urlsplit(request.target)

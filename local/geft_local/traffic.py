@@ -255,11 +255,7 @@ class Tally:
 
 
 def play(
-    state: LocalStackState,
-    planned: Sequence[Planned],
-    *,
-    wait_s: float,
-    say: Callable[[str], None],
+    state: LocalStackState, planned: Sequence[Planned], *, wait_s: float, say: Callable[[str], None]
 ) -> Tally:
     """Register and send every session, then answer reviews and end sessions until each guarantee is
     answered (or ``wait_s`` has passed)."""
