@@ -28,7 +28,6 @@ from geft.errors import (
 from geft.items import ConfirmView, DecisionView, GuaranteeView, LastChange, ReviewView
 from geft.models import (
     CLAIMABLE_STATUSES,
-    TERMINAL_STATUSES,
     Actor,
     ChangeKind,
     FollowUp,
@@ -39,7 +38,7 @@ from geft.models import (
     Verdict,
 )
 from geft.ports import Claim, ClaimResult, Release
-from geft.repository import DEFAULT_STUCK_AFTER_SECONDS, OPERATOR_LEASE_MARGIN_MS
+from geft.repository import DEFAULT_STUCK_AFTER_SECONDS, OPERATOR_LEASE_MARGIN_MS, claim_refused
 
 _T = TypeVar("_T")
 _NO_REVIEW = ReviewView(None, None, None, None, None, None, None, None, None)
@@ -131,12 +130,12 @@ class FakeGuaranteeStore:
         with self._lock:
             current = self._items.get(ref)
             if current is None:
-                return Claim(ClaimResult.MISSING)
+                return claim_refused(current, now_ms)
             live_lease = current.lease_expires_at_ms >= now_ms
             settling = current.confirm_settles_at_ms is not None and current.confirm_settles_at_ms > now_ms
             claimable = not live_lease and current.status in {*CLAIMABLE_STATUSES, GuaranteeStatus.DECIDING}
             if current.confirm is not None or settling or not claimable:
-                return _refused(current, now_ms)
+                return claim_refused(current, now_ms)
             claimed = replace(
                 current,
                 status=GuaranteeStatus.DECIDING,
@@ -278,18 +277,6 @@ class FakeGuaranteeStore:
 def _swept_after(at_ms: int) -> FollowUp:
     """The sweep's follow-up: the guarantee counts as stuck if it is still here after this long."""
     return FollowUp(FollowUpQueue.SWEEP, at_ms + DEFAULT_STUCK_AFTER_SECONDS * 1000)
-
-
-def _refused(current: GuaranteeView, now_ms: int) -> Claim:
-    if current.status in TERMINAL_STATUSES:
-        return Claim(ClaimResult.ALREADY_DONE, current)
-    if current.confirm is not None:
-        return Claim(ClaimResult.RECORDS_A_CONFIRM, current)
-    if current.status is GuaranteeStatus.REVIEW:
-        return Claim(ClaimResult.AWAITING_REVIEW, current)
-    if current.confirm_settles_at_ms is not None and current.confirm_settles_at_ms > now_ms:
-        return Claim(ClaimResult.SETTLING, current, wait_until_ms=current.confirm_settles_at_ms)
-    return Claim(ClaimResult.HELD, current, wait_until_ms=current.lease_expires_at_ms)
 
 
 def _apply_outcome(current: GuaranteeView, outcome: GuaranteeOutcome, now_ms: int) -> GuaranteeView:
