@@ -32,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
@@ -242,14 +242,7 @@ class LocalStack:
             self.workers[logical_id] = FunctionWorker(
                 spec, aws_environment=self._moto.environment(), log_path=log_path, console=self.console
             )
-        starters = [
-            threading.Thread(target=worker.start, name=f"start-{name}", daemon=True)
-            for name, worker in self.workers.items()
-        ]
-        for thread in starters:
-            thread.start()
-        for thread in starters:
-            thread.join()
+        _all_at_once(worker.start for worker in self.workers.values())
         for name, worker in self.workers.items():
             self.console.emit("lambda", f"{name}: container pid {worker.pid} ready ({worker.spec.handler})")
 
@@ -261,21 +254,13 @@ class LocalStack:
         gateway, self._gateway = self._gateway, None
         if gateway is not None:
             gateway.stop()
-        scheduler, self.scheduler = self.scheduler, None
-        loops: list[Scheduler | StreamPump | FlowMonitor | TopicMonitor] = [*self.pumps, *self._monitors]
-        if scheduler is not None:
-            loops.append(scheduler)
-        topics, self.topics = self.topics, None
-        if topics is not None:
-            loops.append(topics)
+        scheduler, topics = self.scheduler, self.topics
+        self.scheduler = self.topics = None
+        stopping = (*self.pumps, *self._monitors, scheduler, topics)
+        loops = [loop for loop in stopping if loop is not None]
         for loop in loops:
             loop.signal_stop()  # all at once: an invoke in flight ends when its container stops
-        workers = list(self.workers.values())
-        stoppers = [threading.Thread(target=worker.stop, daemon=True) for worker in workers]
-        for thread in stoppers:
-            thread.start()
-        for thread in stoppers:
-            thread.join(timeout=15.0)
+        _all_at_once((worker.stop for worker in self.workers.values()), timeout=15.0)
         for loop in loops:
             loop.stop()
         sandbox, self.sandbox = self.sandbox, None
@@ -475,6 +460,14 @@ def example_command(stack: LocalStack) -> str:
         f"{register}; body={body}; curl -s {stack.webhook_url} -H 'content-type: application/json' "
         f'-H "x-webhook-signature: $(printf %s "$body" | {sign})" --data-binary "$body"; echo'
     )
+
+
+def _all_at_once(calls: Iterable[Callable[[], None]], *, timeout: float | None = None) -> None:
+    threads = [threading.Thread(target=call, daemon=True) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
 
 
 def _running(part: _T | None) -> _T:
