@@ -316,7 +316,7 @@ class LocalStack:
     @property
     def webhook_url(self) -> str:
         """The most specific HttpApi route with a fixed path (the template's webhook route)."""
-        fixed = [route for route in self.routes if route.path != "$default" and "{" not in route.path]
+        fixed = [route for route in self.routes if route.path != "$default"]
         return self.gateway_url + (fixed[0].path if fixed else "/")
 
     @property
