@@ -277,9 +277,3 @@ class Deployment:
         return {
             name: resolve(value, self.created, self.parameters) for name, value in variables.items()
         } | overrides
-
-    def ref(self, logical_id: str) -> str:
-        return self.created.ref(logical_id)
-
-    def get_att(self, logical_id: str, attribute: str) -> str:
-        return self.created.get_att(logical_id, attribute)
