@@ -27,10 +27,7 @@ from types import ModuleType
 from typing import Any
 
 # X-Amz-Target of the JSON-protocol operations the receiver makes -> the canned answer body.
-_ANSWERS: dict[str, bytes] = {
-    "DynamoDB_20120810.PutItem": b"{}",
-    "DynamoDB_20120810.UpdateItem": b"{}",
-}
+_ANSWERS: dict[str, bytes] = {"DynamoDB_20120810.PutItem": b"{}", "DynamoDB_20120810.UpdateItem": b"{}"}
 _SECRETS: dict[str, bytes] = {}
 items: dict[tuple[str, str], dict[str, object]] | None = None
 calls: Counter[str] = Counter()

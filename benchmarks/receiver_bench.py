@@ -15,14 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (
-    BENCH_SECRET,
-    RECEIVER_PATH,
-    STACK_NAME,
-    child_env,
-    function_env,
-    summary,
-)
+from benchmarks.common import BENCH_SECRET, RECEIVER_PATH, STACK_NAME, child_env, function_env, summary
 from benchmarks.paths import BENCH_DIR, REPO
 
 CHILD = BENCH_DIR / "receiver_child.py"

@@ -20,6 +20,7 @@ from typing import Any
 from benchmarks import costs, receiver_bench
 from benchmarks.common import machine, rounded, template_memory_mb
 from benchmarks.paths import REPO, RESULTS_DIR, RESULTS_FILE
+from testkit.aws import use_fake_aws
 
 COLD_ROUNDS = 15
 WARM_REQUESTS = 5000
@@ -48,6 +49,7 @@ def _child(module: str, *arguments: str) -> dict[str, Any]:
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    use_fake_aws()  # before SAM's transform makes a boto3 session: make's empty AWS_PROFILE breaks one
     started = time.perf_counter()
     results: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

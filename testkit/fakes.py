@@ -28,7 +28,6 @@ from geft.errors import (
 from geft.items import ConfirmView, DecisionView, GuaranteeView, LastChange, ReviewView
 from geft.models import (
     CLAIMABLE_STATUSES,
-    TERMINAL_STATUSES,
     Actor,
     ChangeKind,
     FollowUp,
@@ -39,9 +38,10 @@ from geft.models import (
     Verdict,
 )
 from geft.ports import Claim, ClaimResult, Release
-from geft.repository import DEFAULT_STUCK_AFTER_SECONDS, OPERATOR_LEASE_MARGIN_MS
+from geft.repository import DEFAULT_STUCK_AFTER_SECONDS, OPERATOR_LEASE_MARGIN_MS, claim_refused
 
 _T = TypeVar("_T")
+_NO_REVIEW = ReviewView(None, None, None, None, None, None, None, None, None)
 
 
 class InlineExecutor(Executor):
@@ -130,14 +130,12 @@ class FakeGuaranteeStore:
         with self._lock:
             current = self._items.get(ref)
             if current is None:
-                return Claim(ClaimResult.MISSING)
+                return claim_refused(current, now_ms)
             live_lease = current.lease_expires_at_ms >= now_ms
             settling = current.confirm_settles_at_ms is not None and current.confirm_settles_at_ms > now_ms
-            claimable = (current.status in CLAIMABLE_STATUSES and not live_lease) or (
-                current.status is GuaranteeStatus.DECIDING and not live_lease
-            )
+            claimable = not live_lease and current.status in {*CLAIMABLE_STATUSES, GuaranteeStatus.DECIDING}
             if current.confirm is not None or settling or not claimable:
-                return _refused(current, now_ms)
+                return claim_refused(current, now_ms)
             claimed = replace(
                 current,
                 status=GuaranteeStatus.DECIDING,
@@ -174,8 +172,7 @@ class FakeGuaranteeStore:
     def finish(self, ref: GuaranteeRef, *, claim_id: str, outcome: GuaranteeOutcome, now_ms: int) -> bool:
         self._maybe_fail("finish")
         with self._lock:
-            current = self._holding(ref, claim_id)
-            if current is None:
+            if (current := self._holding(ref, claim_id)) is None:
                 return False
             finished = _apply_outcome(current, outcome, now_ms)
             reason = outcome.failure_reason or outcome.hold_reason
@@ -201,25 +198,17 @@ class FakeGuaranteeStore:
                 current.follow_up is None or current.follow_up.queue is not only_from
             ):
                 return False
-            previous = current.review
-            reviewed = replace(
-                current,
-                status=GuaranteeStatus.REVIEWED,
-                review=ReviewView(
-                    requested_by_rule=previous.requested_by_rule if previous else None,
-                    requested_reason=previous.requested_reason if previous else None,
-                    requested_at_ms=previous.requested_at_ms if previous else None,
-                    hold_reason=previous.hold_reason if previous else None,
-                    decision=verdict,
-                    reviewer=self.actor.identity,
-                    reviewer_note=self.actor.note,
-                    reason=reason,
-                    reviewed_at_ms=now_ms,
-                ),
-                follow_up=_swept_after(now_ms),
-                updated_at_ms=now_ms,
+            review = replace(
+                current.review or _NO_REVIEW,
+                decision=verdict,
+                reviewer=self.actor.identity,
+                reviewer_note=self.actor.note,
+                reason=reason,
+                reviewed_at_ms=now_ms,
             )
-            self._store(reviewed, ChangeKind.REVIEWED, reason, previous=current.status)
+            self._operator_write(
+                current, ChangeKind.REVIEWED, reason, now_ms, GuaranteeStatus.REVIEWED, review=review
+            )
         return True
 
     def mark_redrive(
@@ -229,23 +218,18 @@ class FakeGuaranteeStore:
             current = self._items.get(ref)
             if current is None or current.confirm is not None:
                 return False
-            statuses = set(CLAIMABLE_STATUSES) | ({GuaranteeStatus.FAILED} if include_failed else set())
-            stale = current.lease_expires_at_ms < now_ms - OPERATOR_LEASE_MARGIN_MS
-            if not (
-                (current.status in statuses and stale)
-                or (current.status is GuaranteeStatus.DECIDING and stale)
+            statuses = {*CLAIMABLE_STATUSES, GuaranteeStatus.DECIDING} | (
+                {GuaranteeStatus.FAILED} if include_failed else set()
+            )
+            if (
+                current.status not in statuses
+                or current.lease_expires_at_ms >= now_ms - OPERATOR_LEASE_MARGIN_MS
             ):
                 return False
-            redriven = replace(
-                current,
-                status=GuaranteeStatus.REDRIVE,
-                confirm_attempted=True,
-                claim_id=None,
-                redrive_requested_at_ms=now_ms,
-                follow_up=_swept_after(now_ms),
-                updated_at_ms=now_ms,
+            changes = {"confirm_attempted": True, "claim_id": None, "redrive_requested_at_ms": now_ms}
+            self._operator_write(
+                current, ChangeKind.REDRIVEN, reason, now_ms, GuaranteeStatus.REDRIVE, **changes
             )
-            self._store(redriven, ChangeKind.REDRIVEN, reason, previous=current.status)
         return True
 
     # plumbing -------------------------------------------------------------------------------------------
@@ -255,6 +239,21 @@ class FakeGuaranteeStore:
         if current is None or current.claim_id != claim_id or current.status is not GuaranteeStatus.DECIDING:
             return None
         return current
+
+    def _operator_write(
+        self,
+        current: GuaranteeView,
+        kind: ChangeKind,
+        reason: str,
+        now_ms: int,
+        status: GuaranteeStatus,
+        **changes: Any,
+    ) -> None:
+        """An operator's transition: back in the sweep's sight from now."""
+        written = replace(
+            current, status=status, follow_up=_swept_after(now_ms), updated_at_ms=now_ms, **changes
+        )
+        self._store(written, kind, reason, previous=current.status)
 
     def _store(
         self,
@@ -280,18 +279,6 @@ def _swept_after(at_ms: int) -> FollowUp:
     return FollowUp(FollowUpQueue.SWEEP, at_ms + DEFAULT_STUCK_AFTER_SECONDS * 1000)
 
 
-def _refused(current: GuaranteeView, now_ms: int) -> Claim:
-    if current.status in TERMINAL_STATUSES:
-        return Claim(ClaimResult.ALREADY_DONE, current)
-    if current.confirm is not None:
-        return Claim(ClaimResult.RECORDS_A_CONFIRM, current)
-    if current.status is GuaranteeStatus.REVIEW:
-        return Claim(ClaimResult.AWAITING_REVIEW, current)
-    if current.confirm_settles_at_ms is not None and current.confirm_settles_at_ms > now_ms:
-        return Claim(ClaimResult.SETTLING, current, wait_until_ms=current.confirm_settles_at_ms)
-    return Claim(ClaimResult.HELD, current, wait_until_ms=current.lease_expires_at_ms)
-
-
 def _apply_outcome(current: GuaranteeView, outcome: GuaranteeOutcome, now_ms: int) -> GuaranteeView:
     decision = current.decision
     if outcome.decision is not None:
@@ -307,16 +294,12 @@ def _apply_outcome(current: GuaranteeView, outcome: GuaranteeOutcome, now_ms: in
         )
     review = current.review
     if outcome.status is GuaranteeStatus.REVIEW:
-        review = ReviewView(
+        review = replace(
+            _NO_REVIEW,
             requested_by_rule=outcome.decision.rule if outcome.decision else None,
             requested_reason=outcome.decision.reason if outcome.decision else None,
             requested_at_ms=outcome.decided_at_ms,
             hold_reason=outcome.hold_reason,
-            decision=None,
-            reviewer=None,
-            reviewer_note=None,
-            reason=None,
-            reviewed_at_ms=None,
         )
     confirm = current.confirm
     if outcome.confirmed_at_ms is not None:

@@ -47,10 +47,10 @@ class InProcessStack:
         )
 
     def ref(self, logical_id: str) -> str:
-        return self.deployment.ref(logical_id)
+        return self.deployment.created.ref(logical_id)
 
     def get_att(self, logical_id: str, attribute: str) -> str:
-        return self.deployment.get_att(logical_id, attribute)
+        return self.deployment.created.get_att(logical_id, attribute)
 
     def environment(self, logical_id: str, **overrides: str) -> dict[str, str]:
         """The template's environment for the function (Globals, its own), resolved, then ``overrides``."""

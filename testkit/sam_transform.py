@@ -26,10 +26,7 @@ from testkit.template_render import apply_conditions, failed_rules, resolve_know
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 LOCAL_BUCKET = "local-artifacts"
-_ARTIFACT_PROPERTIES = {
-    "AWS::Serverless::Function": "CodeUri",
-    "AWS::Serverless::LayerVersion": "ContentUri",
-}
+_ARTIFACT_PROPERTIES = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
 ArtifactUri = Callable[[Path, str], str]
 
 

@@ -13,7 +13,6 @@ the single source of truth: nothing here declares a table twice or merges Global
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -22,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from testkit.sam_transform import ACCOUNT_ID, REGION, DeploymentError, pseudo_parameters, transformed
-from testkit.template_render import EVALUATED
+from testkit.template_render import is_literal, resolve_intrinsics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 _TABLE_PROPERTIES = ("KeySchema", "AttributeDefinitions", "BillingMode", "GlobalSecondaryIndexes")
-_PLACEHOLDER = re.compile(r"\$\{([^}!][^}]*)\}")
 WEBHOOK_SECRET_VARIABLE = "WEBHOOK_SECRET_ARN"  # noqa: S105 - a variable's name, not a secret
 FLINKS_CREDENTIALS_VARIABLE = "FLINKS_CREDENTIALS_SECRET_ARN"
 __all__ = ["ACCOUNT_ID", "REGION", "DeploymentError"]
@@ -176,64 +174,24 @@ def resolved(
     """``node`` with every intrinsic function resolved to what was created (and ``parameters``). With
     ``placeholder``, a resource the local stack does not create (the HTTP API, a KMS key) resolves to
     ``<stack>-<LogicalId>[-<Attribute>]``, inert where nothing reaches it."""
+    attributes = {f"{logical_id}.{name}": value for (logical_id, name), value in created.attributes.items()}
+    known = pseudo_parameters(created.stack_name) | created.refs | attributes | dict(parameters or {})
 
-    def walk(node: Any) -> Any:
-        if not isinstance(node, Mapping):
-            return [walk(child) for child in node] if isinstance(node, list) else node
-        function = next(iter(node), "")
-        if len(node) != 1 or (function != "Ref" and not function.startswith("Fn::")):
-            return {key: walk(child) for key, child in node.items()}
-        argument = node[function]
-        if function == "Ref":
-            return _reference(str(argument), created, parameters or {}, placeholder)
-        if function == "Fn::GetAtt":
-            logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
-            return _attribute(logical_id, attribute, created, placeholder)
-        if function == "Fn::Sub":
-            return _substitute(argument, walk)
-        if function not in EVALUATED:
-            raise ValueError(f"{function} cannot be resolved locally")
-        return EVALUATED[function](*walk(argument))
+    def lookup(name: str) -> Any:
+        if name in known or not placeholder:
+            return known.get(name)
+        return f"{created.stack_name}-{name.replace('.', '-', 1)}"
 
-    return walk(node)
-
-
-def _substitute(argument: Any, walk: Any) -> str:
-    text, variables = (argument, {}) if isinstance(argument, str) else argument
-    values = {name: walk(value) for name, value in variables.items()}
-
-    def one(match: re.Match[str]) -> str:
-        name = match[1]
-        if name in values:
-            return str(values[name])
-        if "." in name and not name.startswith("AWS::"):
-            return str(walk({"Fn::GetAtt": name.split(".", 1)}))
-        return str(walk({"Ref": name}))
-
-    return _PLACEHOLDER.sub(one, str(text))
+    value = resolve_intrinsics(node, lookup)
+    if not is_literal(value):
+        raise ValueError(f"cannot resolve {json.dumps(value, default=str)[:200]} locally")
+    return value
 
 
 def resolve(value: Any, created: CreatedResources, parameters: Mapping[str, str] | None = None) -> str:
     """``value`` resolved as an environment variable holds it (a string; booleans as JSON has them)."""
     value = resolved(value, created, parameters)
     return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _reference(name: str, created: CreatedResources, parameters: Mapping[str, str], placeholder: bool) -> str:
-    for known in (parameters, created.refs, pseudo_parameters(created.stack_name)):
-        if name in known:
-            return str(known[name])
-    if placeholder:
-        return f"{created.stack_name}-{name}"
-    raise ValueError(f"cannot resolve Ref {name} locally")
-
-
-def _attribute(logical_id: str, attribute: str, created: CreatedResources, placeholder: bool) -> str:
-    if (logical_id, attribute) in created.attributes:
-        return created.attributes[(logical_id, attribute)]
-    if placeholder:
-        return f"{created.stack_name}-{logical_id}-{attribute}"
-    raise ValueError(f"cannot resolve Fn::GetAtt {logical_id}.{attribute} locally")
 
 
 def secret_referenced_by(template: Mapping[str, Any], variable: str) -> str | None:
@@ -319,9 +277,3 @@ class Deployment:
         return {
             name: resolve(value, self.created, self.parameters) for name, value in variables.items()
         } | overrides
-
-    def ref(self, logical_id: str) -> str:
-        return self.created.ref(logical_id)
-
-    def get_att(self, logical_id: str, attribute: str) -> str:
-        return self.created.get_att(logical_id, attribute)

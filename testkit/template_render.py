@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 _NO_VALUE = {"Ref": "AWS::NoValue"}
+Lookup = Callable[[str], Any]
 _PLACEHOLDER = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
@@ -142,7 +143,7 @@ def resolve_known(
     applied = apply_conditions(template, parameters)
     for section in ("Resources", "Outputs"):  # LanguageExtensions leaves Globals (SAM's) alone
         if section in applied:
-            applied[section] = _known(applied[section], known)
+            applied[section] = resolve_intrinsics(applied[section], known.get)
     return applied
 
 
@@ -153,21 +154,25 @@ def _typed(value: str, parameter_type: object) -> Any:
     return value
 
 
-def _known(node: Any, known: Mapping[str, Any]) -> Any:
+def resolve_intrinsics(node: Any, lookup: Lookup) -> Any:
+    """``node`` with every intrinsic evaluated whose inputs ``lookup`` knows (a name, ``Id.Attribute``
+    for ``Fn::GetAtt``; None: unknown); the rest is left for CloudFormation."""
     if isinstance(node, list):
-        return [_known(child, known) for child in node]
+        return [resolve_intrinsics(child, lookup) for child in node]
     if not isinstance(node, Mapping):
         return node
     if len(node) != 1:
-        return {key: _known(child, known) for key, child in node.items()}
+        return {key: resolve_intrinsics(child, lookup) for key, child in node.items()}
     ((function, argument),) = node.items()
-    if function == "Ref" and isinstance(argument, str):
-        return known.get(argument, node)
-    argument = _known(argument, known)
+    if function in ("Ref", "Fn::GetAtt"):
+        name = ".".join(map(str, argument)) if isinstance(argument, list) else str(argument)
+        value = lookup(name)
+        return node if value is None else value
+    argument = resolve_intrinsics(argument, lookup)
     if function == "Fn::Sub":
-        return _substitute(argument, known)
+        return _substitute(argument, lookup)
     evaluate = EVALUATED.get(function)
-    return evaluate(*argument) if evaluate is not None and _literal(argument) else {function: argument}
+    return evaluate(*argument) if evaluate is not None and is_literal(argument) else {function: argument}
 
 
 EVALUATED: dict[str, Callable[..., Any]] = {  # the intrinsic functions computed from their arguments
@@ -177,15 +182,15 @@ EVALUATED: dict[str, Callable[..., Any]] = {  # the intrinsic functions computed
 }
 
 
-def _substitute(argument: Any, known: Mapping[str, Any]) -> Any:
+def _substitute(argument: Any, lookup: Lookup) -> Any:
     text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], argument[1])
-    if not isinstance(text, str) or not _literal(variables):
+    if not isinstance(text, str) or not is_literal(variables):
         return {"Fn::Sub": argument}
-    values = {**known, **variables}
 
     def replace(match: re.Match[str]) -> str:
-        value = values.get(match.group(1))
-        return str(value) if value is not None and _literal(value) else match.group(0)
+        name = match.group(1)
+        value = variables[name] if name in variables else lookup(name)
+        return str(value) if value is not None and is_literal(value) else match.group(0)
 
     result = _PLACEHOLDER.sub(replace, text)
     if _PLACEHOLDER.search(result):  # names a resource: CloudFormation substitutes the rest
@@ -194,14 +199,14 @@ def _substitute(argument: Any, known: Mapping[str, Any]) -> Any:
     return result
 
 
-def _literal(node: Any) -> bool:
+def is_literal(node: Any) -> bool:
     """True when ``node`` holds no intrinsic function anywhere."""
     if isinstance(node, list):
-        return all(_literal(child) for child in node)
+        return all(is_literal(child) for child in node)
     if isinstance(node, Mapping):
         if (len(node) == 1 and next(iter(node)) in ("Ref", "Condition")) or any(
             key.startswith("Fn::") for key in node
         ):
             return False
-        return all(_literal(child) for child in node.values())
+        return all(is_literal(child) for child in node.values())
     return True

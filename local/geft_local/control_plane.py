@@ -55,11 +55,7 @@ class StackResource:
 
 
 def describe_control_plane(
-    template: Mapping[str, Any],
-    *,
-    session: Any,
-    created: CreatedResources,
-    parameters: Mapping[str, str],
+    template: Mapping[str, Any], *, session: Any, created: CreatedResources, parameters: Mapping[str, str]
 ) -> ControlPlane:
     """Create the roles, functions, versions, aliases, stream mappings, alarms and dashboards of the
     deployed ``template`` (``testkit.template.Deployment``) in moto. ``created`` must name the functions

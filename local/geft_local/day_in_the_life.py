@@ -65,11 +65,7 @@ LARGE_AMOUNT_RULE: dict[str, Any] = {
 POLICY_NAME, POLICY_VERSION = "default+large-amount", "1"
 # (variable, value, why): the stack's settings besides DECISION_POLICY, as the docs list them.
 STACK_SETTINGS = (
-    (
-        "PARAM_StreamMaximumRetryAttempts",
-        "1",
-        "a failing batch is dead-lettered after one retry (default 5)",
-    ),
+    ("PARAM_StreamMaximumRetryAttempts", "1", "a failing batch is dead-lettered after one retry (default 5)"),
     (
         "PARAM_ReconcileDelaySeconds",
         "0",

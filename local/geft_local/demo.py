@@ -10,7 +10,6 @@ boolean; none for the bad signature and the unknown session).
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import sys
 import time
@@ -19,10 +18,8 @@ from dataclasses import dataclass
 
 from geft.items import GuaranteeView, guarantee_view
 
-from geft_local.config import LocalConfig, LocalConfigError
 from geft_local.console import Console
-from geft_local.stack import LocalStack, LocalStackError
-from testkit.aws import use_fake_aws
+from geft_local.stack import LocalStack, LocalStackError, configured
 from testkit.flinks import DeliveryResult, FlinksSandbox, Scenario
 
 WAIT_BUDGET_S = 30.0
@@ -166,12 +163,9 @@ def outcome_line(session_id: str) -> re.Pattern[str]:
 
 
 def main() -> int:
-    try:
-        base = LocalConfig.from_env(os.environ)
-    except LocalConfigError as error:
-        print(f"geft-demo: {error}", file=sys.stderr)
+    base = configured("geft-demo")
+    if base is None:
         return 2
-    use_fake_aws()
     if base.flinks_base_url:
         print(
             "geft-demo: the demo plays Flinks with the built-in sandbox; unset FLINKS_BASE_URL",

@@ -38,7 +38,6 @@ _TEXT_TYPES = frozenset(
         "application/yaml",
     }
 )
-_PARAMETER = re.compile(r"\{([A-Za-z0-9_.-]+)(\+?)\}")
 _TRANSPORT_HEADERS = frozenset({"content-length", "connection", "transfer-encoding", "date", "server"})
 
 
@@ -59,49 +58,29 @@ class Route:
     method: str
     """Upper-case method, or ``ANY``."""
     path: str
-    """``/webhooks/flinks``, ``/items/{id}``, ``/{proxy+}``, or ``$default``."""
+    """A fixed path (``/webhooks/flinks``) or ``$default``."""
 
     @property
     def route_key(self) -> str:
         return "$default" if self.path == "$default" else f"{self.method} {self.path}"
 
-    @property
-    def _pattern(self) -> re.Pattern[str]:
-        if self.path == "$default":
-            return re.compile(r".*")
-        parts = []
-        position = 0
-        for match in _PARAMETER.finditer(self.path):
-            parts.append(re.escape(self.path[position : match.start()]))
-            name = match.group(1).replace(".", "_").replace("-", "_")
-            parts.append(f"(?P<{name}>.+)" if match.group(2) else f"(?P<{name}>[^/]+)")
-            position = match.end()
-        parts.append(re.escape(self.path[position:]))
-        return re.compile("".join(parts))
+    def specificity(self) -> tuple[bool, bool]:
+        """Sort key: most specific first, as API Gateway chooses (a path beats ``$default``, a method
+        beats ``ANY``)."""
+        return (self.path == "$default", self.method == "ANY")
 
-    def specificity(self) -> tuple[int, int, int, int, int]:
-        """Sort key: most specific first, as API Gateway chooses (exact paths, then parameters, then
-        greedy paths, then ``$default``; a method beats ``ANY``)."""
-        greedy = "+}" in self.path
-        parameters = len(_PARAMETER.findall(self.path))
-        return (self.path == "$default", greedy, parameters, self.method == "ANY", -len(self.path))
-
-    def match(self, method: str, path: str) -> dict[str, str] | None:
-        if self.method not in ("ANY", method.upper()):
-            return None
-        found = self._pattern.fullmatch(path)
-        if found is None:
-            return None
-        names = [name for name, _ in _PARAMETER.findall(self.path)]
-        return {name: found.group(name.replace(".", "_").replace("-", "_")) for name in names}
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in ("ANY", method.upper()) and self.path in ("$default", path)
 
 
 def http_api_routes(template: Mapping[str, Any]) -> list[Route]:
     """Every route of the deployed template's HTTP APIs (the OpenAPI body SAM makes of the functions'
-    HttpApi events), most specific first."""
+    HttpApi events), most specific first. Path parameters are not emulated: the template has none."""
     routes = []
     for api in resources_of_type(template, "AWS::ApiGatewayV2::Api").values():
         for path, operations in api["Properties"].get("Body", {}).get("paths", {}).items():
+            if "{" in path:
+                raise ValueError(f"HttpApi path {path}: path parameters are not emulated locally")
             for method, operation in operations.items():
                 uri = operation.get("x-amazon-apigateway-integration", {}).get("uri", {}).get("Fn::Sub", "")
                 names = [name.split(".", 1)[0] for name in re.findall(r"\$\{([^}]+)\}", str(uri))]
@@ -110,14 +89,6 @@ def http_api_routes(template: Mapping[str, Any]) -> list[Route]:
                     verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
                     routes.append(Route(targets[0], verb, "$default" if path == "/$default" else path))
     return sorted(routes, key=Route.specificity)
-
-
-def find_route(routes: Sequence[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-    for route in routes:
-        parameters = route.match(method, path)
-        if parameters is not None:
-            return route, parameters
-    return None
 
 
 # -- requests and responses ----------------------------------------------------------------------------
@@ -141,14 +112,7 @@ class HttpResponse:
     body: bytes
 
 
-def to_http_api_event(
-    route: Route,
-    path_parameters: Mapping[str, str],
-    request: HttpRequest,
-    *,
-    request_id: str,
-    now: float,
-) -> dict[str, Any]:
+def to_http_api_event(route: Route, request: HttpRequest, *, request_id: str, now: float) -> dict[str, Any]:
     """The API Gateway HTTP API payload format 2.0 event for ``request``."""
     parts = urlsplit(request.target)
     headers: dict[str, str] = {}
@@ -178,8 +142,6 @@ def to_http_api_event(
     event["headers"] = headers
     if query:
         event["queryStringParameters"] = query
-    if path_parameters:
-        event["pathParameters"] = dict(path_parameters)
     event["requestContext"] = {
         "accountId": ACCOUNT_ID,
         "apiId": _API_ID,
@@ -297,12 +259,11 @@ class HttpApiGateway(LoopbackServer["HttpApiGateway"]):
     def handle(self, request: HttpRequest) -> tuple[HttpResponse, str]:
         """Answer one request; also returns what the access line says about it."""
         path = urlsplit(request.target).path
-        found = find_route(self.routes, request.method, path)
-        if found is None:
+        route = next((route for route in self.routes if route.matches(request.method, path)), None)
+        if route is None:
             return gateway_error(404, "Not Found"), "no route"
-        route, parameters = found
         request_id = _request_id()
-        event = to_http_api_event(route, parameters, request, request_id=request_id, now=time.time())
+        event = to_http_api_event(route, request, request_id=request_id, now=time.time())
         result = self.invoke(route.function_logical_id, event)
         if result.function_error:
             return (

@@ -32,10 +32,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Self, TypeVar
 
 from geft.items import guarantee_view, ref_of_keys
@@ -103,9 +103,7 @@ class LocalStack:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def start(self) -> Self:
@@ -244,14 +242,7 @@ class LocalStack:
             self.workers[logical_id] = FunctionWorker(
                 spec, aws_environment=self._moto.environment(), log_path=log_path, console=self.console
             )
-        starters = [
-            threading.Thread(target=worker.start, name=f"start-{name}", daemon=True)
-            for name, worker in self.workers.items()
-        ]
-        for thread in starters:
-            thread.start()
-        for thread in starters:
-            thread.join()
+        _all_at_once(worker.start for worker in self.workers.values())
         for name, worker in self.workers.items():
             self.console.emit("lambda", f"{name}: container pid {worker.pid} ready ({worker.spec.handler})")
 
@@ -263,21 +254,13 @@ class LocalStack:
         gateway, self._gateway = self._gateway, None
         if gateway is not None:
             gateway.stop()
-        scheduler, self.scheduler = self.scheduler, None
-        loops: list[Scheduler | StreamPump | FlowMonitor | TopicMonitor] = [*self.pumps, *self._monitors]
-        if scheduler is not None:
-            loops.append(scheduler)
-        topics, self.topics = self.topics, None
-        if topics is not None:
-            loops.append(topics)
+        scheduler, topics = self.scheduler, self.topics
+        self.scheduler = self.topics = None
+        stopping = (*self.pumps, *self._monitors, scheduler, topics)
+        loops = [loop for loop in stopping if loop is not None]
         for loop in loops:
             loop.signal_stop()  # all at once: an invoke in flight ends when its container stops
-        workers = list(self.workers.values())
-        stoppers = [threading.Thread(target=worker.stop, daemon=True) for worker in workers]
-        for thread in stoppers:
-            thread.start()
-        for thread in stoppers:
-            thread.join(timeout=15.0)
+        _all_at_once((worker.stop for worker in self.workers.values()), timeout=15.0)
         for loop in loops:
             loop.stop()
         sandbox, self.sandbox = self.sandbox, None
@@ -328,21 +311,17 @@ class LocalStack:
 
     @property
     def gateway_url(self) -> str:
-        if self._gateway is None:
-            raise RuntimeError("the local stack is not running")
-        return self._gateway.url
+        return _running(self._gateway).url
 
     @property
     def webhook_url(self) -> str:
         """The most specific HttpApi route with a fixed path (the template's webhook route)."""
-        fixed = [route for route in self.routes if route.path != "$default" and "{" not in route.path]
+        fixed = [route for route in self.routes if route.path != "$default"]
         return self.gateway_url + (fixed[0].path if fixed else "/")
 
     @property
     def aws(self) -> EndpointSession:
-        if self._aws is None:
-            raise RuntimeError("the local stack is not running")
-        return self._aws
+        return _running(self._aws)
 
     @property
     def moto_url(self) -> str:
@@ -483,11 +462,36 @@ def example_command(stack: LocalStack) -> str:
     )
 
 
+def _all_at_once(calls: Iterable[Callable[[], None]], *, timeout: float | None = None) -> None:
+    threads = [threading.Thread(target=call, daemon=True) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+
+
+def _running(part: _T | None) -> _T:
+    if part is None:
+        raise RuntimeError("the local stack is not running")
+    return part
+
+
 def _relative(path: Path) -> str:
     try:
         return str(path.absolute().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def configured(program: str) -> LocalConfig | None:
+    """The configuration the environment gives, AWS calls pointed at moto; None once stderr says why not."""
+    try:
+        config = LocalConfig.from_env(os.environ)
+    except LocalConfigError as error:
+        print(f"{program}: {error}", file=sys.stderr)
+        return None
+    use_fake_aws()
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -499,12 +503,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(config_module.__doc__)
         return 0
-    try:
-        config = LocalConfig.from_env(os.environ)
-    except LocalConfigError as error:
-        print(f"geft-local: {error}", file=sys.stderr)
+    config = configured("geft-local")
+    if config is None:
         return 2
-    use_fake_aws()
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -372,12 +372,7 @@ def failed_item_sequences(response: Any, batch: Batch, report_batch_item_failure
 
 
 def on_failure_message(
-    failed: FailedRecords,
-    *,
-    function_arn: str,
-    stream_arn: str,
-    shard_id: str,
-    now: float,
+    failed: FailedRecords, *, function_arn: str, stream_arn: str, shard_id: str, now: float
 ) -> dict[str, Any]:
     """The record Lambda sends to a stream mapping's OnFailure destination (SQS message body)."""
     first, last = failed.records[0], failed.records[-1]

@@ -221,17 +221,13 @@ class FunctionWorker:
         aws_environment: Mapping[str, str],
         log_path: Path,
         console: Console,
-        python: str = sys.executable,
         kill_grace_s: float = 2.0,
-        init_timeout_s: float = INIT_TIMEOUT_S,
     ) -> None:
         self.spec = spec
         self._environment = spec.process_environment(aws_environment)
         self.log_path = log_path
         self._console = console
-        self._python = python
         self._kill_grace_s = kill_grace_s
-        self._init_timeout_s = init_timeout_s
         self._lock = threading.Lock()  # one invoke (or container start) at a time
         self._registry = threading.Lock()  # guards _stopping and _live against stop()
         self._stopping = False
@@ -318,7 +314,7 @@ class FunctionWorker:
                 if self._stopping:
                     return None
                 process = subprocess.Popen(  # noqa: S603 - our own interpreter and runtime script
-                    [self._python, "-P", str(RUNTIME_SCRIPT), "--reply-fd", str(write_fd)],
+                    [sys.executable, "-P", str(RUNTIME_SCRIPT), "--reply-fd", str(write_fd)],
                     stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -339,7 +335,7 @@ class FunctionWorker:
         self._watchers = [thread for thread in self._watchers if thread.is_alive()] + [watcher]
         watcher.start()
         try:
-            reply = container.receive(time.monotonic() + self._init_timeout_s)
+            reply = container.receive(time.monotonic() + INIT_TIMEOUT_S)
         except _PipeClosedError:
             reply = None
         if reply is not None and reply.get("type") == "ready":
@@ -350,7 +346,7 @@ class FunctionWorker:
             error = reply.get("error", {})
             container.exit_reason = f"init failed: {error.get('errorType')}: {error.get('errorMessage')}"
         else:
-            container.exit_reason = f"init did not finish within {self._init_timeout_s:.0f}s"
+            container.exit_reason = f"init did not finish within {INIT_TIMEOUT_S:.0f}s"
         self._console.emit("lambda", f"{self.name}: {container.exit_reason} (see {self.log_path})")
         self._container = None
         container.end(self._kill_grace_s)

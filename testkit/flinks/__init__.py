@@ -52,12 +52,7 @@ API's client).
 from testkit.flinks.admin import SandboxAdmin
 from testkit.flinks.sandbox import DEFAULT_PASSWORD, DEFAULT_USERNAME, FlinksSandbox, JournalEntry
 from testkit.flinks.scenarios import Fault, Scenario
-from testkit.flinks.webhooks import (
-    DeliveryResult,
-    emit_guarantee_webhook,
-    guarantee_webhook_body,
-    sign_body,
-)
+from testkit.flinks.webhooks import DeliveryResult, emit_guarantee_webhook, guarantee_webhook_body, sign_body
 
 __all__ = [
     "DEFAULT_PASSWORD",

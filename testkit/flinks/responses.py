@@ -137,12 +137,12 @@ def details_body(session: Session) -> dict[str, Any]:
         "sessionId": session.session_id,
         "status": session.status,
         "step": {
-            "current": "GuaranteeOffer" if session.decision is None else "Complete",
+            "current": "GuaranteeOffer" if session.current.decision is None else "Complete",
             "aggregationRequestId": session.aggregation_request_id,
             "padId": None,
         },
         "referenceId": session.reference_id,
-        "amount": session.amount,
+        "amount": session.current.amount,
         "type": "EFT",
         "direction": "DEBIT",
         "currency": "CAD",
@@ -166,7 +166,7 @@ def details_body(session: Session) -> dict[str, Any]:
         "guaranteeDetails": {
             "guaranteeOffered": scenario.guarantee_offered,
             "guaranteeAccepted": session.shown_accepted(),
-            "highestDebitAmountToGuarantee": session.highest_debit,
+            "highestDebitAmountToGuarantee": session.current.highest_debit,
             "overallRiskLevel": scenario.overall_risk_level,
             "transactionRiskLevel": scenario.transaction_risk_level,
             "userRiskLevel": scenario.user_risk_level,
@@ -183,11 +183,11 @@ def legacy_details_body(session: Session) -> dict[str, Any]:
         "sessionId": session.session_id,
         "status": session.status,
         "referenceId": session.reference_id,
-        "amount": session.amount,
+        "amount": session.current.amount,
         "currency": "CAD",
         "created_at": session.created_at,
         "updated_at": session.updated_at or session.created_at,
-        "completed_at": session.decided_at,
+        "completed_at": session.current.decided_at,
         "payor": {
             "firstName": "Jean-Claude",
             "lastName": "Topinambour",
@@ -202,6 +202,6 @@ def legacy_details_body(session: Session) -> dict[str, Any]:
         "guarantee": {
             "status": "Approved" if offered else "Declined",
             "approvedAt": session.created_at if offered else None,
-            "coverage": session.highest_debit,
+            "coverage": session.current.highest_debit,
         },
     }

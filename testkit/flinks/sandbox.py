@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, urlencode
 
@@ -123,23 +122,6 @@ class Session:
     def current(self) -> Offer:
         return self.offers[-1]
 
-    @property
-    def amount(self) -> Decimal | None:
-        return self.current.amount
-
-    @property
-    def highest_debit(self) -> Decimal | None:
-        return self.current.highest_debit
-
-    @property
-    def decision(self) -> bool | None:
-        """The current offer's decision."""
-        return self.current.decision
-
-    @property
-    def decided_at(self) -> datetime | None:
-        return self.current.decided_at
-
     def shown_accepted(self) -> bool | None:
         """``guaranteeDetails.guaranteeAccepted`` as ``/details`` shows it (``nbo_guarantee_accepted``)."""
         if self.current.decision is not None or self.scenario.nbo_guarantee_accepted == "reset":
@@ -230,9 +212,7 @@ class FlinksSandbox:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property
@@ -348,7 +328,7 @@ class FlinksSandbox:
         with self._lock:
             session = self._session(session_id)
             if offer is None:
-                return session.decision
+                return session.current.decision
             if not 1 <= offer <= len(session.offers):
                 raise KeyError(f"session {session_id} has no offer {offer}")
             return session.offers[offer - 1].decision
@@ -365,7 +345,7 @@ class FlinksSandbox:
             if session is not None:
                 state |= {
                     "referenceId": session.reference_id,
-                    "decision": session.decision,
+                    "decision": session.current.decision,
                     "status": session.status,
                     "statusDetails": session.status_details,
                     "pendingFaults": {k: [f.spec for f in v] for k, v in session.faults.items() if v},
@@ -511,18 +491,10 @@ class FlinksSandbox:
             body = _redacted_form(body)
         with self._lock:
             index = len(self._journal)
-            self._journal.append(
-                JournalEntry(
-                    seq=index + 1,
-                    at=time.time(),
-                    method=request.method,
-                    path=request.path,
-                    endpoint=endpoint,
-                    session_id=session_id,
-                    headers=headers,
-                    body=body,
-                )
+            entry = JournalEntry(
+                index + 1, time.time(), request.method, request.path, endpoint, session_id, headers, body
             )
+            self._journal.append(entry)
         return index
 
     def update_journal(self, index: int, **changes: Any) -> None:
@@ -710,7 +682,7 @@ class FlinksSandbox:
             body = {
                 "sessionId": session.session_id,
                 "referenceId": session.reference_id,
-                "amount": session.amount,
+                "amount": session.current.amount,
                 "status": session.status,
                 "statusDetails": session.status_details,
             }

@@ -43,8 +43,8 @@ def gateway(function: RecordingFunction) -> Iterator[HttpApiGateway]:
     routes = sorted(
         [
             Route("Webhook", "POST", "/webhooks/flinks"),
-            Route("Item", "GET", "/items/{id}"),
-            Route("Proxy", "ANY", "/files/{proxy+}"),
+            Route("Item", "GET", "/items/1"),
+            Route("Files", "ANY", "/files"),
         ],
         key=Route.specificity,
     )
@@ -155,14 +155,14 @@ def test_bodies_are_text_only_when_utf8_and_textual(
     assert received == body
 
 
-def test_path_parameters_and_method_routes(gateway: HttpApiGateway, function: RecordingFunction) -> None:
-    request(gateway, "GET", "/items/42")
-    request(gateway, "GET", "/files/a/b/c.txt")
-    status, _, body = request(gateway, "POST", "/items/42")
+def test_routes_match_their_method_and_path(gateway: HttpApiGateway, function: RecordingFunction) -> None:
+    request(gateway, "GET", "/items/1?x=1")
+    request(gateway, "DELETE", "/files")
+    status, _, body = request(gateway, "POST", "/items/1")
 
-    assert [(name, event["routeKey"], event.get("pathParameters")) for name, event in function.events] == [
-        ("Item", "GET /items/{id}", {"id": "42"}),
-        ("Proxy", "ANY /files/{proxy+}", {"proxy": "a/b/c.txt"}),
+    assert [(name, event["routeKey"]) for name, event in function.events] == [
+        ("Item", "GET /items/1"),
+        ("Files", "ANY /files"),
     ]
     assert (status, json.loads(body)) == (404, {"message": "Not Found"})
 

@@ -233,7 +233,7 @@ class GuaranteeRepository:
         try:
             old = self._update_returning_old(guarantee_key(ref), update)
         except _ConditionFailedError as failed:
-            return _claim_refused(guarantee_view(failed.item) if failed.item else None, now_ms)
+            return claim_refused(guarantee_view(failed.item) if failed.item else None, now_ms)
         previous = guarantee_view(old)
         if previous is None:  # pragma: no cover - the condition requires an existing guarantee
             return Claim(ClaimResult.MISSING)
@@ -711,7 +711,7 @@ class _Update:
         return request
 
 
-def _claim_refused(current: GuaranteeView | None, now_ms: int) -> Claim:
+def claim_refused(current: GuaranteeView | None, now_ms: int) -> Claim:
     if current is None:
         return Claim(ClaimResult.MISSING)
     if current.status in TERMINAL_STATUSES:
