@@ -58,6 +58,8 @@ def _calls(client: FlinksClient, session_id: str) -> SessionCalls:
         pytest.param("504", pytest.approx([0.2]), id="504"),
         pytest.param("429:retry-after=1", [1.0], id="429-retry-after"),
         pytest.param("reset", pytest.approx([0.2]), id="connection-reset"),
+        # status and headers at once, then a byte every 0.5 s: cut at connect 1 s + read 1 s
+        pytest.param("dribble-body:0.5", pytest.approx([0.2]), id="dribbled-body"),
     ],
 )
 def test_details_that_failed_once_is_read_again_in_the_same_call(
