@@ -415,12 +415,12 @@ def test_details_500_once_succeeds_after_retry(
     assert sandbox.authorize_count == 1
 
 
-@pytest.mark.parametrize("endpoint", ["confirm", "details"])
-def test_503_retry_after_is_honoured(
-    endpoint: str, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
+@pytest.mark.parametrize(("endpoint", "status"), [("confirm", 503), ("confirm", 429), ("details", 503)])
+def test_retry_after_on_503_or_429_is_honoured(
+    endpoint: str, status: int, sandbox: FlinksSandbox, make_client: ClientFactory, sleep: RecordingSleep
 ) -> None:
-    # GIVEN
-    calls = calls_with_faults(sandbox, make_client, {endpoint: ["503:retry-after=1"]})
+    # GIVEN a refusal (503, or a confirm's 429: neither reached Flinks' handling) with Retry-After
+    calls = calls_with_faults(sandbox, make_client, {endpoint: [f"{status}:retry-after=1"]})
 
     # WHEN
     if endpoint == "confirm":
@@ -428,11 +428,13 @@ def test_503_retry_after_is_honoured(
     else:
         calls.details()
 
-    # THEN the wait is the server's Retry-After, not the jittered backoff
+    # THEN the wait is the server's Retry-After, not the jittered backoff, and a confirm applied once
     assert sleep.delays == [1.0]
     path = CONFIRM if endpoint == "confirm" else DETAILS
-    assert [entry.response_status for entry in sandbox.calls(path)] == [503, 200]
+    assert [entry.response_status for entry in sandbox.calls(path)] == [status, 200]
     assert len(sandbox.calls()) == 3
+    if endpoint == "confirm":
+        assert sandbox.confirms_for(calls.session_id) == [True]
 
 
 def test_429_retry_after_is_honoured(
