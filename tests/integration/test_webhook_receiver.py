@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -270,13 +271,24 @@ def test_committed_sam_event_is_accepted(invoke_receiver: Invoke, table_items: I
     assert table_items()[0]["pk"] == document["sessionId"]
 
 
+def _installed_sam_version(venv: Path) -> str | None:
+    """The SAM CLI version installed in ``venv``, read from its package metadata (no CLI start)."""
+    site_packages = [str(path) for path in venv.glob("lib/python*/site-packages")]
+    versions = {
+        found.version for found in importlib.metadata.distributions(name="aws-sam-cli", path=site_packages)
+    }
+    return versions.pop() if len(versions) == 1 else None
+
+
 def _sam_generated_event(*kind: str) -> dict[str, Any]:
-    """``sam local generate-event KIND...``'s event. Made once per SAM install and kept in its virtualenv
-    (``make setup`` rebuilds that whenever SAM's lock changes, and the kept events with it): the CLI
-    takes seconds to start, the event depends only on SAM's version."""
-    sam = REPO_ROOT / ".venv-sam" / "bin" / "sam"
-    kept = REPO_ROOT / ".venv-sam" / "generated-events" / f"{'-'.join(kind)}.json"
-    if sam.exists() and kept.exists():
+    """``sam local generate-event KIND...``'s event. Made once per SAM version and kept in SAM's
+    virtualenv under a name carrying that version: the CLI takes seconds to start, the event depends
+    only on SAM's version, and a SAM upgraded in place must not read the event of the one before."""
+    venv = REPO_ROOT / ".venv-sam"
+    sam = venv / "bin" / "sam"
+    version = _installed_sam_version(venv) if sam.exists() else None
+    kept = None if version is None else venv / "generated-events" / f"{'-'.join(kind)}-sam-{version}.json"
+    if kept is not None and kept.exists():
         document: dict[str, Any] = json.loads(kept.read_text())
         return document
     if not sam.exists():
@@ -288,7 +300,7 @@ def _sam_generated_event(*kind: str) -> dict[str, Any]:
         [str(sam), "local", "generate-event", *kind], check=True, capture_output=True, text=True, timeout=60
     ).stdout
     document = json.loads(generated)
-    if sam.parent == kept.parent.parent / "bin":  # our own install: keep it for the next run
+    if kept is not None:  # our own install, its version known: keep it for the next run
         kept.parent.mkdir(exist_ok=True)
         partial = kept.with_suffix(".partial")
         partial.write_text(generated)
