@@ -6,7 +6,8 @@ test_flinks_client_outcomes.py, test_flinks_limits.py); what the state machine d
 (lost and slow confirms, refusals, outages, crashes, redeliveries, races) on fakes in
 tests/unit/test_processor_state_machine.py; a few of them run to a settled ledger in
 test_decision_faults.py and test_crash_points.py. This module keeps what needs the handler and the
-table: the wiring, the batch's report, the facts as Flinks' JSON carries them.
+table: the wiring, the batch's report, the facts as Flinks' JSON carries them, and a refusal's FAILED
+record.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from testkit.flinks import Scenario
 from testkit.lambda_context import LambdaContext
+from tests.support.ledger import audit
 from tests.support.pipeline import Pipeline
 
 
@@ -115,6 +117,23 @@ def test_facts_are_read_from_flinks_json_as_documented(
     item = pipeline.item(session_id)
     assert (item["decision"], item["decisionRule"]) == (decision, rule)
     assert {name: Decimal(item["decisionInputs"][name]) for name in inputs} == inputs
+
+
+def test_a_flinks_refusal_is_failed_with_its_reason_and_not_retried(pipeline: Pipeline) -> None:
+    # GIVEN a session whose /details Flinks refuses with a 400 (permanent: a retry would be refused too)
+    session_id, event = pipeline.guarantee(faults={"details": ["400"]})
+
+    # WHEN the processor handles it
+    answer = pipeline.process(event)
+
+    # THEN it is FAILED for good with Flinks' reason, not reported for retry, and nothing was confirmed
+    assert answer == {"batchItemFailures": []}
+    assert audit(pipeline.sandbox, pipeline.items).failed == 1
+    item = pipeline.item(session_id)
+    assert item["status"] == "FAILED"
+    assert item["failureReason"].startswith("Flinks refused: ")
+    assert "400" in item["failureReason"]
+    assert pipeline.confirms(session_id) == []
 
 
 def test_batch_of_many_sessions_answers_exactly(pipeline: Pipeline) -> None:

@@ -144,6 +144,27 @@ def test_a_release_returns_the_claim_and_says_whether_a_confirm_may_have_gone(
     assert retry.confirm_may_have_been_sent is uncertain
 
 
+def test_a_confirm_once_attempted_keeps_every_later_claim_uncertain(store: Store) -> None:
+    # After an unknown confirm outcome the retry may fail transiently before reaching the confirm (a
+    # /details 503, say) and release the claim clean, as RECEIVED: from then on only the recorded
+    # attempt makes the next claim read /details before any confirm.
+    ref = _ref()
+    store.seed(ref)
+    store.claim(ref, claim_id="c1", now_ms=NOW, lease_until_ms=NOW + 99_000)
+    assert store.release(
+        ref, claim_id="c1", now_ms=NOW + 1, release=Release("timeout", confirm_attempted=True)
+    )
+    store.claim(ref, claim_id="c2", now_ms=NOW + 2, lease_until_ms=NOW + 99_000)
+
+    assert store.release(ref, claim_id="c2", now_ms=NOW + 3, release=Release("details 503"))
+
+    item = store.get(ref)
+    assert (item.status, item.confirm_attempted) == (models.GuaranteeStatus.RECEIVED, True)
+    after = store.claim(ref, claim_id="c3", now_ms=NOW + 4, lease_until_ms=NOW + 99_000)
+    assert after.result is ClaimResult.CLAIMED
+    assert after.confirm_may_have_been_sent
+
+
 def test_a_settling_confirm_refuses_every_claim_until_it_has_settled(store: Store) -> None:
     ref = _ref()
     store.seed(ref)
@@ -216,6 +237,22 @@ def _finished_as(store: Store, outcome: models.GuaranteeOutcome) -> models.Guara
     store.claim(ref, claim_id="c1", now_ms=NOW, lease_until_ms=NOW + 99_000)
     assert store.finish(ref, claim_id="c1", outcome=outcome, now_ms=NOW)
     return ref
+
+
+def test_a_failed_outcome_records_flinks_reason(store: Store) -> None:
+    reason = "Flinks refused: details 400 (invalid request)"
+    failed = models.GuaranteeOutcome(
+        status=models.GuaranteeStatus.FAILED,
+        change=models.ChangeKind.FAILED,
+        failure_reason=reason,
+        follow_up=models.FollowUp(models.FollowUpQueue.RECONCILE, NOW + 900_000),
+    )
+
+    item = store.get(_finished_as(store, failed))
+
+    assert (item.status, item.failure_reason) == (models.GuaranteeStatus.FAILED, reason)
+    assert item.last_change is not None
+    assert (item.last_change.kind, item.last_change.reason) == (models.ChangeKind.FAILED, reason)
 
 
 def test_a_decided_review_can_be_redriven_and_keeps_the_decision(store: Store) -> None:
