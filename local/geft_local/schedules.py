@@ -110,7 +110,10 @@ class Scheduler:
         0, no rule runs on its own (``run_all_now`` only)."""
         if interval_override_s is not None and interval_override_s < 0:
             raise ValueError("interval_override_s must be at least 0")
-        self.rules, self._invoke, self._console, self._clock = rules, invoke, console, clock
+        self.rules = rules
+        self._invoke = invoke
+        self._console = console
+        self._clock = clock
         self._interval_override_s = interval_override_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

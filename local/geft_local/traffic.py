@@ -171,10 +171,13 @@ class LocalStackState:
     def read(cls, path: Path) -> LocalStackState:
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
-            fields = ("webhookUrl", "webhookSecret", "flinksBaseUrl", "endpointUrl")
-            webhook_url, secret, sandbox_url, endpoint_url = (str(state[name]) for name in fields)
-            table_name = str(state["outputs"]["GuaranteesTableName"])
-            return cls(webhook_url, secret, sandbox_url.rstrip("/"), endpoint_url, table_name)
+            return cls(
+                webhook_url=str(state["webhookUrl"]),
+                webhook_secret=str(state["webhookSecret"]),
+                sandbox_url=str(state["flinksBaseUrl"]).rstrip("/"),
+                endpoint_url=str(state["endpointUrl"]),
+                table_name=str(state["outputs"]["GuaranteesTableName"]),
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise TrafficError(f"cannot read the local stack's state {path}: {error}") from error
 

@@ -491,10 +491,18 @@ class FlinksSandbox:
             body = _redacted_form(body)
         with self._lock:
             index = len(self._journal)
-            entry = JournalEntry(
-                index + 1, time.time(), request.method, request.path, endpoint, session_id, headers, body
+            self._journal.append(
+                JournalEntry(
+                    seq=index + 1,
+                    at=time.time(),
+                    method=request.method,
+                    path=request.path,
+                    endpoint=endpoint,
+                    session_id=session_id,
+                    headers=headers,
+                    body=body,
+                )
             )
-            self._journal.append(entry)
         return index
 
     def update_journal(self, index: int, **changes: Any) -> None:
