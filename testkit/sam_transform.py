@@ -68,6 +68,7 @@ def transformed(
 @functools.cache
 def _transformed(source: str, key: str, artifact_uri: ArtifactUri) -> str:
     import boto3  # noqa: PLC0415 - heavy, and only the local tooling transforms
+    import botocore.session  # noqa: PLC0415
     from samtranslator.parser.parser import Parser  # noqa: PLC0415
     from samtranslator.translator.arn_generator import ArnGenerator  # noqa: PLC0415
     from samtranslator.translator.translator import Translator  # noqa: PLC0415
@@ -88,7 +89,11 @@ def _transformed(source: str, key: str, artifact_uri: ArtifactUri) -> str:
     expanded["Transform"] = "AWS::Serverless-2016-10-31"  # the extensions are applied: SAM's turn
     ArnGenerator.BOTO_SESSION_REGION_NAME = region  # the partition, without asking boto3's environment
     logging.getLogger("samtranslator").setLevel(logging.ERROR)  # feature-toggle chatter
-    # SAM's own entry point (transform) asks boto3's environment for the region: given here instead
-    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
+    # SAM's own entry point (transform) asks boto3's environment for the region: given here instead, from
+    # a session that reads no AWS_PROFILE (an offline transform must not fail on the caller's profile,
+    # an empty one as make sets it, or one this machine does not have)
+    no_profile = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    session = boto3.session.Session(botocore_session=no_profile, region_name=region)
+    translator = Translator(None, Parser(), boto_session=session)
     result = translator.translate(expanded, values | pseudo, get_managed_policy_map=dict)
     return json.dumps(apply_conditions(result, values), default=str)

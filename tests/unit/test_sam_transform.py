@@ -7,6 +7,9 @@ both lists (Globals first). These tests hold the local stack's function configur
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -99,3 +102,29 @@ def test_parameters_a_rule_refuses_are_a_deployment_error(template: dict[str, An
             {"ReceiverSnapStart": "true", "ReceiverProvisionedConcurrency": "2"},
             stack_name="geft-test",
         )
+
+
+@pytest.mark.parametrize("profile", ["", "no-such-profile"], ids=["empty, as make sets it", "unknown"])
+def test_the_transform_reads_no_aws_profile(profile: str) -> None:
+    # GIVEN a fresh interpreter (the tests' shared botocore session would hide a profile lookup) whose
+    # AWS_PROFILE names no profile this machine has: make bench failed on the empty one at its start
+    environment = {**os.environ, "AWS_PROFILE": profile, "PYTHONPATH": str(REPO_ROOT)}
+
+    # WHEN it deploys the template as the local stack and the benchmarks do
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from testkit.template import Deployment, load_template\n"
+            "print(Deployment.of(load_template(), stack_name='geft-profile').template['Resources']"
+            f"[{FUNCTION!r}]['Type'])",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # THEN SAM's translator ran without asking for the profile
+    assert (child.returncode, child.stdout.strip()) == (0, "AWS::Lambda::Function"), child.stderr[-2000:]
