@@ -360,7 +360,9 @@ class FakeSessionState:
     balance: Decimal = Decimal("5000.00")
     details_extra: dict[str, Any] = field(default_factory=dict)
     guarantee_block_override: dict[str, Any] | None = None
-    faults: dict[str, deque[str]] = field(default_factory=lambda: {"details": deque(), "confirm": deque()})
+    faults: dict[str, deque[str | Exception]] = field(
+        default_factory=lambda: {"details": deque(), "confirm": deque()}
+    )
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,9 @@ class FakeFlinks:
     Confirm faults (``add_fault(sid, "confirm", kind)``): ``unknown-applied`` (applied, answer lost),
     ``unknown-lost`` (never applied, no answer), ``slow:S`` (applied S seconds later, the call times out
     now), ``conflict`` (409), ``unavailable`` (a 503 the client gave up on: not applied), ``refused``
-    (400), ``auth`` (credentials refused). Details faults: ``unavailable``, ``refused``.
+    (400), ``auth`` (credentials refused). Details faults: ``unavailable``, ``refused``. An exception
+    instance, at either call, is raised as it is before the call does anything (any error the client
+    may raise).
     """
 
     def __init__(self, clock: FakeClock, *, sticky: bool = False, expose_ids: bool = False) -> None:
@@ -424,7 +428,7 @@ class FakeFlinks:
             Offer(Decimal(amount), Decimal(highest_debit or amount), guarantee_id)
         )
 
-    def add_fault(self, session_id: str, endpoint: str, *kinds: str) -> None:
+    def add_fault(self, session_id: str, endpoint: str, *kinds: str | Exception) -> None:
         self.sessions[session_id].faults[endpoint].extend(kinds)
 
     def confirms_for(self, session_id: str) -> list[bool]:
@@ -483,6 +487,8 @@ class FakeFlinks:
             state = self.sessions[session_id]
             self._apply_due(state)
             fault = state.faults["confirm"].popleft() if state.faults["confirm"] else None
+            if isinstance(fault, Exception):
+                raise fault
             if fault in ("unavailable", "refused", "auth"):
                 raise _fault_error("confirm", fault)
             index = len(state.offers) - 1
@@ -507,6 +513,8 @@ class FakeFlinks:
         with self._lock:
             self.details_calls.append(session_id)
             fault = state.faults["details"].popleft() if state.faults["details"] else None
+        if isinstance(fault, Exception):
+            raise fault
         if fault is not None:
             raise _fault_error("details", fault)
         return self.details_of(session_id)

@@ -502,19 +502,6 @@ _CONFIRM_ONLY: dict[str, tuple[Exception, str]] = {
 }
 
 
-def _raise_once(pipeline: Pipeline, call: str, error: Exception) -> None:
-    """The session's next ``call`` ("details" or "confirm") raises ``error`` before reaching the fake."""
-    real = getattr(pipeline.flinks, f"_{call}")
-    pending = [error]
-
-    def failing(*args: Any) -> Any:
-        if pending:
-            raise pending.pop()
-        return real(*args)
-
-    setattr(pipeline.flinks, f"_{call}", failing)
-
-
 @pytest.mark.parametrize(
     ("call", "name"),
     [("details", name) for name in _CLIENT_ERRORS]
@@ -526,7 +513,7 @@ def test_each_client_error_ends_the_attempt_as_its_kind_and_the_retry_confirms_o
     # GIVEN a stored guarantee whose details or confirm call raises the error once
     error, kind = {**_CLIENT_ERRORS, **_CONFIRM_ONLY}[name]
     session_id, ref = pipeline.guarantee()
-    _raise_once(pipeline, call, error)
+    pipeline.flinks.add_fault(session_id, call, error)
 
     # WHEN the stream delivers it
     first = pipeline.one(ref)
